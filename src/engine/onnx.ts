@@ -1,0 +1,352 @@
+/**
+ * ONNX export of traced graphs, with standard operators only (default domain, opset 17), so the
+ * result runs on onnxruntime-node, onnxruntime-web (wasm / WebGPU) and anything else that reads ONNX.
+ *
+ * Export is deterministic: value names come from the position in a deterministic topological order
+ * (never from global node ids), constants are deduplicated by content, and protobuf encoding of the
+ * same message is byte-stable. The same traced function therefore always gives the same bytes.
+ */
+import onnxProto from 'onnx-proto';
+import { topoSort, type DType, type Dim, type Node } from './graph.ts';
+import type { Tensor } from './tensor.ts';
+
+const { onnx } = onnxProto;
+
+export const OPSET = 17;
+
+const DTYPE_CODE: Record<DType, number> = {
+  float32: onnx.TensorProto.DataType.FLOAT,
+  int64: onnx.TensorProto.DataType.INT64,
+  bool: onnx.TensorProto.DataType.BOOL,
+};
+
+export type InitializerData = Float32Array | BigInt64Array;
+
+export interface OnnxExportOptions {
+  /** Graph name recorded in the model. */
+  name?: string;
+  /** Inputs bound to fixed values: written as initializers instead of graph inputs (e.g. trained weights). */
+  initializers?: ReadonlyMap<string, InitializerData> | Record<string, InitializerData>;
+  /** Order of the remaining graph inputs; by default the order in which the graph reaches them. */
+  inputOrder?: readonly string[];
+  /** Free-form key/value metadata stored in the model (e.g. the model config as JSON). */
+  metadata?: Record<string, string>;
+  /**
+   * Rewrite stride-1 ConvTranspose as a Conv with flipped, transposed weights (onnxruntime's Conv is
+   * faster than its ConvTranspose). Default true.
+   */
+  convTransposeAsConv?: boolean;
+}
+
+export interface OnnxModelInfo {
+  inputs: { name: string; shape: Dim[]; dtype: DType }[];
+  outputs: { name: string; shape: Dim[]; dtype: DType }[];
+}
+
+type AttrValue = number | number[] | string | { tensor: ReturnType<typeof tensorProto> } | { dtype: DType };
+
+function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.AttributeProto> {
+  const A = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'number') {
+    return Number.isInteger(v)
+      ? onnx.AttributeProto.create({ name, type: A.INT, i: v })
+      : onnx.AttributeProto.create({ name, type: A.FLOAT, f: v });
+  }
+  if (typeof v === 'string') return onnx.AttributeProto.create({ name, type: A.STRING, s: new TextEncoder().encode(v) });
+  if (Array.isArray(v)) return onnx.AttributeProto.create({ name, type: A.INTS, ints: v });
+  if ('tensor' in v) return onnx.AttributeProto.create({ name, type: A.TENSOR, t: v.tensor });
+  return onnx.AttributeProto.create({ name, type: A.INT, i: DTYPE_CODE[v.dtype] });
+}
+
+function tensorProto(name: string, dtype: DType, dims: readonly number[], raw: Uint8Array) {
+  return onnx.TensorProto.create({ name, dataType: DTYPE_CODE[dtype], dims: [...dims], rawData: raw });
+}
+
+function rawBytes(dtype: DType, value: Float64Array | Float32Array | BigInt64Array | Uint8Array): Uint8Array {
+  if (dtype === 'float32') {
+    const f = value instanceof Float32Array ? value : Float32Array.from(value as Float64Array);
+    return new Uint8Array(f.buffer.slice(f.byteOffset, f.byteOffset + f.byteLength));
+  }
+  if (dtype === 'int64') {
+    const b = value as BigInt64Array;
+    return new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  }
+  return Uint8Array.from(value as Uint8Array);
+}
+
+function valueInfo(name: string, dtype: DType, shape: readonly Dim[]) {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: onnx.TypeProto.create({
+      tensorType: onnx.TypeProto.Tensor.create({
+        elemType: DTYPE_CODE[dtype],
+        shape: onnx.TensorShapeProto.create({
+          dim: shape.map((d) => onnx.TensorShapeProto.Dimension.create(typeof d === 'number' ? { dimValue: d } : { dimParam: d })),
+        }),
+      }),
+    }),
+  });
+}
+
+function fnv1a(bytes: Uint8Array): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
+  return h.toString(16);
+}
+
+/** The Input nodes an output set depends on, in deterministic first-reached order. */
+export function graphInputs(outputs: readonly Tensor[]): Node[] {
+  return topoSort(outputs.map((t) => t.node)).filter((n) => n.op === 'Input');
+}
+
+/**
+ * Serialise the graph that computes `outputs` (name -> tensor) as an ONNX ModelProto.
+ * Returns the bytes and the signature (graph inputs/outputs with shapes).
+ */
+export function toOnnx(outputs: Record<string, Tensor>, opts: OnnxExportOptions = {}): { bytes: Uint8Array; info: OnnxModelInfo } {
+  const outNames = Object.keys(outputs);
+  if (outNames.length === 0) throw new Error('toOnnx: no outputs');
+  const outTensors = outNames.map((k) => outputs[k]!);
+  const order = topoSort(outTensors.map((t) => t.node));
+  const initMap = new Map<string, InitializerData>(
+    opts.initializers instanceof Map ? opts.initializers : Object.entries(opts.initializers ?? {}),
+  );
+  const convTransposeAsConv = opts.convTransposeAsConv ?? true;
+
+  const names = new Map<Node, string>();
+  const nodes: InstanceType<typeof onnx.NodeProto>[] = [];
+  const initializers: ReturnType<typeof tensorProto>[] = [];
+  const inputs: OnnxModelInfo['inputs'] = [];
+  const constCache = new Map<string, string>();
+  let tmp = 0;
+  const fresh = (hint: string) => `${hint}_${tmp++}`;
+
+  /** A deduplicated initializer holding a constant. */
+  const constName = (dtype: DType, dims: readonly number[], raw: Uint8Array): string => {
+    const key = `${dtype}|${dims.join('x')}|${raw.length}|${fnv1a(raw)}`;
+    const hit = constCache.get(key);
+    if (hit) return hit;
+    const name = `c${constCache.size}`;
+    constCache.set(key, name);
+    initializers.push(tensorProto(name, dtype, dims, raw));
+    return name;
+  };
+  const i64 = (vals: readonly number[]): string =>
+    constName('int64', [vals.length], rawBytes('int64', BigInt64Array.from(vals, (v) => BigInt(v))));
+  const emit = (opType: string, ins: string[], outs: string[], attrs: Record<string, AttrValue> = {}) => {
+    nodes.push(
+      onnx.NodeProto.create({
+        opType,
+        input: ins,
+        output: outs,
+        name: `n${nodes.length}_${opType}`,
+        attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+      }),
+    );
+  };
+
+  const seenInputNames = new Set<string>();
+  // Output tensors that are graph inputs, or listed twice, need an Identity to get their own name.
+  const outputNameOf = new Map<Node, string>();
+  outTensors.forEach((t, i) => {
+    if (t.node.op !== 'Input' && t.node.op !== 'Constant' && !outputNameOf.has(t.node)) outputNameOf.set(t.node, outNames[i]!);
+  });
+
+  // Where each symbolic dim can be read at run time: the first graph input that carries it.
+  const symbolSource = new Map<string, [string, number]>();
+  for (const n of order) {
+    if (n.op !== 'Input' || initMap.has(n.attrs.name as string)) continue;
+    n.shape.forEach((d, axis) => {
+      if (typeof d === 'string' && !symbolSource.has(d)) symbolSource.set(d, [n.attrs.name as string, axis]);
+    });
+  }
+  /** An int64 shape vector: a constant when static, else assembled with Shape/Concat at run time. */
+  const shapeVector = (dims: readonly Dim[]): string => {
+    if (dims.every((d) => typeof d === 'number')) return i64(dims as number[]);
+    const parts = dims.map((d) => {
+      if (typeof d === 'number') return i64([d]);
+      const srcDim = symbolSource.get(d);
+      if (!srcDim) throw new Error(`toOnnx: symbolic dim '${d}' appears in no graph input`);
+      const piece = fresh('dim');
+      emit('Shape', [srcDim[0]], [piece], { start: srcDim[1], end: srcDim[1] + 1 });
+      return piece;
+    });
+    const vec = fresh('shape');
+    emit('Concat', parts, [vec], { axis: 0 });
+    return vec;
+  };
+
+  let counter = 0;
+  for (const n of order) {
+    if (n.op === 'Input') {
+      const name = n.attrs.name as string;
+      if (seenInputNames.has(name)) throw new Error(`toOnnx: two different inputs are named '${name}'`);
+      seenInputNames.add(name);
+      names.set(n, name);
+      const bound = initMap.get(name);
+      if (bound) {
+        const dims = n.shape.map((d) => {
+          if (typeof d !== 'number') throw new Error(`toOnnx: initializer '${name}' has symbolic shape`);
+          return d;
+        });
+        const expected = dims.reduce((a, b) => a * b, 1);
+        if (bound.length !== expected) throw new Error(`toOnnx: initializer '${name}' has ${bound.length} values, shape [${dims}] needs ${expected}`);
+        initializers.push(tensorProto(name, n.dtype, dims, rawBytes(n.dtype, bound)));
+      } else {
+        inputs.push({ name, shape: [...n.shape], dtype: n.dtype });
+      }
+      continue;
+    }
+    if (n.op === 'Constant') {
+      const value = n.attrs.value as Float64Array | BigInt64Array | Uint8Array;
+      names.set(n, constName(n.dtype, n.shape as number[], rawBytes(n.dtype, value)));
+      continue;
+    }
+    const out = outputNameOf.get(n) ?? `v${counter++}`;
+    names.set(n, out);
+    const ins = n.inputs.map((i) => names.get(i)!);
+    lower(n, ins, out);
+  }
+
+  function lower(n: Node, ins: string[], out: string): void {
+    const a = n.attrs;
+    switch (n.op) {
+      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Max': case 'Min': case 'Pow':
+      case 'Less': case 'Greater': case 'Equal': case 'Where':
+      case 'Neg': case 'Exp': case 'Log': case 'Sqrt': case 'Tanh': case 'Sigmoid': case 'Sin': case 'Cos':
+      case 'Abs': case 'Relu': case 'Erf': case 'MatMul':
+        return emit(n.op, ins, [out]);
+      case 'Cast':
+        return emit('Cast', ins, [out], { to: { dtype: a.to as DType } });
+      case 'StopGradient':
+        return emit('Identity', ins, [out]);
+      case 'Conv': {
+        const w = n.inputs[1]!;
+        return emit('Conv', ins, [out], {
+          kernel_shape: [w.shape[2] as number, w.shape[3] as number],
+          strides: a.strides as number[],
+          pads: a.pads as number[],
+          group: a.group as number,
+        });
+      }
+      case 'ConvTranspose': {
+        const w = n.inputs[1]!;
+        const [O, Cg, kh, kw] = w.shape as number[] as [number, number, number, number];
+        const strides = a.strides as number[];
+        const pads = a.pads as number[];
+        const group = a.group as number;
+        const outputPadding = a.outputPadding as number[];
+        const flippable = strides.every((s) => s === 1) && outputPadding.every((p) => p === 0)
+          && pads[0]! <= kh - 1 && pads[2]! <= kh - 1 && pads[1]! <= kw - 1 && pads[3]! <= kw - 1;
+        if (convTransposeAsConv && flippable) {
+          // stride-1 transposed conv == conv with the kernel flipped in space and in/out channels swapped
+          // per group: w [O, Cg, kh, kw] -> w' [C, O/group, kh, kw], pads k-1-p.
+          const Og = O / group;
+          let wt = fresh('wT');
+          emit('Reshape', [ins[1]!, i64([group, Og, Cg, kh, kw])], [wt]);
+          const wt2 = fresh('wT');
+          emit('Transpose', [wt], [wt2], { perm: [0, 2, 1, 3, 4] });
+          wt = fresh('wT');
+          emit('Reshape', [wt2, i64([group * Cg, Og, kh, kw])], [wt]);
+          const wf = fresh('wFlip');
+          const big = -(2 ** 62);
+          emit('Slice', [wt, i64([-1, -1]), i64([big, big]), i64([2, 3]), i64([-1, -1])], [wf]);
+          return emit('Conv', [ins[0]!, wf], [out], {
+            kernel_shape: [kh, kw],
+            strides: [1, 1],
+            pads: [kh - 1 - pads[0]!, kw - 1 - pads[1]!, kh - 1 - pads[2]!, kw - 1 - pads[3]!],
+            group,
+          });
+        }
+        return emit('ConvTranspose', ins, [out], { kernel_shape: [kh, kw], strides, pads, group, output_padding: outputPadding });
+      }
+      case 'Reshape': {
+        const src = n.inputs[0]!.shape;
+        const target = a.shape as Dim[];
+        // ONNX: 0 copies the input's dim at the same index; other symbolic dims are read at run time
+        const spec = target.map((d, i) => (typeof d !== 'number' && src[i] === d ? 0 : d));
+        return emit('Reshape', [ins[0]!, shapeVector(spec)], [out]);
+      }
+      case 'Transpose':
+        return emit('Transpose', ins, [out], { perm: a.perm as number[] });
+      case 'Expand': {
+        const src = n.inputs[0]!.shape;
+        const shape = a.shape as Dim[];
+        const off = shape.length - src.length;
+        // bidirectional broadcast: a 1 keeps the input's (possibly symbolic) dim
+        const target = shape.map((d, i) => (typeof d !== 'number' && i >= off && src[i - off] === d ? 1 : d));
+        return emit('Expand', [ins[0]!, shapeVector(target)], [out]);
+      }
+      case 'Concat':
+        return emit('Concat', ins, [out], { axis: a.axis as number });
+      case 'Slice':
+        return emit('Slice', [ins[0]!, i64(a.starts as number[]), i64(a.ends as number[]), i64(a.axes as number[]), i64(a.steps as number[])], [out]);
+      case 'Pad':
+        return emit('Pad', [ins[0]!, i64(a.pads as number[])], [out], { mode: 'constant' });
+      case 'Gather':
+        return emit('Gather', ins, [out], { axis: 0 });
+      case 'ScatterAddRows': {
+        const [idx, upd] = n.inputs as [Node, Node];
+        const zeros = fresh('zeros');
+        const zeroValue = tensorProto('value', n.dtype, [1], rawBytes(n.dtype, new Float32Array(1)));
+        emit('ConstantOfShape', [i64(n.shape as number[])], [zeros], { value: { tensor: zeroValue } });
+        const idx2 = fresh('idx');
+        emit('Reshape', [ins[0]!, i64([...(idx.shape as number[]), 1])], [idx2]);
+        void upd;
+        return emit('ScatterND', [zeros, idx2, ins[1]!], [out], { reduction: 'add' });
+      }
+      case 'ReduceSum':
+        return emit('ReduceSum', [ins[0]!, i64(a.axes as number[])], [out], { keepdims: a.keepdims ? 1 : 0 });
+      case 'ReduceMax':
+        return emit('ReduceMax', ins, [out], { axes: a.axes as number[], keepdims: a.keepdims ? 1 : 0 });
+      case 'Softmax': case 'LogSoftmax':
+        return emit(n.op, ins, [out], { axis: a.axis as number });
+      default:
+        throw new Error(`toOnnx: no lowering for op ${n.op}`);
+    }
+  }
+
+  // outputs that are inputs/constants or repeated get an Identity
+  const graphOutputs: OnnxModelInfo['outputs'] = [];
+  const usedOut = new Set<string>();
+  outTensors.forEach((t, i) => {
+    const want = outNames[i]!;
+    let have = names.get(t.node)!;
+    if (have !== want) {
+      emit('Identity', [have], [want]);
+      have = want;
+    }
+    if (usedOut.has(want)) throw new Error(`toOnnx: duplicate output name '${want}'`);
+    usedOut.add(want);
+    graphOutputs.push({ name: want, shape: [...t.shape], dtype: t.dtype });
+  });
+
+  for (const name of initMap.keys()) {
+    if (!seenInputNames.has(name)) throw new Error(`toOnnx: initializer '${name}' is not an input of the graph`);
+  }
+  if (opts.inputOrder) {
+    const pos = new Map(opts.inputOrder.map((n, i) => [n, i]));
+    for (const inp of inputs) if (!pos.has(inp.name)) throw new Error(`toOnnx: inputOrder lacks '${inp.name}'`);
+    inputs.sort((x, y) => pos.get(x.name)! - pos.get(y.name)!);
+  }
+
+  const graph = onnx.GraphProto.create({
+    name: opts.name ?? 'ddpm_ts',
+    node: nodes,
+    initializer: initializers,
+    input: inputs.map((i) => valueInfo(i.name, i.dtype, i.shape)),
+    output: graphOutputs.map((o) => valueInfo(o.name, o.dtype, o.shape)),
+  });
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    producerName: 'ddpm-ts',
+    producerVersion: '0.1.0',
+    opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: OPSET })],
+    graph,
+    metadataProps: Object.entries(opts.metadata ?? {})
+      .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+      .map(([key, value]) => onnx.StringStringEntryProto.create({ key, value })),
+  });
+  const bytes = onnx.ModelProto.encode(model).finish();
+  return { bytes, info: { inputs, outputs: graphOutputs } };
+}

@@ -1,0 +1,133 @@
+/**
+ * Runtime: compile a traced function once into an onnxruntime session, run it many times.
+ *
+ * The onnxruntime module is injected (`ort`): onnxruntime-node in Node, onnxruntime-web in browsers.
+ * Both implement onnxruntime-common's API, so this file imports neither and runs in both.
+ */
+import type * as OrtCommon from 'onnxruntime-common';
+import type { DType, Dim } from './graph.ts';
+import { toOnnx, type OnnxExportOptions, type OnnxModelInfo } from './onnx.ts';
+import type { Tensor } from './tensor.ts';
+
+export type OrtModule = Pick<typeof OrtCommon, 'InferenceSession' | 'Tensor' | 'env'> & {
+  listSupportedBackends?: () => { name: string; bundled: boolean }[];
+};
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'wasm';
+
+export interface RuntimeOptions {
+  /** Execution provider; `cpu` (Node) / `wasm` (browser) by default. */
+  executionProvider?: ExecutionProvider;
+  /** Intra-op threads; default: all cores (whatever the host reports). */
+  threads?: number;
+  /** Graph optimisation level passed to onnxruntime. */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export type FeedValue = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+export type Feeds = Record<string, FeedValue>;
+export type Results = Record<string, { data: Float32Array | BigInt64Array | Uint8Array; dims: number[] }>;
+
+const ORT_TYPE: Record<DType, 'float32' | 'int64' | 'bool'> = { float32: 'float32', int64: 'int64', bool: 'bool' };
+
+function defaultThreads(): number {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  return nav?.hardwareConcurrency ?? 0; // 0 lets onnxruntime pick (its default: physical cores)
+}
+
+/** Throws a clear error when `ep` is not part of this onnxruntime build. */
+export function checkExecutionProvider(ort: OrtModule, ep: ExecutionProvider): void {
+  if (!ort.listSupportedBackends) return; // onnxruntime-web: availability shows at session creation
+  const list = ort.listSupportedBackends();
+  const hit = list.find((b) => b.name === ep);
+  if (!hit) {
+    throw new Error(`execution provider '${ep}' is not available in this onnxruntime build (available: ${list.map((b) => b.name).join(', ')})`);
+  }
+}
+
+/** A compiled function: one onnxruntime session with named inputs and outputs. */
+export class CompiledFunction {
+  private constructor(
+    readonly session: OrtCommon.InferenceSession,
+    readonly info: OnnxModelInfo,
+    readonly onnxBytes: Uint8Array,
+    private readonly ort: OrtModule,
+    readonly executionProvider: ExecutionProvider,
+  ) {}
+
+  /** Create a session from ONNX bytes. */
+  static async fromOnnx(ort: OrtModule, bytes: Uint8Array, info: OnnxModelInfo, opts: RuntimeOptions = {}): Promise<CompiledFunction> {
+    const ep = opts.executionProvider ?? (ort.listSupportedBackends ? 'cpu' : 'wasm');
+    checkExecutionProvider(ort, ep);
+    const threads = opts.threads ?? defaultThreads();
+    let session: OrtCommon.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [ep],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+        executionMode: 'sequential',
+      });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new Error(`could not create an onnxruntime session on '${ep}': ${msg}`);
+    }
+    return new CompiledFunction(session, info, bytes, ort, ep);
+  }
+
+  /** Resolve symbolic dims of one input from its data length. */
+  private dimsOf(name: string, shape: readonly Dim[], length: number): number[] {
+    let known = 1;
+    let sym = -1;
+    shape.forEach((d, i) => {
+      if (typeof d === 'number') known *= d;
+      else if (sym >= 0) throw new Error(`input '${name}': more than one symbolic dim in [${shape}]`);
+      else sym = i;
+    });
+    if (sym < 0) {
+      if (known !== length) throw new Error(`input '${name}': expected ${known} values for shape [${shape}], got ${length}`);
+      return shape as number[];
+    }
+    if (known === 0 || length % known !== 0) throw new Error(`input '${name}': ${length} values do not fit shape [${shape}]`);
+    return shape.map((d) => (typeof d === 'number' ? d : length / known));
+  }
+
+  /** Run with inputs bound by name; returns every output by name. */
+  async run(feeds: Feeds): Promise<Results> {
+    const ortFeeds: Record<string, OrtCommon.Tensor> = {};
+    for (const inp of this.info.inputs) {
+      const v = feeds[inp.name];
+      if (v === undefined) throw new Error(`missing input '${inp.name}' (expected ${inp.dtype} [${inp.shape}])`);
+      const dims = this.dimsOf(inp.name, inp.shape, v.length);
+      let data: FeedValue = v;
+      if (inp.dtype === 'int64' && !(v instanceof BigInt64Array)) data = BigInt64Array.from(v as Int32Array, (x) => BigInt(x));
+      if (inp.dtype === 'float32' && !(v instanceof Float32Array)) throw new Error(`input '${inp.name}' must be a Float32Array`);
+      ortFeeds[inp.name] = new this.ort.Tensor(ORT_TYPE[inp.dtype], data as Float32Array, dims);
+    }
+    for (const k of Object.keys(feeds)) {
+      if (!this.info.inputs.some((i) => i.name === k)) throw new Error(`unknown input '${k}' (inputs: ${this.info.inputs.map((i) => i.name).join(', ')})`);
+    }
+    const out = await this.session.run(ortFeeds);
+    const res: Results = {};
+    for (const o of this.info.outputs) {
+      const t = out[o.name]!;
+      res[o.name] = { data: t.data as Float32Array, dims: [...t.dims] };
+    }
+    return res;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Trace-once, run-many: export `outputs` to ONNX and open a session for it. */
+export async function compile(
+  ort: OrtModule,
+  outputs: Record<string, Tensor>,
+  opts: RuntimeOptions & OnnxExportOptions = {},
+): Promise<CompiledFunction> {
+  const { bytes, info } = toOnnx(outputs, opts);
+  return CompiledFunction.fromOnnx(ort, bytes, info, opts);
+}

@@ -1,0 +1,114 @@
+/**
+ * The compiled training step: (params, optState, inputs, lr) -> (loss, params', optState'), traced once,
+ * differentiated, and run as ONE onnxruntime session call per step.
+ *
+ * Graph input / output names: params `p:<path>`, Adam moments `m:<path>` / `v:<path>`, the step
+ * counter `step`, the learning rate `lr`, data inputs by their own names; outputs `loss`, `gradNorm`,
+ * `aux:<name>`, and the updated state under `new:<input name>`.
+ */
+import { valueAndGrad } from './autodiff.ts';
+import type { DType, Dim } from './graph.ts';
+import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState, type ParamValue } from './optim.ts';
+import { compile, type CompiledFunction, type Feeds, type OrtModule, type RuntimeOptions } from './runtime.ts';
+import { Tensor, input } from './tensor.ts';
+import { treeFlatten, treeMap, type Tree } from './tree.ts';
+
+export interface TrainStepSpec<I extends Record<string, Tensor>> {
+  /** Initial parameter values; the tree's paths name the weights. */
+  params: Tree<ParamValue>;
+  /** Data inputs (batch, noise, timesteps, ...), fixed shapes. */
+  inputs: Record<keyof I & string, { shape: Dim[]; dtype?: DType }>;
+  /** The scalar loss; may also return named auxiliary scalars to report. */
+  loss: (params: Tree<Tensor>, inputs: I) => Tensor | { loss: Tensor; aux: Record<string, Tensor> };
+  optimizer: Optimizer;
+  /** Global-norm gradient clipping (off when undefined). */
+  clipNorm?: number;
+}
+
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  aux: Record<string, number>;
+}
+
+/** Holds the parameter and optimiser buffers and the compiled step; one `step()` = one session run. */
+export class TrainStep {
+  private constructor(
+    readonly fn: CompiledFunction,
+    public params: Map<string, ParamValue>,
+    public state: Map<string, ParamValue>,
+    private readonly auxNames: string[],
+  ) {}
+
+  static async create<I extends Record<string, Tensor>>(ort: OrtModule, spec: TrainStepSpec<I>, runtime: RuntimeOptions = {}): Promise<TrainStep> {
+    const paramTensors = treeMap(spec.params, (p, path) => input(`p:${path}`, p.shape));
+    const state0 = spec.optimizer.init(spec.params);
+    const stateTensors: OptimizerState<Tensor> = {
+      step: input('step', []),
+      m: treeMap(state0.m, (p, path) => input(`m:${path}`, p.shape)),
+      v: treeMap(state0.v, (p, path) => input(`v:${path}`, p.shape)),
+    };
+    const dataInputs = {} as Record<string, Tensor>;
+    for (const [name, s] of Object.entries(spec.inputs) as [string, { shape: Dim[]; dtype?: DType }][]) {
+      dataInputs[name] = input(name, s.shape, s.dtype ?? 'float32');
+    }
+    const lr = input('lr', []);
+
+    // 1. loss and gradients
+    let auxOut: Record<string, Tensor> = {};
+    const { value: loss, grads: rawGrads } = valueAndGrad((p: Tree<Tensor>) => {
+      const out = spec.loss(p, dataInputs as I);
+      if (out instanceof Tensor) return out;
+      auxOut = out.aux;
+      return out.loss;
+    })(paramTensors);
+    // 2. clipping, 3. optimiser update
+    const { grads, norm } = spec.clipNorm !== undefined ? clipByGlobalNorm(rawGrads, spec.clipNorm) : { grads: rawGrads, norm: globalNorm(rawGrads) };
+    const updated = spec.optimizer.update(grads, stateTensors, paramTensors, lr);
+
+    const outputs: Record<string, Tensor> = { loss, gradNorm: norm };
+    for (const [k, t] of Object.entries(auxOut)) outputs[`aux:${k}`] = t;
+    for (const [path, t] of treeFlatten(updated.params)) outputs[`new:p:${path}`] = t;
+    outputs['new:step'] = updated.state.step;
+    for (const [path, t] of treeFlatten(updated.state.m)) outputs[`new:m:${path}`] = t;
+    for (const [path, t] of treeFlatten(updated.state.v)) outputs[`new:v:${path}`] = t;
+    const fn = await compile(ort, outputs, runtime);
+
+    const params = new Map(treeFlatten(spec.params).map(([k, v]) => [`p:${k}`, { shape: [...v.shape], data: v.data.slice() }]));
+    const state = new Map<string, ParamValue>([['step', state0.step]]);
+    for (const [k, v] of treeFlatten(state0.m)) state.set(`m:${k}`, v);
+    for (const [k, v] of treeFlatten(state0.v)) state.set(`v:${k}`, v);
+    return new TrainStep(fn, params, state, Object.keys(auxOut));
+  }
+
+  /** One optimisation step on a batch. Throws (and keeps the old weights) if the loss is not finite. */
+  async step(batch: Feeds, lr: number): Promise<StepResult> {
+    const feeds: Feeds = { ...batch, lr: new Float32Array([lr]) };
+    for (const [k, v] of this.params) feeds[k] = v.data;
+    for (const [k, v] of this.state) feeds[k] = v.data;
+    const out = await this.fn.run(feeds);
+    const loss = (out.loss!.data as Float32Array)[0]!;
+    const gradNorm = (out.gradNorm!.data as Float32Array)[0]!;
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      throw new NonFiniteLossError(`non-finite loss (${loss}) or gradient norm (${gradNorm}); the update was not applied`);
+    }
+    for (const [k, v] of this.params) v.data = out[`new:${k}`]!.data as Float32Array;
+    for (const [k, v] of this.state) v.data = out[`new:${k}`]!.data as Float32Array;
+    const aux: Record<string, number> = {};
+    for (const k of this.auxNames) aux[k] = (out[`aux:${k}`]!.data as Float32Array)[0]!;
+    return { loss, gradNorm, aux };
+  }
+
+  /** Current parameters keyed by their tree path (without the `p:` prefix). */
+  paramsByPath(): Map<string, ParamValue> {
+    return new Map([...this.params].map(([k, v]) => [k.slice(2), v]));
+  }
+
+  async release(): Promise<void> {
+    await this.fn.release();
+  }
+}
+
+export class NonFiniteLossError extends Error {
+  override name = 'NonFiniteLossError';
+}
