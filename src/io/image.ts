@@ -1,0 +1,83 @@
+// Image files: decode PNG/JPEG/WebP (sharp, libvips), write PNG grids and animated GIFs.
+// Pure pixel work lives in ./grid.ts and ./gif.ts (shared with the browser); this module adds codecs and files.
+
+import sharp from 'sharp';
+import { writeFileAtomic } from './atomic.ts';
+import { encodeGif, type GifOptions } from './gif.ts';
+import { hwcToChw, makeGrid, type BatchShape, type GridOptions, type ImageU8 } from './grid.ts';
+
+export { chwToHwc, hwcToChw, makeGrid, makeStrip, unitToUint8 } from './grid.ts';
+export type { BatchShape, GridOptions, ImageU8 } from './grid.ts';
+export { encodeGif } from './gif.ts';
+export type { GifOptions } from './gif.ts';
+
+export interface DecodeOptions {
+  /** 1 = grayscale, 3 = RGB (default 3). Alpha is composited onto black. */
+  channels?: 1 | 3;
+  /** Resize so the shorter side is `size`, then centre-crop to size x size. Default: keep the size. */
+  size?: number;
+}
+
+/**
+ * Decode an image file or encoded bytes (PNG, JPEG, WebP, ...) to 8-bit (H, W, C). EXIF orientation is applied.
+ * Truncated or corrupt input throws (sharp's failOn 'warning').
+ */
+export async function decodeImage(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<ImageU8> {
+  const channels = opts.channels ?? 3;
+  if (channels !== 1 && channels !== 3) throw new Error(`channels must be 1 or 3, got ${channels}`);
+  let p = sharp(input, { failOn: 'warning' }).rotate().flatten({ background: '#000000' });
+  if (opts.size !== undefined) {
+    const { size } = opts;
+    if (!Number.isInteger(size) || size < 1) throw new Error(`size must be a positive integer, got ${size}`);
+    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre.
+    p = p.resize(size, size, { fit: 'cover', position: 'centre' });
+  }
+  p = channels === 1 ? p.grayscale() : p.toColourspace('srgb');
+  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels };
+}
+
+/** An image as float32 (C, H, W) in [-1, 1] (x / 127.5 - 1), e.g. the input of `ddpm noise --image`. */
+export async function readImage(
+  input: string | Uint8Array,
+  opts: DecodeOptions = {},
+): Promise<{ data: Float32Array; channels: 1 | 3; height: number; width: number }> {
+  const img = await decodeImage(input, opts);
+  const chw = hwcToChw(img.data, img.channels, img.height, img.width);
+  const data = new Float32Array(chw.length);
+  for (let i = 0; i < chw.length; i++) data[i] = chw[i] / 127.5 - 1;
+  return { data, channels: img.channels, height: img.height, width: img.width };
+}
+
+/** PNG bytes of an 8-bit image (grayscale or RGB). */
+export async function encodePng(img: ImageU8): Promise<Uint8Array> {
+  const { width, height, channels } = img;
+  if (img.data.length !== width * height * channels) {
+    throw new Error(`encodePng: ${img.data.length} bytes for ${width}x${height}x${channels}`);
+  }
+  let p = sharp(img.data, { raw: { width, height, channels } });
+  if (channels === 1) p = p.toColourspace('b-w'); // else libvips writes 1-channel input as an RGB PNG
+  const buf = await p.png().toBuffer();
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** Write an 8-bit image as PNG (atomically). */
+export async function writePng(file: string, img: ImageU8): Promise<void> {
+  await writeFileAtomic(file, await encodePng(img), { fsync: false });
+}
+
+/** Write a batch (N, C, H, W) of floats in [-1, 1] as a PNG grid (see makeGrid). */
+export async function writeImageGrid(
+  file: string,
+  data: Float32Array,
+  shape: BatchShape,
+  opts: GridOptions = {},
+): Promise<void> {
+  await writePng(file, makeGrid(data, shape, opts));
+}
+
+/** Write frames (e.g. one grid per saved timestep) as an animated GIF (atomically). */
+export async function writeGif(file: string, frames: readonly ImageU8[], opts: GifOptions = {}): Promise<void> {
+  await writeFileAtomic(file, encodeGif(frames, opts), { fsync: false });
+}
