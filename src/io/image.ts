@@ -12,7 +12,7 @@ export { encodeGif } from './gif.ts';
 export type { GifOptions } from './gif.ts';
 
 export interface DecodeOptions {
-  /** 1 = grayscale, 3 = RGB (default 3). Alpha is composited onto black. */
+  /** 1 = grayscale (Rec. 601 luma, as PIL), 3 = RGB (default 3). Alpha is composited onto black. */
   channels?: 1 | 3;
   /** Resize so the shorter side is `size`, then centre-crop to size x size. Default: keep the size. */
   size?: number;
@@ -32,10 +32,23 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
     // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre.
     p = p.resize(size, size, { fit: 'cover', position: 'centre' });
   }
-  p = channels === 1 ? p.grayscale() : p.toColourspace('srgb');
-  const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== channels) throw new Error(`decoded ${info.channels} channels, expected ${channels}`);
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels };
+  // Decode to 8-bit sRGB first, also for grayscale output: libvips' own b-w conversion weighs linear light (pure
+  // green -> 220), while PIL / torchvision Grayscale use Rec. 601 luma on the encoded values (pure green -> 150).
+  const { data, info } = await p.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
+  const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const { width, height } = info;
+  if (channels === 3) return { data: rgb, width, height, channels };
+  return { data: rgbToLuma(rgb), width, height, channels };
+}
+
+/** Rec. 601 luma, PIL's convert('L') exactly: (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray stays gray. */
+export function rgbToLuma(rgb: Uint8Array): Uint8Array {
+  const out = new Uint8Array(rgb.length / 3);
+  for (let i = 0, j = 0; i < out.length; i++, j += 3) {
+    out[i] = (19595 * rgb[j] + 38470 * rgb[j + 1] + 7471 * rgb[j + 2] + 0x8000) >>> 16;
+  }
+  return out;
 }
 
 /** An image as float32 (C, H, W) in [-1, 1] (x / 127.5 - 1), e.g. the input of `ddpm noise --image`. */
