@@ -25,6 +25,7 @@ import {
   mul,
   neg,
   pad,
+  pow,
   reshape,
   scatterAddRows,
   sin,
@@ -106,8 +107,8 @@ export const vjpRules: Partial<Record<Node['op'], VjpRule>> = {
     return [unbroadcast(where(bWins, 0, g), a!.shape), unbroadcast(where(bWins, g, 0), b!.shape)];
   },
   Pow: (g, _n, [a, b], y) => [
-    // d/da a^b = b·a^(b−1) = b·y/a ; d/db a^b = y·ln a
-    unbroadcast(mul(g, mul(b!, div(y, a!))), a!.shape),
+    // d/da a^b = b·a^(b−1) (not b·y/a, which is 0/0 = NaN at a = 0) ; d/db a^b = y·ln a
+    unbroadcast(mul(g, mul(b!, pow(a!, sub(b!, 1)))), a!.shape),
     b!.node.op === 'Constant' ? null : unbroadcast(mul(g, mul(y, log(a!))), b!.shape),
   ],
   Where: (g, _n, [c, a, b]) => [null, unbroadcast(where(c!, g, 0), a!.shape), unbroadcast(where(c!, 0, g), b!.shape)],
