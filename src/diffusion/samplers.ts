@@ -1,0 +1,211 @@
+/**
+ * Samplers: DDPM ancestral sampling and DDIM, on any respacing, plus the explicit sampling loop.
+ *
+ * Sources: Ho et al. 2020, Algorithm 2 (ancestral sampling); J. Song, C. Meng, S. Ermon, "Denoising
+ * Diffusion Implicit Models", ICLR 2021, eq. (12) (the update) and eq. (16) (σ_t(η)); improved-
+ * diffusion's `p_sample` / `ddim_sample`; diffusers' `step(modelOutput, t, sample)` interface.
+ *
+ * A sampler holds only its (respaced) process and options. `step` takes the model output at the
+ * ORIGINAL timestep `t` (one of `sampler.timesteps`, in the order given there) and returns x at the
+ * next kept timestep. The loop ({@link sampleLoop}) is written out and takes the model, so any
+ * backend plugs in, and reports every step for progressive output.
+ */
+import { batchDims, numel, type Batch, type DiffusionModel, type MeanType, type VarType } from './batch.ts';
+import { GaussianDiffusion, splitModelOutput } from './gaussian-diffusion.ts';
+import { respace, type TimestepSpec } from './respace.ts';
+import { processX0InPlace, type X0Processing } from './thresholding.ts';
+import type { Rng } from '../rng.ts';
+
+/** What one sampler step returns. */
+export interface SamplerStepOutput {
+  /** x at the next (smaller) kept timestep; the final sample after the last step. */
+  readonly prevSample: Float32Array;
+  /** x̂_0 predicted at this step (after clipping / thresholding). */
+  readonly predX0: Float32Array;
+}
+
+/** A sampler: `step` maps the model output at x_t to x at the next kept timestep. */
+export interface Sampler {
+  /** The (respaced) process being stepped through. */
+  readonly diffusion: GaussianDiffusion;
+  /** Original timestep indices in sampling order (descending); the model is called with these. */
+  readonly timesteps: Int32Array;
+  /**
+   * One reverse step.
+   * @param modelOutput the model's output at (x, t)
+   * @param t the original timestep, one of `timesteps`
+   * @param x x_t [B, C, ...]
+   * @param rng noise source (not consumed by deterministic steps)
+   */
+  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput;
+}
+
+/** Options shared by the samplers. */
+export interface SamplerOptions extends X0Processing {
+  readonly meanType: MeanType;
+  /** Which timesteps to keep (default: all). */
+  readonly timesteps?: TimestepSpec;
+}
+
+/** Options of {@link DdpmSampler}. */
+export interface DdpmSamplerOptions extends SamplerOptions {
+  readonly varType: VarType;
+}
+
+/** Options of {@link DdimSampler}. */
+export interface DdimSamplerOptions extends SamplerOptions {
+  /** η ∈ [0, 1]: 0 is deterministic DDIM, 1 has the DDPM posterior variance (Song et al. eq. 16). */
+  readonly eta: number;
+  /** Only needed to split a learnedRange output (the variance half is ignored); default fixedSmall. */
+  readonly varType?: VarType;
+}
+
+abstract class BaseSampler implements Sampler {
+  readonly diffusion: GaussianDiffusion;
+  readonly timesteps: Int32Array;
+  private readonly indexOf = new Map<number, number>();
+
+  constructor(base: GaussianDiffusion, spec: TimestepSpec | undefined) {
+    this.diffusion = spec === undefined ? base : respace(base, spec);
+    const map = this.diffusion.timestepMap;
+    this.timesteps = Int32Array.from(map).reverse();
+    map.forEach((t, i) => this.indexOf.set(t, i));
+  }
+
+  /** The index in the (respaced) process of an original timestep. */
+  protected index(t: number): number {
+    const i = this.indexOf.get(t);
+    if (i === undefined) throw new Error(`timestep ${t} is not one of this sampler's timesteps`);
+    return i;
+  }
+
+  abstract step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput;
+}
+
+/**
+ * DDPM ancestral sampling (Ho et al. Algorithm 2, improved-diffusion `p_sample`):
+ * x_{t−1} = μ_θ(x_t, t) + σ_t z, z ~ N(0, I), with no noise at the last step. On a respaced process
+ * the β are the respaced ones (β'_i = 1 − ᾱ_{t_i}/ᾱ_{t_{i−1}}).
+ */
+export class DdpmSampler extends BaseSampler {
+  readonly options: DdpmSamplerOptions;
+
+  constructor(base: GaussianDiffusion, options: DdpmSamplerOptions) {
+    super(base, options.timesteps);
+    this.options = options;
+  }
+
+  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput {
+    const i = this.index(t);
+    const out = this.diffusion.pMeanVariance(modelOutput, x, i, this.options);
+    if (i === 0) return { prevSample: out.mean, predX0: out.predX0 };
+    const z = rng.normalFloat32(x.data.length);
+    const prevSample = new Float32Array(x.data.length);
+    for (let j = 0; j < prevSample.length; j++) {
+      prevSample[j] = out.mean[j] + Math.exp(0.5 * out.logVariance[j]) * z[j];
+    }
+    return { prevSample, predX0: out.predX0 };
+  }
+}
+
+/**
+ * σ_t(η) of DDIM, Song et al. eq. (16): η·√((1 − ᾱ_{t−1})/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_{t−1}), at index
+ * `i` of `diffusion` (with ᾱ_{t−1} the previous KEPT step's ᾱ on a respaced process). For η = 1 and
+ * consecutive steps σ² equals the DDPM posterior variance β̃_t.
+ */
+export function ddimSigma(diffusion: GaussianDiffusion, i: number, eta: number): number {
+  const abar = diffusion.alphasCumprod[i];
+  const abarPrev = diffusion.alphasCumprodPrev[i];
+  return eta * Math.sqrt((1 - abarPrev) / (1 - abar)) * Math.sqrt(1 - abar / abarPrev);
+}
+
+/**
+ * DDIM (Song et al. 2021, improved-diffusion `ddim_sample`), eq. (12):
+ * x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ_t²)·ε̂ + σ_t z, with ε̂ re-derived from the (clipped) x̂_0
+ * and σ_t from eq. (16). η = 0 is deterministic and draws no noise.
+ */
+export class DdimSampler extends BaseSampler {
+  readonly options: DdimSamplerOptions;
+
+  constructor(base: GaussianDiffusion, options: DdimSamplerOptions) {
+    super(base, options.timesteps);
+    if (!(options.eta >= 0 && options.eta <= 1)) throw new Error(`DDIM eta must be in [0, 1], got ${options.eta}`);
+    this.options = options;
+  }
+
+  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput {
+    const d = this.diffusion;
+    const i = this.index(t);
+    const { B } = batchDims(x);
+    const n = x.data.length;
+    // 1. x̂_0 from the model output, then clip / threshold
+    const { output } = splitModelOutput(modelOutput, n, B, this.options.varType ?? 'fixedSmall');
+    const predX0 = processX0InPlace(d.predictX0(output, x, i, this.options.meanType), B, this.options);
+    // 2. ε̂ consistent with the processed x̂_0 (eq. 4 solved for ε)
+    const eps = d.predictEpsFromX0(x, i, predX0);
+    // 3. σ_t (eq. 16) and the update (eq. 12)
+    const sigma = ddimSigma(d, i, this.options.eta);
+    const abarPrev = d.alphasCumprodPrev[i];
+    const c0 = Math.sqrt(abarPrev);
+    const cEps = Math.sqrt(Math.max(0, 1 - abarPrev - sigma * sigma));
+    const prevSample = new Float32Array(n);
+    for (let j = 0; j < n; j++) prevSample[j] = c0 * predX0[j] + cEps * eps[j];
+    if (sigma > 0) {
+      const z = rng.normalFloat32(n);
+      for (let j = 0; j < n; j++) prevSample[j] += sigma * z[j];
+    }
+    return { prevSample, predX0 };
+  }
+}
+
+/** What {@link sampleLoop} reports after each step. */
+export interface SampleLoopStep {
+  /** 0-based step number. */
+  readonly step: number;
+  /** Number of steps. */
+  readonly total: number;
+  /** The original timestep of this step. */
+  readonly t: number;
+  /** x_t, the input of this step. */
+  readonly xt: Float32Array;
+  /** x̂_0 predicted at this step. */
+  readonly predX0: Float32Array;
+  /** The step's output (x at the next kept timestep). */
+  readonly prevSample: Float32Array;
+}
+
+/** Options of {@link sampleLoop}. */
+export interface SampleLoopOptions {
+  /** x_T; default `rng.normalFloat32(numel(shape))`, drawn before any step. */
+  readonly noise?: Float32Array;
+  /** Called after every step (may be async, e.g. to write a frame). */
+  readonly onStep?: (s: SampleLoopStep) => void | Promise<void>;
+}
+
+/**
+ * The sampling loop (improved-diffusion `p_sample_loop_progressive` / `ddim_sample_loop_progressive`):
+ * x_T ~ N(0, I); for each t in `sampler.timesteps`: output = model(x_t, t), x ← step(output, t, x_t).
+ * @param shape [B, C, ...] of the samples
+ * @returns the final samples x_0
+ */
+export async function sampleLoop(
+  sampler: Sampler,
+  model: DiffusionModel,
+  shape: readonly number[],
+  rng: Rng,
+  opts: SampleLoopOptions = {},
+): Promise<Float32Array> {
+  const n = numel(shape);
+  let x = opts.noise ?? rng.normalFloat32(n);
+  if (x.length !== n) throw new Error(`noise has ${x.length} elements, shape [${shape.join(', ')}] needs ${n}`);
+  const B = shape[0];
+  const total = sampler.timesteps.length;
+  for (let k = 0; k < total; k++) {
+    const t = sampler.timesteps[k];
+    const output = await model(x, new Int32Array(B).fill(t), shape);
+    const out = sampler.step(output, t, { data: x, shape }, rng);
+    if (opts.onStep) await opts.onStep({ step: k, total, t, xt: x, predX0: out.predX0, prevSample: out.prevSample });
+    x = out.prevSample;
+  }
+  return x;
+}
