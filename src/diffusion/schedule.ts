@@ -65,10 +65,19 @@ export type ScheduleConfig =
   | SigmoidScheduleConfig
   | CosineScheduleConfig;
 
-/** What a user may write: `kind` plus any subset of that kind's fields; the rest take defaults. */
-export type ScheduleConfigInput = {
-  [K in ScheduleKind]: { readonly kind: K } & Partial<Omit<Extract<ScheduleConfig, { kind: K }>, 'kind'>>;
-}[ScheduleKind];
+/**
+ * What a user may write: `kind` plus any of that kind's fields; the rest take defaults. The type
+ * lists every field of every kind; {@link scheduleConfig} rejects a field the kind does not have.
+ */
+export interface ScheduleConfigInput {
+  readonly kind: ScheduleKind;
+  readonly T?: number;
+  readonly rescaleZeroTerminalSnr?: boolean;
+  readonly betaStart?: number;
+  readonly betaEnd?: number;
+  readonly s?: number;
+  readonly maxBeta?: number;
+}
 
 const COMMON_DEFAULTS = { T: 1000, rescaleZeroTerminalSnr: false };
 
