@@ -96,7 +96,7 @@ export interface LoaderOptions {
   flip?: boolean;
   /** Drop the last incomplete batch of each epoch so every batch has batchSize images (default true). */
   dropLast?: boolean;
-  /** Source of the per-epoch streams, e.g. `new Rng(seed).fold(STREAM_DATA)`. */
+  /** Source of the per-epoch streams: src/rng.ts `Rng`, e.g. a child `new Rng(seed).fold(k)` kept for data order. */
   rng?: FoldableRng;
 }
 
