@@ -10,7 +10,7 @@ import {
   minSnrWeights,
   normalKl,
   respace,
-  type Batch,
+  type ShapedArray,
   type DiffusionModel,
 } from '../src/diffusion/index.ts';
 import { Rng } from '../src/rng.ts';
@@ -125,10 +125,10 @@ test('min-SNR-γ weights: closed forms, and all three weight the x̂_0 error by 
   const d = GaussianDiffusion.fromConfig({ kind: 'cosine' });
   const shape = [3, 4];
   const rng = new Rng(4);
-  const x0: Batch = { data: gridData(rng, 12), shape };
+  const x0: ShapedArray = { data: gridData(rng, 12), shape };
   const noise = rng.normalFloat32(12);
   const t = [5, 400, 950];
-  const xt: Batch = { data: d.qSample(x0, t, noise), shape };
+  const xt: ShapedArray = { data: d.qSample(x0, t, noise), shape };
   const delta = rng.normalFloat32(12).map((v) => 0.1 * v);
   const epsHat = noise.map((v, i) => v + delta[i]);
   const vTrue = d.getVelocity(x0, t, noise);
@@ -151,7 +151,7 @@ test('vbTermsBpd: KL(q ‖ p_θ) for t > 0, discretised decoder NLL at t = 0, in
   const d = GaussianDiffusion.fromConfig({ kind: 'linear' });
   const shape = [4, 1, 2, 3];
   const rng = new Rng(9);
-  const x0: Batch = { data: gridData(rng, 24), shape };
+  const x0: ShapedArray = { data: gridData(rng, 24), shape };
   const noise = rng.normalFloat32(24);
   const t = [0, 1, 400, 999];
   const xt = d.qSample(x0, t, noise);
@@ -182,7 +182,7 @@ test('vbTermsBpd: KL(q ‖ p_θ) for t > 0, discretised decoder NLL at t = 0, in
 
 test('priorBpd is KL(N(√ᾱ_T x_0, 1−ᾱ_T) ‖ N(0, 1)) averaged, in bits', () => {
   const d = GaussianDiffusion.fromConfig({ kind: 'linear', T: 200 });
-  const x0: Batch = { data: Float32Array.of(-1, 0, 1, 0.5, 0.5, 0.5), shape: [2, 3] };
+  const x0: ShapedArray = { data: Float32Array.of(-1, 0, 1, 0.5, 0.5, 0.5), shape: [2, 3] };
   const abar = d.alphasCumprod[199];
   const kl = (x: number) => 0.5 * (-1 - Math.log(1 - abar) + (1 - abar) + abar * x * x);
   const expected = [(kl(-1) + kl(0) + kl(1)) / 3, kl(0.5)].map((v) => v / Math.LN2);
@@ -193,7 +193,7 @@ test('trainingLosses: targets ε / x_0 / v, min-SNR weighting, hybrid loss for l
   const d = GaussianDiffusion.fromConfig({ kind: 'cosine', T: 100 });
   const shape = [3, 2, 2];
   const rng = new Rng(10);
-  const x0: Batch = { data: gridData(rng, 12), shape };
+  const x0: ShapedArray = { data: gridData(rng, 12), shape };
   const noise = rng.normalFloat32(12);
   const t = [0, 30, 99];
   const v = d.getVelocity(x0, t, noise);
@@ -228,7 +228,7 @@ test('calcBpdLoop: prior + Σ vb; an oracle model has zero KL terms; progress; o
   const d = GaussianDiffusion.fromConfig({ kind: 'cosine', T: 20 });
   const T = d.numTimesteps;
   const shape = [2, 1, 2, 2];
-  const x0: Batch = { data: gridData(new Rng(11), 8), shape };
+  const x0: ShapedArray = { data: gridData(new Rng(11), 8), shape };
   // The oracle knows x_0 and returns the ε that makes x̂_0 = x_0.
   const oracle: DiffusionModel = (xt, t) =>
     xt.map((v, j) => (v - d.sqrtAlphasCumprod[t[0]] * x0.data[j]) / d.sqrtOneMinusAlphasCumprod[t[0]]);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GaussianDiffusion, dynamicThresholdInPlace, quantile, type Batch } from '../src/diffusion/index.ts';
+import { GaussianDiffusion, dynamicThresholdInPlace, quantile, type ShapedArray } from '../src/diffusion/index.ts';
 import { Rng } from '../src/rng.ts';
 import { assertClose, moments } from './helpers.ts';
 
@@ -8,7 +8,7 @@ const linear = GaussianDiffusion.fromConfig({ kind: 'linear' });
 const cosine = GaussianDiffusion.fromConfig({ kind: 'cosine' });
 
 /** A batch [B, C, H, W] of data in [-1, 1] and a noise draw of the same size. */
-function fixture(seed: number, shape: number[]): { x0: Batch; noise: Float32Array } {
+function fixture(seed: number, shape: number[]): { x0: ShapedArray; noise: Float32Array } {
   const rng = new Rng(seed);
   const n = shape.reduce((a, b) => a * b, 1);
   const data = rng.uniformFloat32(n).map((u) => 2 * u - 1);
@@ -44,7 +44,7 @@ test('parameterisation round trips: x_0 from ε, ε from x_0, v (eq. 4, 15)', ()
   const { x0, noise } = fixture(2, shape);
   for (const d of [linear, cosine]) {
     const t = [0, 10, 500, 998];
-    const xt: Batch = { data: d.qSample(x0, t, noise), shape };
+    const xt: ShapedArray = { data: d.qSample(x0, t, noise), shape };
     // float32 storage of x_t is amplified by 1/√ᾱ_t when solving for x_0 (up to ~400 for cosine at 998)
     for (let b = 0; b < 4; b++) {
       const sl = (a: Float32Array) => a.subarray(b * 12, (b + 1) * 12);
@@ -77,7 +77,7 @@ test('chain of qStep and closed-form qSample agree in mean and variance', () => 
   const x0vals = [-1, -0.3, 0.5, 1];
   const D = x0vals.length;
   const shape = [N, D];
-  const x0: Batch = { data: new Float32Array(N * D).map((_, i) => x0vals[i % D]), shape };
+  const x0: ShapedArray = { data: new Float32Array(N * D).map((_, i) => x0vals[i % D]), shape };
   const k = 100;
   const rng = new Rng(17);
   let x: Float32Array = x0.data;
@@ -149,7 +149,7 @@ test('pMeanVariance: ε-, x0- and v-prediction give μ̃(x_t, x̂_0); ε matches
   const shape = [2, 2, 2, 2];
   const { x0, noise } = fixture(5, shape);
   const t = [250, 800];
-  const xt: Batch = { data: linear.qSample(x0, t, noise), shape };
+  const xt: ShapedArray = { data: linear.qSample(x0, t, noise), shape };
   const post = linear.qPosteriorMeanVariance(x0, xt.data, t);
   // A perfect model of each kind reproduces the true posterior mean.
   const eps = linear.pMeanVariance(noise, xt, t, { meanType: 'epsilon', varType: 'fixedSmall' });
@@ -206,7 +206,7 @@ test('pMeanVariance variances: fixedSmall, fixedLarge (β̃_1 at t=0), learnedRa
 
 test('clipping and dynamic thresholding of x̂_0', () => {
   const shape = [2, 4];
-  const xt: Batch = { data: Float32Array.of(3, -2, 0.5, 0.1, 0.2, -0.4, 0.9, -0.3), shape };
+  const xt: ShapedArray = { data: Float32Array.of(3, -2, 0.5, 0.1, 0.2, -0.4, 0.9, -0.3), shape };
   // x0-prediction passes the output through, so x̂_0 = output before processing
   const out = Float32Array.of(3, -2, 0.5, 0.1, 0.2, -0.4, 0.9, -0.3);
   const clipped = linear.pMeanVariance(out, xt, 10, { meanType: 'x0', varType: 'fixedSmall', clipDenoised: true });
@@ -233,7 +233,7 @@ test('zero terminal SNR: v-prediction stays finite at the last step', () => {
   const shape = [1, 4];
   const { x0, noise } = fixture(8, shape);
   const T = d.numTimesteps;
-  const xt: Batch = { data: d.qSample(x0, T - 1, noise), shape };
+  const xt: ShapedArray = { data: d.qSample(x0, T - 1, noise), shape };
   assertClose(xt.data, noise, { atol: 0 }, 'x_T is pure noise');
   const v = d.getVelocity(x0, T - 1, noise); // = ε·0 − 1·x_0
   const out = d.pMeanVariance(v, xt, T - 1, { meanType: 'v', varType: 'fixedSmall' });

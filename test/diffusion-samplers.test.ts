@@ -7,7 +7,7 @@ import {
   ddimSigma,
   respace,
   sampleLoop,
-  type Batch,
+  type ShapedArray,
   type DiffusionModel,
   type SampleLoopStep,
 } from '../src/diffusion/index.ts';
@@ -30,7 +30,7 @@ test('DDIM with η = 1 on consecutive steps is DDPM: σ_t² = β̃_t and the sam
   const ddpm = new DdpmSampler(linear, { meanType: 'epsilon', varType: 'fixedSmall' });
   const shape = [2, 3];
   const rng = new Rng(1);
-  const x: Batch = { data: rng.normalFloat32(6), shape };
+  const x: ShapedArray = { data: rng.normalFloat32(6), shape };
   for (const t of [999, 500, 37, 1]) {
     const out = rng.normalFloat32(6);
     const a = ddim.step(out, t, x, new Rng(t));
@@ -42,7 +42,7 @@ test('DDIM with η = 1 on consecutive steps is DDPM: σ_t² = β̃_t and the sam
 
 test('DDIM η = 0 is deterministic and draws no noise; DDPM adds no noise at the last step', () => {
   const ddim = new DdimSampler(linear, { meanType: 'epsilon', eta: 0, timesteps: 'ddim10' });
-  const x: Batch = { data: Float32Array.of(0.3, -0.2, 1.5, 0), shape: [1, 4] };
+  const x: ShapedArray = { data: Float32Array.of(0.3, -0.2, 1.5, 0), shape: [1, 4] };
   const rng = new Rng(5);
   const before = rng.state();
   const a = ddim.step(Float32Array.of(0.1, 0.2, 0.3, 0.4), 500, x, rng);
@@ -78,7 +78,7 @@ test('respaced DDPM: recomputed β, model called with the original timesteps, pe
   const betaPrime = 1 - linear.alphasCumprod[555] / linear.alphasCumprod[444];
   assertClose(d.betas[i], betaPrime, { rtol: 1e-12 }, "β'");
   assertClose(d.posteriorVariance[i], ((1 - linear.alphasCumprod[444]) / (1 - linear.alphasCumprod[555])) * betaPrime, { rtol: 1e-10 }, "β̃'");
-  const x: Batch = { data: Float32Array.of(0.5, -0.5), shape: [2, 1] };
+  const x: ShapedArray = { data: Float32Array.of(0.5, -0.5), shape: [2, 1] };
   const out = Float32Array.of(0.2, -0.1);
   const step = sampler.step(out, 555, x, new Rng(3));
   const z = new Rng(3).normalFloat32(2);
@@ -105,7 +105,7 @@ test('respaced DDPM: recomputed β, model called with the original timesteps, pe
 });
 
 test('x̂_0 processing inside the samplers: clipping and dynamic thresholding', () => {
-  const x: Batch = { data: Float32Array.of(3, -2, 0.5, 0.1), shape: [1, 4] };
+  const x: ShapedArray = { data: Float32Array.of(3, -2, 0.5, 0.1), shape: [1, 4] };
   const out = Float32Array.of(3, -2, 0.5, 0.1); // x0-prediction: x̂_0 = output
   const th = new DdimSampler(linear, { meanType: 'x0', eta: 0, dynamicThreshold: { percentile: 0.5 } }).step(out, 10, x, new Rng(0));
   assertClose(th.predX0, [1, -1, 0.4, 0.08], { atol: 1e-7 }, 'thresholded');

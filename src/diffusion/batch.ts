@@ -2,13 +2,16 @@
  * Batches on flat typed arrays: the shared vocabulary of the diffusion module.
  *
  * A batch is a row-major Float32Array with a shape [B, C, ...] (channels at dim 1, as in
- * improved-diffusion's NCHW). Functions take the primary batch as a {@link Batch} (it carries the
+ * improved-diffusion's NCHW). Functions take the primary batch as a {@link ShapedArray} (it carries the
  * shape) and same-shaped companions (noise, ε, x_0) as bare Float32Arrays; they return bare
  * Float32Arrays of the primary's shape. Per-example quantities are Float64Array of length B.
  */
 
-/** A batch: flat row-major data with its shape [B, C, ...]. */
-export interface Batch {
+/**
+ * A batch: flat row-major data with its shape [B, C, ...]. (Named to stay distinct from the data
+ * loader's `Batch` when both are re-exported from the package root.)
+ */
+export interface ShapedArray {
   readonly data: Float32Array;
   readonly shape: readonly number[];
 }
@@ -50,7 +53,7 @@ export function numel(shape: readonly number[]): number {
  * Check a batch and return its batch size B and elements per example.
  * @throws if `data.length` does not match the shape or the shape has no batch dimension
  */
-export function batchDims(x: Batch): { B: number; perExample: number } {
+export function batchDims(x: ShapedArray): { B: number; perExample: number } {
   if (x.shape.length < 1) throw new Error('a batch needs a shape [B, ...]');
   const n = numel(x.shape);
   if (x.data.length !== n) {

@@ -41,7 +41,7 @@ import {
   batchDims,
   checkLength,
   resolveTimesteps,
-  type Batch,
+  type ShapedArray,
   type DiffusionModel,
   type MeanType,
   type Timesteps,
@@ -220,7 +220,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), eq. (4).
    * @returns mean, variance and log-variance, each of x_0's shape
    */
-  qMeanVariance(x0: Batch, t: Timesteps): { mean: Float32Array; variance: Float32Array; logVariance: Float32Array } {
+  qMeanVariance(x0: ShapedArray, t: Timesteps): { mean: Float32Array; variance: Float32Array; logVariance: Float32Array } {
     const { B, perExample } = batchDims(x0);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
     const n = x0.data.length;
@@ -247,7 +247,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * @param t one timestep per example (or one for all)
    * @param noise ε ~ N(0, I), same size as x0
    */
-  qSample(x0: Batch, t: Timesteps, noise: Float32Array): Float32Array {
+  qSample(x0: ShapedArray, t: Timesteps, noise: Float32Array): Float32Array {
     return this.combine(x0, t, noise, this.sqrtAlphasCumprod, this.sqrtOneMinusAlphasCumprod, 'noise');
   }
 
@@ -257,7 +257,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * distributed as `qSample(x_0, t − 1, ·)`.
    * @param xPrev x_{t−1} [B, ...]
    */
-  qStep(xPrev: Batch, t: Timesteps, noise: Float32Array): Float32Array {
+  qStep(xPrev: ShapedArray, t: Timesteps, noise: Float32Array): Float32Array {
     const { B, perExample } = batchDims(xPrev);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
     checkLength(noise, xPrev.data.length, 'noise');
@@ -278,7 +278,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * @returns mean, variance and the clipped log-variance, each of x_0's shape
    */
   qPosteriorMeanVariance(
-    x0: Batch,
+    x0: ShapedArray,
     xt: Float32Array,
     t: Timesteps,
   ): { mean: Float32Array; variance: Float32Array; logVarianceClipped: Float32Array } {
@@ -293,7 +293,7 @@ export class GaussianDiffusion implements ScheduleTables {
   // ---------------------------------------------------------------- parameterisation conversions
 
   /** x̂_0 = x_t/√ᾱ_t − √(1/ᾱ_t − 1)·ε, eq. (15) (eq. 4 solved for x_0). */
-  predictX0FromEps(xt: Batch, t: Timesteps, eps: Float32Array): Float32Array {
+  predictX0FromEps(xt: ShapedArray, t: Timesteps, eps: Float32Array): Float32Array {
     return this.combine(xt, t, eps, this.sqrtRecipAlphasCumprod, this.negSqrtRecipm1AlphasCumprod, 'eps');
   }
 
@@ -301,22 +301,22 @@ export class GaussianDiffusion implements ScheduleTables {
    * ε̂ = (x_t − √ᾱ_t x̂_0)/√(1 − ᾱ_t) (eq. 4 solved for ε). Written with √ᾱ rather than 1/√ᾱ so it
    * stays finite at ᾱ_t = 0 (zero terminal SNR).
    */
-  predictEpsFromX0(xt: Batch, t: Timesteps, x0: Float32Array): Float32Array {
+  predictEpsFromX0(xt: ShapedArray, t: Timesteps, x0: Float32Array): Float32Array {
     return this.combine(xt, t, x0, this.epsFromX0CoefXt, this.epsFromX0CoefX0, 'x0');
   }
 
   /** v = √ᾱ_t ε − √(1 − ᾱ_t) x_0 (Salimans & Ho 2022), the v-prediction target. */
-  getVelocity(x0: Batch, t: Timesteps, noise: Float32Array): Float32Array {
+  getVelocity(x0: ShapedArray, t: Timesteps, noise: Float32Array): Float32Array {
     return this.combine(x0, t, noise, this.negSqrtOneMinusAlphasCumprod, this.sqrtAlphasCumprod, 'noise');
   }
 
   /** x̂_0 = √ᾱ_t x_t − √(1 − ᾱ_t) v. */
-  predictX0FromV(xt: Batch, t: Timesteps, v: Float32Array): Float32Array {
+  predictX0FromV(xt: ShapedArray, t: Timesteps, v: Float32Array): Float32Array {
     return this.combine(xt, t, v, this.sqrtAlphasCumprod, this.negSqrtOneMinusAlphasCumprod, 'v');
   }
 
   /** ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t v. */
-  predictEpsFromV(xt: Batch, t: Timesteps, v: Float32Array): Float32Array {
+  predictEpsFromV(xt: ShapedArray, t: Timesteps, v: Float32Array): Float32Array {
     return this.combine(xt, t, v, this.sqrtOneMinusAlphasCumprod, this.sqrtAlphasCumprod, 'v');
   }
 
@@ -332,7 +332,7 @@ export class GaussianDiffusion implements ScheduleTables {
    *   channels holds v ∈ [−1, 1])
    * @param xt x_t [B, C, ...]
    */
-  pMeanVariance(modelOutput: Float32Array, xt: Batch, t: Timesteps, opts: PMeanVarianceOptions): PMeanVarianceOutput {
+  pMeanVariance(modelOutput: Float32Array, xt: ShapedArray, t: Timesteps, opts: PMeanVarianceOptions): PMeanVarianceOutput {
     const { B, perExample } = batchDims(xt);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
     const n = xt.data.length;
@@ -374,7 +374,7 @@ export class GaussianDiffusion implements ScheduleTables {
   }
 
   /** x̂_0 from a (mean part of a) model output, before clipping. */
-  predictX0(output: Float32Array, xt: Batch, t: Timesteps, meanType: MeanType): Float32Array {
+  predictX0(output: Float32Array, xt: ShapedArray, t: Timesteps, meanType: MeanType): Float32Array {
     switch (meanType) {
       case 'epsilon':
         return this.predictX0FromEps(xt, t, output);
@@ -390,8 +390,11 @@ export class GaussianDiffusion implements ScheduleTables {
 
   // ---------------------------------------------------------------- losses
 
-  /** The regression target of L_simple for a parameterisation: ε, x_0, or v. */
-  trainingTarget(meanType: MeanType, x0: Batch, t: Timesteps, noise: Float32Array): Float32Array {
+  /**
+   * The regression target of L_simple for a parameterisation: ε (`noise` itself, not a copy),
+   * x_0 (`x0.data` itself), or v (a new array).
+   */
+  trainingTarget(meanType: MeanType, x0: ShapedArray, t: Timesteps, noise: Float32Array): Float32Array {
     switch (meanType) {
       case 'epsilon':
         checkLength(noise, x0.data.length, 'noise');
@@ -416,7 +419,7 @@ export class GaussianDiffusion implements ScheduleTables {
    */
   vbTermsBpd(
     modelOutput: Float32Array,
-    x0: Batch,
+    x0: ShapedArray,
     xt: Float32Array,
     t: Timesteps,
     opts: VbOptions,
@@ -424,7 +427,7 @@ export class GaussianDiffusion implements ScheduleTables {
     const { B } = batchDims(x0);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
     checkLength(xt, x0.data.length, 'xt');
-    const xtBatch: Batch = { data: xt, shape: x0.shape };
+    const xtBatch: ShapedArray = { data: xt, shape: x0.shape };
     const q = this.qPosteriorMeanVariance(x0, xt, ts);
     const p = this.pMeanVariance(modelOutput, xtBatch, ts, { ...opts, clipDenoised: opts.clipDenoised ?? false });
     const kl = meanFlat(normalKl(q.mean, q.logVarianceClipped, p.mean, p.logVariance), B);
@@ -441,7 +444,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * The prior term L_T = KL(q(x_T | x_0) ‖ N(0, I)) per example in bits/dim (improved-diffusion
    * `_prior_bpd`). Not trained; small for a good schedule.
    */
-  priorBpd(x0: Batch): Float64Array {
+  priorBpd(x0: ShapedArray): Float64Array {
     const { B } = batchDims(x0);
     const q = this.qMeanVariance(x0, this.numTimesteps - 1);
     return meanFlat(normalKl(q.mean, q.logVariance, 0, 0), B).map((v) => v / LN2);
@@ -456,7 +459,7 @@ export class GaussianDiffusion implements ScheduleTables {
    */
   trainingLosses(
     modelOutput: Float32Array,
-    x0: Batch,
+    x0: ShapedArray,
     t: Timesteps,
     noise: Float32Array,
     opts: TrainingLossOptions,
@@ -490,7 +493,7 @@ export class GaussianDiffusion implements ScheduleTables {
    * @param model called with the original timestep (`timestepMap[t]`) for each index t
    * @param x0 data on the 8-bit grid scaled to [−1, 1]
    */
-  async calcBpdLoop(model: DiffusionModel, x0: Batch, opts: CalcBpdOptions): Promise<CalcBpdOutput> {
+  async calcBpdLoop(model: DiffusionModel, x0: ShapedArray, opts: CalcBpdOptions): Promise<CalcBpdOutput> {
     const { B } = batchDims(x0);
     const T = this.numTimesteps;
     const n = x0.data.length;
@@ -529,7 +532,7 @@ export class GaussianDiffusion implements ScheduleTables {
 
   /** out = a[t]·x + b[t]·y per example, computed in float64 and stored as float32. */
   private combine(
-    x: Batch,
+    x: ShapedArray,
     t: Timesteps,
     y: Float32Array,
     a: Float64Array,

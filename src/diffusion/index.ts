@@ -12,7 +12,7 @@
  * The full table is at the top of `gaussian-diffusion.ts`.
  */
 export {
-  type Batch,
+  type ShapedArray,
   type DiffusionModel,
   type MeanType,
   type Timesteps,

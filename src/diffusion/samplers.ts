@@ -10,7 +10,7 @@
  * next kept timestep. The loop ({@link sampleLoop}) is written out and takes the model, so any
  * backend plugs in, and reports every step for progressive output.
  */
-import { batchDims, numel, type Batch, type DiffusionModel, type MeanType, type VarType } from './batch.ts';
+import { batchDims, numel, type ShapedArray, type DiffusionModel, type MeanType, type VarType } from './batch.ts';
 import { GaussianDiffusion, splitModelOutput } from './gaussian-diffusion.ts';
 import { respace, type TimestepSpec } from './respace.ts';
 import { processX0InPlace, type X0Processing } from './thresholding.ts';
@@ -37,7 +37,7 @@ export interface Sampler {
    * @param x x_t [B, C, ...]
    * @param rng noise source (not consumed by deterministic steps)
    */
-  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput;
+  step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput;
 }
 
 /** Options shared by the samplers. */
@@ -79,7 +79,7 @@ abstract class BaseSampler implements Sampler {
     return i;
   }
 
-  abstract step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput;
+  abstract step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput;
 }
 
 /**
@@ -95,7 +95,7 @@ export class DdpmSampler extends BaseSampler {
     this.options = options;
   }
 
-  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput {
+  step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput {
     const i = this.index(t);
     const out = this.diffusion.pMeanVariance(modelOutput, x, i, this.options);
     if (i === 0) return { prevSample: out.mean, predX0: out.predX0 };
@@ -133,7 +133,7 @@ export class DdimSampler extends BaseSampler {
     this.options = options;
   }
 
-  step(modelOutput: Float32Array, t: number, x: Batch, rng: Rng): SamplerStepOutput {
+  step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput {
     const d = this.diffusion;
     const i = this.index(t);
     const { B } = batchDims(x);
