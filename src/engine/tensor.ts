@@ -362,14 +362,15 @@ export function slice(x: Tensor, axis: number, start: number, end?: number, step
 
 /** Split along an axis into pieces of the given sizes. */
 export function split(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
+  const a = normAxis('split', axis, x.rank);
+  const total = sizes.reduce((p, q) => p + q, 0);
+  if (total !== x.shape[a] || sizes.some((q) => !Number.isInteger(q) || q < 1)) fail('split', `sizes [${sizes}] do not add up to ${x.shape[a]}`);
   const out: Tensor[] = [];
   let at = 0;
   for (const s of sizes) {
-    out.push(slice(x, axis, at, at + s));
+    out.push(slice(x, a, at, at + s));
     at += s;
   }
-  const a = normAxis('split', axis, x.rank);
-  if (at !== x.shape[a]) fail('split', `sizes [${sizes}] do not add up to ${x.shape[a]}`);
   return out;
 }
 
@@ -499,7 +500,7 @@ export function upsampleNearest2x(x: Tensor): Tensor {
 
 /**
  * Inverted dropout driven by an explicit uniform [0,1) tensor `u` (same or broadcastable shape):
- * keeps x/(1-p) where u >= p. The randomness is an input, so the compiled graph stays deterministic.
+ * keeps x/(1-p) where u > p. The randomness is an input, so the compiled graph stays deterministic.
  */
 export function dropout(x: Tensor, p: number, u: Tensor): Tensor {
   if (!(p >= 0 && p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`);

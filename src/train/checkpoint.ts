@@ -1,0 +1,153 @@
+/**
+ * Training checkpoints: a directory written atomically (complete new copy, then swapped in), holding
+ *   config.json            the TrainConfig (validated on load; unknown keys are an error)
+ *   params.safetensors     the raw weights (torch-style names)
+ *   ema.safetensors        the EMA weights (what sampling uses)
+ *   optimizer.safetensors  Adam moments m:<name>, v:<name> and the update count `step`
+ *   state.json             step, data-loader position, images seen, training time
+ * A model directory for sampling needs only config.json and ema.safetensors (or params.safetensors).
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import type { LoaderState } from '../data/loader.ts';
+import type { ParamValue } from '../engine/optim.ts';
+import { recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
+import { readSafetensorsFile } from '../io/safetensors-file.ts';
+import { serializeSafetensors } from '../io/safetensors.ts';
+import { validateTrainConfig, type TrainConfig } from './config.ts';
+
+export interface TrainState {
+  /** optimisation steps done */
+  step: number;
+  loader: LoaderState | null;
+  /** training wall time so far, seconds (excluding sampling of grids? no: everything in the loop) */
+  elapsedSec: number;
+  images: number;
+}
+
+export interface CheckpointContents {
+  config: TrainConfig;
+  params: Record<string, ParamValue>;
+  ema: Record<string, ParamValue>;
+  optimizer: Map<string, ParamValue>;
+  state: TrainState;
+}
+
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
+function tensors(map: Record<string, ParamValue> | Map<string, ParamValue>) {
+  const out: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const [k, v] of map instanceof Map ? map : Object.entries(map)) out[k] = { dtype: 'F32', shape: v.shape, data: v.data };
+  return out;
+}
+
+export async function saveCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
+  await writeCheckpointDir(dir, {
+    'config.json': JSON.stringify(c.config, null, 2) + '\n',
+    'params.safetensors': serializeSafetensors(tensors(c.params), { format: 'ddpm-ts', kind: 'params' }),
+    'ema.safetensors': serializeSafetensors(tensors(c.ema), { format: 'ddpm-ts', kind: 'ema' }),
+    'optimizer.safetensors': serializeSafetensors(tensors(c.optimizer), { format: 'ddpm-ts', kind: 'adamw' }),
+    'state.json': JSON.stringify(c.state, null, 2) + '\n',
+  });
+}
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    throw new CheckpointError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** Read float32 weights from a safetensors file into ParamValues. */
+export async function readWeights(file: string): Promise<Record<string, ParamValue>> {
+  let parsed;
+  try {
+    parsed = await readSafetensorsFile(file);
+  } catch (e) {
+    throw new CheckpointError(`${(e as Error).message}`);
+  }
+  const out: Record<string, ParamValue> = {};
+  for (const [k, t] of Object.entries(parsed.tensors)) {
+    if (t.dtype !== 'F32') throw new CheckpointError(`${file}: tensor '${k}' is ${t.dtype}, expected F32`);
+    // copy: fresh, aligned buffers (views into the file buffer would change SIMD head/tail splits)
+    out[k] = { shape: [...t.shape], data: (t.data as Float32Array).slice() };
+  }
+  return out;
+}
+
+/** Check that weights have exactly the expected names and shapes. */
+export function checkWeights(file: string, got: Record<string, ParamValue>, expected: Record<string, ParamValue>): void {
+  for (const [k, v] of Object.entries(expected)) {
+    const g = got[k];
+    if (!g) throw new CheckpointError(`${file}: missing tensor '${k}'`);
+    if (g.shape.join() !== v.shape.join()) throw new CheckpointError(`${file}: '${k}' has shape [${g.shape}], the model needs [${v.shape}]`);
+  }
+  for (const k of Object.keys(got)) if (!(k in expected)) throw new CheckpointError(`${file}: unexpected tensor '${k}'`);
+}
+
+/** The config of a model / checkpoint directory. */
+export async function readConfig(dir: string): Promise<TrainConfig> {
+  const file = path.join(dir, 'config.json');
+  try {
+    return validateTrainConfig(await readJson(file));
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    throw new CheckpointError(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Load a training checkpoint for resuming, or null when there is none. With `expectConfig`, the
+ * stored config must match it in everything that shapes the run (model, diffusion, data, seed).
+ */
+export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainConfig } = {}): Promise<CheckpointContents | null> {
+  const status = await recoverCheckpointDir(dir);
+  if (status === 'missing') return null;
+  const config = await readConfig(dir);
+  if (opts.expectConfig) {
+    const e = opts.expectConfig;
+    const pick = (c: TrainConfig) => JSON.stringify([c.model, c.diffusion, c.data, c.run.seed, c.optim]);
+    if (pick(config) !== pick(e)) {
+      throw new CheckpointError(
+        `${dir} was written with a different config; resume with the same flags (stored config: ${path.join(dir, 'config.json')})`,
+      );
+    }
+  }
+  const params = await readWeights(path.join(dir, 'params.safetensors'));
+  const ema = await readWeights(path.join(dir, 'ema.safetensors'));
+  checkWeights(path.join(dir, 'ema.safetensors'), ema, params);
+  const optimizer = new Map(Object.entries(await readWeights(path.join(dir, 'optimizer.safetensors'))));
+  const state = (await readJson(path.join(dir, 'state.json'))) as TrainState;
+  if (!Number.isInteger(state.step) || state.step < 0) throw new CheckpointError(`${dir}/state.json: bad step ${state.step}`);
+  return { config, params, ema, optimizer, state };
+}
+
+/** Weights for sampling from a model or checkpoint directory: EMA if present, else the raw params. */
+export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string }> {
+  try {
+    await fsp.access(dir);
+  } catch {
+    throw new CheckpointError(`no such checkpoint directory: ${dir}`);
+  }
+  await recoverCheckpointDir(dir);
+  const config = await readConfig(dir);
+  for (const name of ['ema.safetensors', 'params.safetensors']) {
+    const file = path.join(dir, name);
+    try {
+      await fsp.access(file);
+    } catch {
+      continue;
+    }
+    return { config, weights: await readWeights(file), file };
+  }
+  throw new CheckpointError(`${dir} has no ema.safetensors or params.safetensors`);
+}

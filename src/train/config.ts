@@ -1,0 +1,239 @@
+/**
+ * The training config: one typed definition with defaults, from which come the JSON stored in every
+ * checkpoint (validated on load: unknown keys are an error) and the CLI flags of `ddpm train`.
+ *
+ * The defaults are the reference recipe: `mnist-28`, ε-prediction, L_simple, linear β with T = 1000,
+ * AdamW 2e-4 without weight decay, gradient clipping at norm 1, batch 64, EMA with decay
+ * min(0.999, (1+n)/(10+n)) at step n.
+ */
+import type { MeanType, VarType } from '../diffusion/batch.ts';
+import { scheduleConfig, type ScheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
+import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
+
+export interface DiffusionConfig {
+  schedule: ScheduleConfig;
+  meanType: MeanType;
+  varType: VarType;
+  /** 'simple': L_simple (Ho et al. eq. 14); 'hybrid': L_simple + λ·L_vlb with learned variances (N&D) */
+  loss: 'simple' | 'hybrid';
+  /** min-SNR-γ loss weighting; 0 = off */
+  minSnrGamma: number;
+}
+
+export interface OptimConfig {
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** linear learning-rate warmup over this many steps (0 = none) */
+  warmupSteps: number;
+  /** global-norm gradient clipping (0 = off) */
+  clipNorm: number;
+  /** EMA decay ceiling */
+  emaDecay: number;
+  /** EMA decay warmup min(decay, (1+n)/(10+n)) */
+  emaWarmup: boolean;
+}
+
+export interface DataConfig {
+  /** 'mnist' or a folder of PNG/JPEG/WebP images */
+  source: string;
+  batchSize: number;
+  /** random horizontal flips (off for digits) */
+  hflip: boolean;
+}
+
+export interface RunConfig {
+  /** total optimisation steps (0 = until stopped or the time budget is spent) */
+  steps: number;
+  /** stop after this many minutes of training (0 = no limit) */
+  minutes: number;
+  seed: number;
+  logEvery: number;
+  sampleEvery: number;
+  checkpointEvery: number;
+  /** images in the periodic sample grid */
+  sampleCount: number;
+  /** DDIM steps for the periodic sample grid */
+  sampleSteps: number;
+}
+
+export interface TrainConfig {
+  /** name of the model preset the U-Net config started from (informational) */
+  preset: string;
+  model: UNetConfig;
+  diffusion: DiffusionConfig;
+  optim: OptimConfig;
+  data: DataConfig;
+  run: RunConfig;
+}
+
+export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
+  const model = UNET_CONFIGS[preset];
+  if (!model) throw new Error(`unknown model config '${preset}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
+  return {
+    preset,
+    model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
+    diffusion: { schedule: scheduleConfig({ kind: 'linear', T: 1000 }), meanType: 'epsilon', varType: 'fixedLarge', loss: 'simple', minSnrGamma: 0 },
+    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
+    data: { source: 'mnist', batchSize: 64, hflip: false },
+    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50 },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags: one definition per scalar field, used for the CLI and for validation.
+
+type Kind = 'number' | 'int' | 'string' | 'boolean';
+
+export interface OptionDef {
+  /** dotted path in TrainConfig */
+  path: string;
+  /** CLI flag name (without --) */
+  flag: string;
+  kind: Kind;
+  help: string;
+  choices?: readonly string[];
+  min?: number;
+  max?: number;
+}
+
+const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'sigmoid', 'scaledLinear'];
+
+export const TRAIN_OPTIONS: readonly OptionDef[] = [
+  { path: 'data.source', flag: 'data', kind: 'string', help: "training images: 'mnist' or a folder of PNG/JPEG/WebP" },
+  { path: 'data.batchSize', flag: 'batch-size', kind: 'int', min: 1, help: 'images per step' },
+  { path: 'data.hflip', flag: 'hflip', kind: 'boolean', help: 'random horizontal flips' },
+  { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
+  { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, help: 'diffusion steps T' },
+  { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: ['epsilon', 'x0', 'v'], help: 'what the model predicts' },
+  { path: 'diffusion.loss', flag: 'loss', kind: 'string', choices: ['simple', 'hybrid'], help: 'L_simple, or L_simple + λ·L_vlb with learned variances' },
+  { path: 'diffusion.varType', flag: 'var-type', kind: 'string', choices: ['fixedLarge', 'fixedSmall', 'learnedRange'], help: 'reverse-process variance (hybrid forces learnedRange)' },
+  { path: 'diffusion.minSnrGamma', flag: 'min-snr-gamma', kind: 'number', min: 0, help: 'min-SNR-γ loss weighting (0 = off)' },
+  { path: 'optim.lr', flag: 'lr', kind: 'number', min: 0, help: 'AdamW learning rate' },
+  { path: 'optim.weightDecay', flag: 'weight-decay', kind: 'number', min: 0, help: 'AdamW decoupled weight decay' },
+  { path: 'optim.beta1', flag: 'beta1', kind: 'number', min: 0, max: 0.999999, help: 'Adam β1' },
+  { path: 'optim.beta2', flag: 'beta2', kind: 'number', min: 0, max: 0.999999, help: 'Adam β2' },
+  { path: 'optim.warmupSteps', flag: 'warmup', kind: 'int', min: 0, help: 'linear learning-rate warmup steps' },
+  { path: 'optim.clipNorm', flag: 'clip-norm', kind: 'number', min: 0, help: 'global gradient-norm clipping (0 = off)' },
+  { path: 'optim.emaDecay', flag: 'ema-decay', kind: 'number', min: 0, max: 1, help: 'EMA decay' },
+  { path: 'run.steps', flag: 'steps', kind: 'int', min: 0, help: 'training steps (0 = until Ctrl-C or --minutes)' },
+  { path: 'run.minutes', flag: 'minutes', kind: 'number', min: 0, help: 'time budget in minutes (0 = none)' },
+  { path: 'run.seed', flag: 'seed', kind: 'int', min: 0, help: 'random seed' },
+  { path: 'run.logEvery', flag: 'log-every', kind: 'int', min: 1, help: 'steps between log lines' },
+  { path: 'run.sampleEvery', flag: 'sample-every', kind: 'int', min: 0, help: 'steps between sample grids (0 = never)' },
+  { path: 'run.checkpointEvery', flag: 'checkpoint-every', kind: 'int', min: 1, help: 'steps between checkpoints' },
+  { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, help: 'images per sample grid' },
+  { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, help: 'DDIM steps for sample grids' },
+  { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, help: 'image size (folders are resized + centre-cropped to it)' },
+  { path: 'model.inChannels', flag: 'channels', kind: 'int', min: 1, max: 3, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
+  { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, help: 'U-Net base channels' },
+  { path: 'model.numResBlocks', flag: 'res-blocks', kind: 'int', min: 1, help: 'residual blocks per level' },
+  { path: 'model.dropout', flag: 'dropout', kind: 'number', min: 0, max: 0.99, help: 'dropout in residual blocks' },
+];
+
+function getPath(obj: unknown, path: string): unknown {
+  return path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = o[k] as Record<string, unknown>;
+  o[keys[keys.length - 1]!] = value;
+}
+
+/** Parse a CLI string for one option; throws a message naming the flag. */
+export function parseOptionValue(def: OptionDef, raw: string | boolean): string | number | boolean {
+  if (def.kind === 'boolean') {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    throw new Error(`--${def.flag}: expected true or false, got '${raw}'`);
+  }
+  const s = String(raw);
+  if (def.kind === 'string') {
+    if (def.choices && !def.choices.includes(s)) throw new Error(`--${def.flag}: '${s}' is not one of ${def.choices.join(', ')}`);
+    return s;
+  }
+  const v = Number(s);
+  if (s.trim() === '' || !Number.isFinite(v)) throw new Error(`--${def.flag}: expected a number, got '${s}'`);
+  if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`--${def.flag}: expected an integer, got '${s}'`);
+  if (def.min !== undefined && v < def.min) throw new Error(`--${def.flag}: must be >= ${def.min}, got ${v}`);
+  if (def.max !== undefined && v > def.max) throw new Error(`--${def.flag}: must be <= ${def.max}, got ${v}`);
+  return v;
+}
+
+/** Apply parsed flag values (keyed by flag name) to a config; returns a validated copy. */
+export function applyOptions(base: TrainConfig, values: Record<string, string | boolean | undefined>): TrainConfig {
+  const c = JSON.parse(JSON.stringify(base)) as Record<string, unknown>;
+  for (const def of TRAIN_OPTIONS) {
+    const raw = values[def.flag];
+    if (raw === undefined) continue;
+    if (def.path === 'diffusion.schedule.kind') {
+      // a new schedule kind takes that kind's defaults (keeping T)
+      const T = (getPath(c, 'diffusion.schedule.T') as number) ?? 1000;
+      setPath(c, 'diffusion.schedule', { kind: parseOptionValue(def, raw), T });
+      continue;
+    }
+    setPath(c, def.path, parseOptionValue(def, raw));
+  }
+  return validateTrainConfig(c);
+}
+
+function checkKeys(obj: unknown, allowed: object, where: string): Record<string, unknown> {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new Error(`config: '${where}' must be an object`);
+  for (const k of Object.keys(obj)) {
+    if (!(k in allowed)) throw new Error(`config: unknown key '${where ? `${where}.` : ''}${k}' (allowed: ${Object.keys(allowed).join(', ')})`);
+  }
+  return obj as Record<string, unknown>;
+}
+
+function checkType(v: unknown, dflt: unknown, where: string): void {
+  if (typeof v !== typeof dflt) throw new Error(`config: '${where}' must be a ${typeof dflt}, got ${JSON.stringify(v)}`);
+}
+
+/**
+ * Validate a full config (e.g. parsed from a checkpoint's config.json): every section must be present
+ * with known keys and the right types; unknown keys are an error.
+ */
+export function validateTrainConfig(input: unknown): TrainConfig {
+  const d = defaultTrainConfig();
+  const top = checkKeys(input, d, '');
+  const preset = top.preset ?? d.preset;
+  checkType(preset, d.preset, 'preset');
+  const section = <K extends 'diffusion' | 'optim' | 'data' | 'run'>(name: K): TrainConfig[K] => {
+    const raw = checkKeys(top[name] ?? {}, d[name], name);
+    const out = { ...d[name] } as Record<string, unknown>;
+    for (const [k, v] of Object.entries(raw)) {
+      if (k !== 'schedule') checkType(v, (d[name] as unknown as Record<string, unknown>)[k], `${name}.${k}`);
+      out[k] = v;
+    }
+    return out as unknown as TrainConfig[K];
+  };
+  const diffusion = section('diffusion');
+  diffusion.schedule = scheduleConfig(diffusion.schedule);
+  if (!['epsilon', 'x0', 'v'].includes(diffusion.meanType)) throw new Error(`config: diffusion.meanType '${diffusion.meanType}' is not epsilon, x0 or v`);
+  if (!['fixedLarge', 'fixedSmall', 'learnedRange'].includes(diffusion.varType)) throw new Error(`config: diffusion.varType '${diffusion.varType}' is invalid`);
+  if (!['simple', 'hybrid'].includes(diffusion.loss)) throw new Error(`config: diffusion.loss '${diffusion.loss}' is not simple or hybrid`);
+  if (diffusion.loss === 'hybrid') diffusion.varType = 'learnedRange';
+  if (diffusion.varType === 'learnedRange' && diffusion.loss !== 'hybrid') {
+    throw new Error("config: varType 'learnedRange' needs loss 'hybrid' (the variance is learned only through L_vlb)");
+  }
+  const optim = section('optim');
+  const data = section('data');
+  const run = section('run');
+  const presetModel = UNET_CONFIGS[preset as string] ?? d.model;
+  let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel);
+  const learned = diffusion.varType === 'learnedRange';
+  if (model.outChannels !== model.inChannels * (learned ? 2 : 1)) model = { ...model, outChannels: model.inChannels * (learned ? 2 : 1) };
+  for (const def of TRAIN_OPTIONS) {
+    const v = getPath({ diffusion, optim, data, run, model }, def.path);
+    if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${v}`);
+    if (typeof v === 'number' && ((def.min !== undefined && v < def.min) || (def.max !== undefined && v > def.max))) {
+      throw new Error(`config: '${def.path}' = ${v} is out of range`);
+    }
+  }
+  return { preset: preset as string, model, diffusion, optim, data, run };
+}

@@ -1,0 +1,288 @@
+/**
+ * The trainer: Algorithm 1 of Ho et al. 2020 as a loop around one compiled training step
+ * (U-Net forward, loss, backward, gradient clipping, AdamW), with an EMA of the weights, warmup,
+ * periodic sample grids and atomic checkpoints that resume exactly.
+ *
+ * All randomness derives from the seed: Rng(seed).fold(0) initialises the weights, fold(1).fold(step)
+ * draws that step's t and ε, fold(2) drives the data order (per epoch), fold(3) the sample grids.
+ * So a checkpoint's step, loader position, weights, EMA and optimiser moments determine the rest
+ * of the run: training N+M steps equals training N, resuming, then training M.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
+import { trainingLossesGraph } from '../diffusion/graph-losses.ts';
+import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
+import { adamw, type ParamValue } from '../engine/optim.ts';
+import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
+import { input, type Tensor } from '../engine/tensor.ts';
+import type { Dim } from '../engine/graph.ts';
+import { NonFiniteLossError, TrainStep } from '../engine/train_step.ts';
+import { BatchLoader, type Dataset, type LoaderState } from '../data/loader.ts';
+import { writeImageGrid } from '../io/image.ts';
+import { Denoiser } from '../models/denoiser.ts';
+import { initUNet, unet } from '../models/unet.ts';
+import { Rng } from '../rng.ts';
+import { checkWeights, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import type { TrainConfig } from './config.ts';
+
+export interface StepLog {
+  step: number;
+  loss: number;
+  mse: number;
+  vb?: number;
+  gradNorm: number;
+  lr: number;
+  imgPerSec: number;
+  elapsedSec: number;
+}
+
+export interface TrainerEvents {
+  /** after every step */
+  onStep?: (step: number, loss: number) => void;
+  /** every `logEvery` steps, with averages over the window */
+  onLog?: (log: StepLog) => void;
+  onSample?: (file: string, step: number) => void;
+  onCheckpoint?: (dir: string, step: number) => void;
+}
+
+export interface TrainerOptions extends RuntimeOptions {
+  /** continue from `<outDir>/checkpoint` if it exists */
+  resume?: boolean;
+  events?: TrainerEvents;
+}
+
+/** EMA decay at update n: min(decay, (1+n)/(10+n)) with warmup (as in the reference recipe). */
+export function emaDecayAt(n: number, decay: number, warmup: boolean): number {
+  return warmup ? Math.min(decay, (1 + n) / (10 + n)) : decay;
+}
+
+export class Trainer {
+  private stopRequested = false;
+  private sampler: Denoiser | null = null;
+
+  private constructor(
+    private readonly ort: OrtModule,
+    readonly config: TrainConfig,
+    readonly outDir: string,
+    readonly diffusion: GaussianDiffusion,
+    readonly step: TrainStep,
+    readonly ema: Map<string, ParamValue>,
+    readonly loader: BatchLoader,
+    public state: TrainState,
+    private readonly opts: TrainerOptions,
+  ) {}
+
+  static async create(ort: OrtModule, config: TrainConfig, outDir: string, dataset: Dataset, opts: TrainerOptions = {}): Promise<Trainer> {
+    const m = config.model;
+    if (dataset.channels !== m.inChannels || dataset.height !== m.imageSize || dataset.width !== m.imageSize) {
+      throw new Error(
+        `data is ${dataset.channels}x${dataset.height}x${dataset.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize} ` +
+          '(set --channels / --image-size, or pick a matching config)',
+      );
+    }
+    const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
+    const ckptDir = path.join(outDir, 'checkpoint');
+    let params: Record<string, ParamValue>;
+    let ema: Map<string, ParamValue>;
+    let optState: Map<string, ParamValue> | null = null;
+    let state: TrainState;
+    const resumed = opts.resume ? await loadCheckpoint(ckptDir, { expectConfig: config }) : null;
+    if (resumed) {
+      // the model's own parameter order: it fixes the graph's summation order, so a resumed run
+      // computes bit for bit what an uninterrupted one does
+      const reference = initUNet(m, new Rng(config.run.seed).fold(0));
+      checkWeights(path.join(ckptDir, 'params.safetensors'), resumed.params, reference);
+      params = Object.fromEntries(Object.keys(reference).map((k) => [k, resumed.params[k]!]));
+      ema = new Map(Object.keys(reference).map((k) => [k, resumed.ema[k]!]));
+      optState = resumed.optimizer;
+      state = resumed.state;
+    } else {
+      params = initUNet(m, new Rng(config.run.seed).fold(0));
+      ema = new Map(Object.entries(params).map(([k, v]) => [k, { shape: [...v.shape], data: v.data.slice() }]));
+      state = { step: 0, loader: null, elapsedSec: 0, images: 0 };
+    }
+
+    const B = config.data.batchSize;
+    const xShape = [B, m.inChannels, m.imageSize, m.imageSize];
+    const { meanType, varType, minSnrGamma } = config.diffusion;
+    // dropout uniforms become extra graph inputs (dropout0, dropout1, ...) fed from the step's RNG
+    const dropoutSource = m.dropout > 0 ? { dropoutSource: (name: string, shape: readonly Dim[]) => input(name, shape) } : {};
+    const step = await TrainStep.create(
+      ort,
+      {
+        params,
+        inputs: { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } },
+        loss: (p, inp: Record<string, Tensor>) => {
+          const losses = trainingLossesGraph(
+            diffusion,
+            (xt, tf) => unet(m, p as unknown as Record<string, Tensor>, xt, tf, dropoutSource),
+            inp.x0!,
+            inp.t!,
+            inp.noise!,
+            { meanType, varType, minSnrGamma: minSnrGamma > 0 ? minSnrGamma : undefined },
+          );
+          const aux: Record<string, Tensor> = { mse: losses.mse };
+          if (losses.vb) aux.vb = losses.vb;
+          return { loss: losses.loss, aux };
+        },
+        optimizer: adamw({ b1: config.optim.beta1, b2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay }),
+        clipNorm: config.optim.clipNorm > 0 ? config.optim.clipNorm : undefined,
+      },
+      opts,
+    );
+    if (optState) {
+      for (const [k, v] of step.state) {
+        const saved = optState.get(k);
+        if (!saved || saved.data.length !== v.data.length) throw new Error(`checkpoint optimiser state lacks or mis-sizes '${k}'`);
+        v.data = saved.data;
+      }
+    }
+    const loader = new BatchLoader(
+      dataset,
+      { batchSize: B, shuffle: true, flip: config.data.hflip, rng: new Rng(config.run.seed).fold(2) },
+      state.loader ?? undefined,
+    );
+    return new Trainer(ort, config, outDir, diffusion, step, ema, loader, state, opts);
+  }
+
+  /** Ask the loop to stop after the current step (it then writes a checkpoint). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  /** Learning rate at a step: linear warmup to `lr`. */
+  lrAt(step: number): number {
+    const { lr, warmupSteps } = this.config.optim;
+    return warmupSteps > 0 ? lr * Math.min(1, (step + 1) / warmupSteps) : lr;
+  }
+
+  /** The batch inputs of one step: data, t ~ U{0..T−1}, ε ~ N(0, I) (Algorithm 1, lines 2–4). */
+  private stepInputs(step: number, x0: Float32Array): Record<string, Float32Array | BigInt64Array> {
+    const B = this.config.data.batchSize;
+    const r = new Rng(this.config.run.seed).fold(1).fold(step);
+    const t = r.integers(this.diffusion.numTimesteps, B);
+    const noise = r.normalFloat32(x0.length);
+    const feeds: Record<string, Float32Array | BigInt64Array> = { x0, t: BigInt64Array.from(t, (v) => BigInt(v)), noise };
+    for (const inp of this.step.fn.info.inputs) {
+      if (inp.name.startsWith('dropout')) feeds[inp.name] = r.uniformFloat32(inp.shape.reduce<number>((a, d) => a * (d as number), 1));
+    }
+    return feeds;
+  }
+
+  private updateEma(): void {
+    const d = emaDecayAt(this.state.step, this.config.optim.emaDecay, this.config.optim.emaWarmup);
+    for (const [k, p] of this.step.paramsByPath()) {
+      const e = this.ema.get(k)!.data;
+      const w = p.data;
+      for (let i = 0; i < e.length; i++) e[i] = d * e[i]! + (1 - d) * w[i]!;
+    }
+  }
+
+  /** Run until `run.steps` (or the time budget, or a stop request); writes checkpoints on the way. */
+  async train(): Promise<{ steps: number; stopped: 'done' | 'requested' | 'budget' }> {
+    const { run } = this.config;
+    const ev = this.opts.events ?? {};
+    const B = this.config.data.batchSize;
+    const x0 = new Float32Array(B * this.config.model.inChannels * this.config.model.imageSize ** 2);
+    const budgetSec = run.minutes > 0 ? run.minutes * 60 : Infinity;
+    const sessionStart = performance.now();
+    const elapsedBase = this.state.elapsedSec;
+    let window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+    let stopped: 'done' | 'requested' | 'budget' = 'done';
+    while (run.steps === 0 || this.state.step < run.steps) {
+      if (this.stopRequested) {
+        stopped = 'requested';
+        break;
+      }
+      const elapsed = elapsedBase + (performance.now() - sessionStart) / 1000;
+      if (elapsed >= budgetSec) {
+        stopped = 'budget';
+        break;
+      }
+      this.loader.next(x0);
+      const n = this.state.step;
+      let res;
+      try {
+        res = await this.step.step(this.stepInputs(n, x0), this.lrAt(n));
+      } catch (e) {
+        if (e instanceof NonFiniteLossError) {
+          await this.checkpoint();
+          throw new NonFiniteLossError(`step ${n}: ${e.message}. The last good state was saved to ${path.join(this.outDir, 'checkpoint')}; try a lower --lr or --clip-norm.`);
+        }
+        throw e;
+      }
+      this.updateEma();
+      this.state.step = n + 1;
+      this.state.images += B;
+      this.state.elapsedSec = elapsedBase + (performance.now() - sessionStart) / 1000;
+      ev.onStep?.(this.state.step, res.loss);
+      window.loss += res.loss;
+      window.mse += res.aux.mse ?? res.loss;
+      window.vb += res.aux.vb ?? 0;
+      window.gradNorm += res.gradNorm;
+      window.n++;
+      if (this.state.step % run.logEvery === 0) {
+        const dt = (performance.now() - window.t0) / 1000;
+        ev.onLog?.({
+          step: this.state.step,
+          loss: window.loss / window.n,
+          mse: window.mse / window.n,
+          vb: this.config.diffusion.varType === 'learnedRange' ? window.vb / window.n : undefined,
+          gradNorm: window.gradNorm / window.n,
+          lr: this.lrAt(n),
+          imgPerSec: (window.n * B) / dt,
+          elapsedSec: this.state.elapsedSec,
+        });
+        window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+      }
+      if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
+      if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
+    }
+    await this.checkpoint();
+    return { steps: this.state.step, stopped };
+  }
+
+  /** Write `<outDir>/checkpoint` atomically. */
+  async checkpoint(): Promise<string> {
+    const dir = path.join(this.outDir, 'checkpoint');
+    this.state.loader = this.loader.state() as LoaderState;
+    await saveCheckpoint(dir, {
+      config: this.config,
+      params: Object.fromEntries(this.step.paramsByPath()),
+      ema: Object.fromEntries(this.ema),
+      optimizer: this.step.state,
+      state: this.state,
+    });
+    this.opts.events?.onCheckpoint?.(dir, this.state.step);
+    return dir;
+  }
+
+  /** A DDIM sample grid from the EMA weights, written to `<outDir>/samples/step_XXXXXXX.png`. */
+  async sampleGrid(): Promise<string> {
+    const m = this.config.model;
+    if (!this.sampler) this.sampler = await Denoiser.create(this.ort, m, Object.fromEntries(this.ema), { ...this.opts, weightsAsInputs: true });
+    this.sampler.setWeights(this.ema);
+    const n = this.config.run.sampleCount;
+    const sampler = new DdimSampler(this.diffusion, {
+      meanType: this.config.diffusion.meanType,
+      varType: this.config.diffusion.varType,
+      eta: 0,
+      timesteps: `ddim${this.config.run.sampleSteps}`,
+      clipDenoised: true,
+    });
+    const shape = [n, m.inChannels, m.imageSize, m.imageSize];
+    const x = await sampleLoop(sampler, this.sampler.predict, shape, new Rng(this.config.run.seed).fold(3));
+    const file = path.join(this.outDir, 'samples', `step_${String(this.state.step).padStart(7, '0')}.png`);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await writeImageGrid(file, x, shape as [number, number, number, number], { nrow: Math.ceil(Math.sqrt(n)) });
+    this.opts.events?.onSample?.(file, this.state.step);
+    return file;
+  }
+
+  async release(): Promise<void> {
+    await this.step.release();
+    await this.sampler?.release();
+  }
+}
+
