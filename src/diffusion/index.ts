@@ -89,3 +89,21 @@ export {
   ddimSigma,
   sampleLoop,
 } from './samplers.ts';
+export {
+  calcBpdLoop,
+  cosine,
+  getVelocity,
+  linear,
+  pMeanVariance,
+  predictEpsFromV,
+  predictEpsFromX0,
+  predictX0,
+  predictX0FromEps,
+  predictX0FromV,
+  qMeanVariance,
+  qPosteriorMeanVariance,
+  qSample,
+  qStep,
+  scaledLinear,
+  sigmoid,
+} from './functional.ts';

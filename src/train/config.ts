@@ -57,6 +57,8 @@ export interface RunConfig {
   sampleCount: number;
   /** DDIM steps for the periodic sample grid */
   sampleSteps: number;
+  /** keep a copy of the checkpoint as <out>/snapshot-<M>min when training time passes M minutes (0 = off) */
+  snapshotMinutes: number;
 }
 
 export interface TrainConfig {
@@ -78,7 +80,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     diffusion: { schedule: scheduleConfig({ kind: 'linear', T: 1000 }), meanType: 'epsilon', varType: 'fixedLarge', loss: 'simple', minSnrGamma: 0 },
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
     data: { source: 'mnist', batchSize: 64, hflip: false },
-    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50 },
+    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0 },
   };
 }
 
@@ -126,6 +128,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'run.checkpointEvery', flag: 'checkpoint-every', kind: 'int', min: 1, help: 'steps between checkpoints' },
   { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, help: 'images per sample grid' },
   { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, help: 'DDIM steps for sample grids' },
+  { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
   { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, help: 'image size (folders are resized + centre-cropped to it)' },
   { path: 'model.inChannels', flag: 'channels', kind: 'int', min: 1, max: 3, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
   { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, help: 'U-Net base channels' },

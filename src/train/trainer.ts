@@ -60,6 +60,7 @@ export function emaDecayAt(n: number, decay: number, warmup: boolean): number {
 export class Trainer {
   private stopRequested = false;
   private sampler: Denoiser | null = null;
+  private lastSavedStep = -1;
 
   private constructor(
     private readonly ort: OrtModule,
@@ -200,6 +201,7 @@ export class Trainer {
         stopped = 'budget';
         break;
       }
+      const elapsedBefore = this.state.elapsedSec;
       this.loader.next(x0);
       const n = this.state.step;
       let res;
@@ -238,14 +240,25 @@ export class Trainer {
       }
       if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
       if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
+      const snap = run.snapshotMinutes;
+      if (snap > 0 && elapsedBefore < snap * 60 && this.state.elapsedSec >= snap * 60) {
+        await this.snapshot(`snapshot-${snap}min`);
+      }
     }
-    await this.checkpoint();
+    if (this.lastSavedStep !== this.state.step) await this.checkpoint();
     return { steps: this.state.step, stopped };
   }
 
   /** Write `<outDir>/checkpoint` atomically. */
   async checkpoint(): Promise<string> {
-    const dir = path.join(this.outDir, 'checkpoint');
+    const dir = await this.snapshot('checkpoint');
+    this.lastSavedStep = this.state.step;
+    return dir;
+  }
+
+  /** Write the current state as a checkpoint under `<outDir>/<name>` (kept, never overwritten by training). */
+  async snapshot(name: string): Promise<string> {
+    const dir = path.join(this.outDir, name);
     this.state.loader = this.loader.state() as LoaderState;
     await saveCheckpoint(dir, {
       config: this.config,

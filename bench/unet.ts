@@ -1,0 +1,104 @@
+/**
+ * U-Net benchmark for the reference config `mnist-28` at batch 64 (issue: train and sample end to end):
+ * training img/s (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising
+ * img-steps/s (one U-Net evaluation per image per step, no gradients), plus peak RSS.
+ * With `--peer`, the PyTorch peer (../shared/peer/torch_unet.py, Debian's python3-torch) runs in the
+ * same invocation so the ratio is measured on the same machine state. Prints one JSON object last.
+ *
+ *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer]
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { trainingLossesGraph } from '../src/diffusion/graph-losses.ts';
+import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
+import { adamw } from '../src/engine/optim.ts';
+import type { Tensor } from '../src/engine/tensor.ts';
+import { TrainStep } from '../src/engine/train_step.ts';
+import { Denoiser } from '../src/models/denoiser.ts';
+import { MNIST_28, countParams, initUNet, unet } from '../src/models/unet.ts';
+import { ort } from '../src/node/ort.ts';
+import { Rng } from '../src/rng.ts';
+
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const threads = flag('threads', os.availableParallelism());
+const B = flag('batch', 64);
+const steps = flag('steps', 5);
+const runPeer = args.includes('--peer');
+
+const cfg = MNIST_28;
+const params = initUNet(cfg, new Rng(0));
+const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
+const xShape = [B, 1, 28, 28];
+
+// 1. training: the same compiled step the trainer uses
+let t0 = performance.now();
+const step = await TrainStep.create(ort, {
+  params,
+  inputs: { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } },
+  loss: (p, inp: Record<string, Tensor>) =>
+    trainingLossesGraph(diffusion, (xt, tf) => unet(cfg, p as unknown as Record<string, Tensor>, xt, tf), inp.x0!, inp.t!, inp.noise!, { meanType: 'epsilon', varType: 'fixedLarge' }).loss,
+  optimizer: adamw({ weightDecay: 0 }),
+  clipNorm: 1,
+}, { threads });
+const compileSec = (performance.now() - t0) / 1000;
+const rng = new Rng(1);
+const batch = () => ({
+  x0: rng.uniformFloat32(B * 784).map((v) => v * 2 - 1),
+  t: BigInt64Array.from(rng.integers(1000, B), (v) => BigInt(v)),
+  noise: rng.normalFloat32(B * 784),
+});
+for (let i = 0; i < 2; i++) await step.step(batch(), 2e-4); // warm-up
+t0 = performance.now();
+for (let i = 0; i < steps; i++) await step.step(batch(), 2e-4);
+const trainImgPerSec = (steps * B) / ((performance.now() - t0) / 1000);
+await step.release();
+
+// 2. denoising: the inference session `ddpm sample` uses (weights baked in, symbolic batch)
+const den = await Denoiser.create(ort, cfg, params, { threads });
+let x = rng.normalFloat32(B * 784);
+for (let i = 0; i < 2; i++) await den.predict(x, new Int32Array(B).fill(500));
+t0 = performance.now();
+for (let i = 0; i < steps * 2; i++) x = await den.predict(x, new Int32Array(B).fill(999 - i));
+const denoiseImgStepsPerSec = (steps * 2 * B) / ((performance.now() - t0) / 1000);
+await den.release();
+
+const ours = {
+  train_img_per_s: +trainImgPerSec.toFixed(2),
+  denoise_img_steps_per_s: +denoiseImgStepsPerSec.toFixed(2),
+  compile_s: +compileSec.toFixed(2),
+  peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(0),
+};
+
+let peer: Record<string, unknown> | null = null;
+if (runPeer) {
+  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/peer/torch_unet.py');
+  if (!existsSync(script)) throw new Error(`--peer: ${script} not found`);
+  const out = execFileSync('/usr/bin/python3', [script, '--threads', String(threads), '--batch', String(B), '--steps', String(steps), '--json'], { encoding: 'utf8' });
+  peer = JSON.parse(out.trim().split('\n').pop()!);
+}
+
+const result = {
+  bench: 'unet',
+  config: 'mnist-28',
+  params: countParams(params),
+  batch: B,
+  threads,
+  date: new Date().toISOString(),
+  machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`,
+  ...ours,
+  ...(peer
+    ? {
+        peer,
+        train_ratio_vs_torch: +(trainImgPerSec / (peer.train_img_per_s as number)).toFixed(3),
+        denoise_ratio_vs_torch: +(denoiseImgStepsPerSec / (peer.denoise_img_steps_per_s as number)).toFixed(3),
+      }
+    : {}),
+};
+console.log(JSON.stringify(result));

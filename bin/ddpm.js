@@ -1,0 +1,7 @@
+#!/usr/bin/env node
+// ddpm-ts command line. The sources are TypeScript, run through tsx (a dependency), so no build step is needed.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../src/cli/main.ts');
+process.exitCode = await main(process.argv);

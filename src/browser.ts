@@ -1,0 +1,20 @@
+/**
+ * ddpm-ts, browser-safe entry point: the engine (tracing, autodiff, ONNX export, runtime over an
+ * injected onnxruntime), the diffusion core, the models and the RNG. Nothing here imports `node:*`.
+ */
+export * from './diffusion/index.ts';
+export { Rng, philox4x32, type RngState } from './rng.ts';
+export * as T from './engine/tensor.ts';
+export { Tensor, ShapeError, type TensorLike } from './engine/tensor.ts';
+export { grad, valueAndGrad, vjp } from './engine/autodiff.ts';
+export { evaluate } from './engine/interp.ts';
+export { toOnnx, OPSET, type OnnxExportOptions } from './engine/onnx.ts';
+export { CompiledFunction, compile, type OrtModule, type RuntimeOptions, type ExecutionProvider } from './engine/runtime.ts';
+export { adam, adamw, clipByGlobalNorm, globalNorm, type Optimizer, type ParamValue } from './engine/optim.ts';
+export { TrainStep, NonFiniteLossError } from './engine/train_step.ts';
+export { treeFlatten, treeMap, type Tree } from './engine/tree.ts';
+export { trainingLossesGraph, vbTermsBpdGraph, normalKlGraph, discretizedGaussianLogLikelihoodGraph } from './diffusion/graph-losses.ts';
+export { MNIST_28, UNET_CONFIGS, countParams, initUNet, timestepEmbedding, unet, unetConfig, type UNetConfig } from './models/unet.ts';
+export { Denoiser, exportDenoiserOnnx } from './models/denoiser.ts';
+export { parseSafetensors, serializeSafetensors } from './io/safetensors.ts';
+export { makeGrid, makeStrip } from './io/grid.ts';

@@ -1,0 +1,166 @@
+/** `ddpm train`: flags come from the typed config (src/train/config.ts), the work from the Trainer. */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
+import type { Dataset } from '../data/loader.ts';
+import { mnistDataset } from '../data/mnist.ts';
+import { nodeRuntime, ort } from '../node/ort.ts';
+import { readConfig } from '../train/checkpoint.ts';
+import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
+import { Trainer, type StepLog } from '../train/trainer.ts';
+import { UNET_CONFIGS } from '../models/unet.ts';
+import { UserError, addRuntimeOptions, formatDuration } from './common.ts';
+
+export function trainCommand(): Command {
+  const d = defaultTrainConfig();
+  const cmd = new Command('train')
+    .description('train a DDPM on MNIST or an image folder (Ho et al. 2020, Algorithm 1)')
+    .requiredOption('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl)')
+    .option('--config <name|file>', `model preset (${Object.keys(UNET_CONFIGS).join(', ')}) or a config JSON file`, 'mnist-28')
+    .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags may change)');
+  for (const def of TRAIN_OPTIONS) {
+    const dflt = def.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], d);
+    const label = def.kind === 'boolean' ? `--${def.flag} [bool]` : `--${def.flag} <value>`;
+    const opt = new Option(label, `${def.help} (default: ${JSON.stringify(dflt)})`);
+    if (def.choices) opt.choices(def.choices as string[]);
+    cmd.addOption(opt);
+  }
+  addRuntimeOptions(cmd);
+  cmd.action(async (opts: Record<string, string | boolean | number | undefined>) => {
+    await runTrain(opts);
+  });
+  return cmd;
+}
+
+/** commander stores --batch-size as batchSize; map back to flag names. */
+function flagValues(opts: Record<string, unknown>): Record<string, string | boolean | undefined> {
+  const out: Record<string, string | boolean | undefined> = {};
+  for (const def of TRAIN_OPTIONS) {
+    const key = def.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const v = opts[key];
+    if (v !== undefined) out[def.flag] = typeof v === 'boolean' ? v : String(v);
+  }
+  return out;
+}
+
+async function baseConfig(spec: string): Promise<TrainConfig> {
+  if (UNET_CONFIGS[spec]) return defaultTrainConfig(spec);
+  if (spec.endsWith('.json')) {
+    let text: string;
+    try {
+      text = await readFile(spec, 'utf8');
+    } catch {
+      throw new UserError(`--config: cannot read ${spec}`);
+    }
+    try {
+      return validateTrainConfig(JSON.parse(text));
+    } catch (e) {
+      throw new UserError(`--config ${spec}: ${(e as Error).message}`);
+    }
+  }
+  throw new UserError(`--config: unknown preset '${spec}' (known: ${Object.keys(UNET_CONFIGS).join(', ')}; or pass a .json file)`);
+}
+
+export async function loadDataset(config: TrainConfig): Promise<Dataset> {
+  const src = config.data.source;
+  if (src === 'mnist') {
+    if (config.model.imageSize !== 28 || config.model.inChannels !== 1) {
+      throw new UserError(`MNIST is 1x28x28 but the model is ${config.model.inChannels}x${config.model.imageSize}x${config.model.imageSize}`);
+    }
+    return mnistDataset('train');
+  }
+  try {
+    await access(src);
+  } catch {
+    throw new UserError(`--data: '${src}' is neither 'mnist' nor an existing folder`);
+  }
+  const data = await loadImageFolder(src, { size: config.model.imageSize, channels: config.model.inChannels as 1 | 3 });
+  return imageFolderDataset(data);
+}
+
+async function runTrain(opts: Record<string, string | boolean | number | undefined>): Promise<void> {
+  const out = String(opts.out);
+  const flags = flagValues(opts);
+  let config: TrainConfig;
+  const ckptDir = path.join(out, 'checkpoint');
+  const resuming = Boolean(opts.resume) && (await access(path.join(ckptDir, 'config.json')).then(() => true, () => false));
+  try {
+    config = applyOptions(resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config)), flags);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError((e as Error).message);
+  }
+  if (opts.resume && !resuming) process.stderr.write(`note: no checkpoint in ${ckptDir}; starting a new run\n`);
+  const dataset = await loadDataset(config);
+  mkdirSync(out, { recursive: true });
+  const logFile = path.join(out, 'log.jsonl');
+  const { run } = config;
+  const tty = process.stderr.isTTY;
+  const bar = new cliProgress.SingleBar(
+    {
+      format: ' {bar} {percentage}% | step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
+      hideCursor: true,
+      etaBuffer: 200,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const total = run.steps > 0 ? run.steps : 0;
+  let lastLoss = NaN;
+  let lastIps = 0;
+  const say = (line: string) => {
+    if (tty && total > 0) bar.stop();
+    process.stdout.write(line + '\n');
+    if (tty && total > 0) bar.start(total, trainer.state.step, { loss: lastLoss.toFixed(4), ips: lastIps.toFixed(1) });
+  };
+  const trainer = await Trainer.create(ort, config, out, dataset, {
+    ...nodeRuntime({ threads: opts.threads as number | undefined, ep: opts.ep as string | undefined }),
+    resume: resuming,
+    events: {
+      onStep: (step, loss) => {
+        lastLoss = loss;
+        if (tty && total > 0) bar.update(step, { loss: loss.toFixed(4), ips: lastIps.toFixed(1) });
+      },
+      onLog: (l: StepLog) => {
+        lastIps = l.imgPerSec;
+        appendFileSync(logFile, JSON.stringify({ ...l, time: new Date().toISOString() }) + '\n');
+        const eta = total > 0 ? ((total - l.step) * config.data.batchSize) / l.imgPerSec : run.minutes > 0 ? run.minutes * 60 - l.elapsedSec : NaN;
+        say(
+          `step ${l.step}${total ? `/${total}` : ''}  loss ${l.loss.toFixed(5)}  mse ${l.mse.toFixed(5)}${l.vb !== undefined ? `  vb ${l.vb.toFixed(4)}` : ''}` +
+            `  |g| ${l.gradNorm.toFixed(3)}  lr ${l.lr.toExponential(2)}  ${l.imgPerSec.toFixed(1)} img/s  elapsed ${formatDuration(l.elapsedSec)}  ETA ${formatDuration(eta)}`,
+        );
+      },
+      onSample: (file) => say(`samples: ${file}`),
+      onCheckpoint: (dir, step) => say(`checkpoint: ${dir} (step ${step})`),
+    },
+  });
+  process.stdout.write(
+    `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}; ` +
+      `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}; out ${out}\n`,
+  );
+  if (tty && total > 0) bar.start(total, trainer.state.step, { loss: '-', ips: '-' });
+  let interrupts = 0;
+  const onSigint = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write('\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)\n');
+      trainer.requestStop();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  try {
+    const res = await trainer.train();
+    if (tty && total > 0) bar.stop();
+    process.stdout.write(`done: ${res.steps} steps (${res.stopped}); checkpoint in ${ckptDir}\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    await trainer.release();
+  }
+}
