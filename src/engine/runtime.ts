@@ -71,7 +71,11 @@ export class CompiledFunction {
       });
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new Error(`could not create an onnxruntime session on '${ep}': ${msg}`);
+      const hint =
+        ep === 'cuda' ? ' (CUDA is opt-in: see the README section "GPU"; it needs NVIDIA drivers and the onnxruntime CUDA binaries)'
+        : ep === 'webgpu' ? ' (WebGPU needs a GPU and drivers; use --ep cpu otherwise)'
+        : '';
+      throw new Error(`could not create an onnxruntime session on '${ep}'${hint}: ${msg.split('\n')[0]}`);
     }
     return new CompiledFunction(session, info, bytes, ort, ep);
   }
