@@ -64,3 +64,56 @@ test('the same seed gives the same losses twice, bit for bit', async () => {
   const b = await fit(3, 10);
   assert.deepEqual(a, b);
 });
+
+/** Reference Adam/AdamW (Kingma & Ba Alg. 1; Loshchilov & Hutter decoupled decay), plain JS in float64. */
+function referenceAdam(p0: number[], grads: (p: number[]) => number[], steps: number, o: { lr: number; b1: number; b2: number; eps: number; wd: number; decoupled: boolean; clip?: number }) {
+  const p = [...p0];
+  const m = p.map(() => 0);
+  const v = p.map(() => 0);
+  for (let t = 1; t <= steps; t++) {
+    let g = grads(p);
+    if (o.clip !== undefined) {
+      const norm = Math.sqrt(g.reduce((a, x) => a + x * x, 0));
+      const s = Math.min(1, o.clip / (norm + 1e-6));
+      g = g.map((x) => x * s);
+    }
+    for (let i = 0; i < p.length; i++) {
+      let gi = g[i]!;
+      if (!o.decoupled) gi += o.wd * p[i]!;
+      m[i] = o.b1 * m[i]! + (1 - o.b1) * gi;
+      v[i] = o.b2 * v[i]! + (1 - o.b2) * gi * gi;
+      const mhat = m[i]! / (1 - o.b1 ** t);
+      const vhat = v[i]! / (1 - o.b2 ** t);
+      if (o.decoupled) p[i] = p[i]! - o.lr * o.wd * p[i]!;
+      p[i] = p[i]! - (o.lr * mhat) / (Math.sqrt(vhat) + o.eps);
+    }
+  }
+  return p;
+}
+
+test('Adam and AdamW (bias correction, weight decay, global-norm clipping) match a reference implementation', async () => {
+  const { adam } = await import('../src/engine/optim.ts');
+  const c = [0.5, -1.5, 2.0, 3.0];
+  // L = Σ c_i p_i² / 2 + p_0 p_1  ->  ∂L/∂p = c ⊙ p + (p_1, p_0, 0, 0)
+  const gradOf = (p: number[]) => p.map((x, i) => c[i]! * x + (i === 0 ? p[1]! : i === 1 ? p[0]! : 0));
+  const p0 = [1, -2, 0.5, 3];
+  for (const [decoupled, clip] of [[true, undefined], [false, undefined], [true, 0.5]] as const) {
+    const o = { lr: 0.05, b1: 0.8, b2: 0.95, eps: 1e-6, wd: 0.1, decoupled, clip };
+    const step = await TrainStep.create(ort as never, {
+      params: { p: { shape: [4], data: Float32Array.from(p0) } },
+      inputs: {},
+      loss: (q) => {
+        const p = (q as { p: T.Tensor }).p;
+        const cc = T.constant(c, [4]);
+        return T.add(T.mul(T.sum(T.mul(cc, T.square(p))), 0.5), T.mul(T.slice(p, 0, 0, 1), T.slice(p, 0, 1, 2)).sum());
+      },
+      optimizer: adam({ b1: o.b1, b2: o.b2, eps: o.eps, weightDecay: o.wd, decoupled }),
+      clipNorm: clip,
+    }, { threads: 1 });
+    for (let i = 0; i < 5; i++) await step.step({}, o.lr);
+    const got = step.paramsByPath().get('p')!.data;
+    const want = referenceAdam(p0, gradOf, 5, o);
+    for (let i = 0; i < 4; i++) assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5, `decoupled=${decoupled} clip=${clip}: p[${i}] = ${got[i]} vs ${want[i]}`);
+    await step.release();
+  }
+});
