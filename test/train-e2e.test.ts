@@ -83,3 +83,24 @@ test('train -> checkpoint -> sample; exported ONNX matches the compiled forward'
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a NaN loss stops training with a clear error and keeps the last good state on disk', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'ddpm-nan-'));
+  try {
+    const base = squares();
+    let calls = 0;
+    const poisoned = { ...base, getBatch: (idx: Int32Array, out: Float32Array, flips?: Uint8Array) => {
+      base.getBatch(idx, out, flips);
+      if (++calls === 3) out[0] = NaN; // the third batch is corrupt
+    } };
+    const tr = await Trainer.create(ort as never, tinyConfig({ steps: '10', 'checkpoint-every': '100' }), dir, poisoned, { threads: 1 });
+    await assert.rejects(tr.train(), /step 2: non-finite loss.*last good state was saved/s);
+    await tr.release();
+    const ckpt = await loadModelDir(path.join(dir, 'checkpoint'));
+    assert.ok(Object.values(ckpt.weights).every((w) => w.data.every(Number.isFinite)));
+    const state = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(dir, 'checkpoint', 'state.json'), 'utf8'));
+    assert.equal(state.step, 2);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
