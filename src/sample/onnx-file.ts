@@ -1,0 +1,174 @@
+/**
+ * The standalone denoiser file written by `ddpm export`: ε_θ(x_t, t) as ONNX with its configs in the
+ * model's metadata, so the file alone is enough to sample (Node, browser, Python).
+ *
+ * Signature (see src/models/denoiser.ts): inputs `x` float32 [N, C, H, W] (x_t, data scaled to
+ * [−1, 1]) and `t` float32 [N] (timestep index 0..T−1, the paper's t − 1); output `out`
+ * [N, outChannels, H, W] (ε̂ for meanType 'epsilon'; with a learned variance, the second half of the
+ * channels is the interpolation v of Nichol & Dhariwal eq. 15).
+ *
+ * Metadata keys (ONNX `metadata_props`, strings):
+ *   ddpm-ts.unet       the UNetConfig as JSON
+ *   ddpm-ts.diffusion  the DiffusionConfig as JSON (schedule, meanType, varType, loss, minSnrGamma)
+ *   ddpm-ts.version    the ddpm-ts version that wrote the file
+ *   ddpm-ts.step       training step of the source checkpoint (absent when unknown)
+ *   ddpm-ts.io         a one-line description of the inputs and output
+ * No node:* imports: the browser reads the same file.
+ */
+import onnxProto from 'onnx-proto';
+import type { ParamValue } from '../engine/optim.ts';
+import { OPSET } from '../engine/onnx.ts';
+import { exportDenoiserOnnx } from '../models/denoiser.ts';
+import { unetConfig, type UNetConfig } from '../models/unet.ts';
+import { validateTrainConfig, type DiffusionConfig } from '../train/config.ts';
+
+const { onnx } = onnxProto;
+
+export const META_UNET = 'ddpm-ts.unet';
+export const META_DIFFUSION = 'ddpm-ts.diffusion';
+export const META_VERSION = 'ddpm-ts.version';
+export const META_STEP = 'ddpm-ts.step';
+export const META_IO = 'ddpm-ts.io';
+
+export interface ExportInfo {
+  diffusion: DiffusionConfig;
+  /** ddpm-ts version writing the file */
+  version: string;
+  /** training step of the source checkpoint, when known */
+  step?: number;
+}
+
+/** The denoiser as standalone ONNX bytes with every config needed to sample from it in the metadata. */
+export function exportDenoiserFile(unet: UNetConfig, weights: Record<string, ParamValue>, info: ExportInfo): Uint8Array {
+  const metadata: Record<string, string> = {
+    [META_DIFFUSION]: JSON.stringify(info.diffusion),
+    [META_VERSION]: info.version,
+    [META_IO]:
+      `x: float32 [N,${unet.inChannels},${unet.imageSize},${unet.imageSize}] (x_t, data in [-1,1]); ` +
+      `t: float32 [N] (timestep index 0..${info.diffusion.schedule.T - 1}); ` +
+      `out: float32 [N,${unet.outChannels},${unet.imageSize},${unet.imageSize}] (model output, meanType '${info.diffusion.meanType}')`,
+  };
+  if (info.step !== undefined) metadata[META_STEP] = String(info.step);
+  return exportDenoiserOnnx(unet, weights, metadata).bytes;
+}
+
+export interface DenoiserFile {
+  unet: UNetConfig;
+  diffusion: DiffusionConfig;
+  version?: string;
+  step?: number;
+  /** every metadata entry, as stored */
+  metadata: Record<string, string>;
+}
+
+function decodeModel(bytes: Uint8Array) {
+  try {
+    return onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new Error(`not a valid ONNX file (${(e as Error).message})`);
+  }
+}
+
+/** The configs stored in a file from {@link exportDenoiserFile}; throws a clear message when they are missing or invalid. */
+export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
+  const model = decodeModel(bytes);
+  if (!model.graph) throw new Error('not a valid ONNX file (no graph)');
+  const metadata: Record<string, string> = {};
+  for (const p of model.metadataProps ?? []) metadata[p.key ?? ''] = p.value ?? '';
+  const json = (key: string): unknown => {
+    const raw = metadata[key];
+    if (raw === undefined) throw new Error(`no '${key}' metadata: not a file written by \`ddpm export\``);
+    try {
+      return JSON.parse(raw);
+    } catch {
+      throw new Error(`metadata '${key}' is not valid JSON`);
+    }
+  };
+  let unet: UNetConfig;
+  let diffusion: DiffusionConfig;
+  try {
+    unet = unetConfig(json(META_UNET) as Partial<UNetConfig>);
+    diffusion = validateTrainConfig({ diffusion: json(META_DIFFUSION) }).diffusion;
+  } catch (e) {
+    throw new Error(`ONNX metadata: ${(e as Error).message}`);
+  }
+  const expectOut = unet.inChannels * (diffusion.varType === 'learnedRange' ? 2 : 1);
+  if (unet.outChannels !== expectOut) {
+    throw new Error(`ONNX metadata: outChannels ${unet.outChannels} does not fit varType '${diffusion.varType}' (expected ${expectOut})`);
+  }
+  const step = metadata[META_STEP] !== undefined ? Number(metadata[META_STEP]) : undefined;
+  return { unet, diffusion, version: metadata[META_VERSION], step: Number.isInteger(step) ? step : undefined, metadata };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opset conformance
+
+/**
+ * The opset version that introduced each standard (ai.onnx) operator. A model declaring opset k may
+ * use an operator only if it was introduced at or before k; the ops new in 18+ (e.g.
+ * GroupNormalization) are the ones a future exporter change could slip in.
+ */
+const OP_SINCE: Record<string, number> = {
+  Abs: 1, Acos: 7, Acosh: 9, Add: 1, And: 1, ArgMax: 1, ArgMin: 1, Asin: 7, Asinh: 9, Atan: 7, Atanh: 9,
+  AveragePool: 1, BatchNormalization: 1, BitShift: 11, BitwiseAnd: 18, BitwiseNot: 18, BitwiseOr: 18, BitwiseXor: 18,
+  BlackmanWindow: 17, Cast: 1, CastLike: 15, Ceil: 1, Celu: 12, CenterCropPad: 18, Clip: 1, Col2Im: 18, Compress: 9,
+  Concat: 1, Constant: 1, ConstantOfShape: 9, Conv: 1, ConvTranspose: 1, Cos: 7, Cosh: 9, CumSum: 11, DFT: 17,
+  DepthToSpace: 1, Det: 11, Div: 1, Dropout: 1, Einsum: 12, Elu: 1, Equal: 1, Erf: 9, Exp: 1, Expand: 8, EyeLike: 9,
+  Flatten: 1, Floor: 1, Gather: 1, GatherElements: 11, GatherND: 11, Gelu: 20, Gemm: 1, GlobalAveragePool: 1,
+  GlobalMaxPool: 1, Greater: 1, GreaterOrEqual: 12, GridSample: 16, GroupNormalization: 18, HammingWindow: 17,
+  HannWindow: 17, HardSigmoid: 1, HardSwish: 14, Hardmax: 1, Identity: 1, If: 1, InstanceNormalization: 1, IsInf: 10,
+  IsNaN: 9, LayerNormalization: 17, LeakyRelu: 1, Less: 1, LessOrEqual: 12, Log: 1, LogSoftmax: 1, Loop: 1,
+  LpNormalization: 1, MatMul: 1, Max: 1, MaxPool: 1, Mean: 1, MeanVarianceNormalization: 9, MelWeightMatrix: 17,
+  Min: 1, Mish: 18, Mod: 10, Mul: 1, Neg: 1, NonZero: 9, Not: 1, OneHot: 9, Or: 1, PRelu: 1, Pad: 1, Pow: 1, Range: 11,
+  Reciprocal: 1, ReduceL1: 1, ReduceL2: 1, ReduceLogSum: 1, ReduceLogSumExp: 1, ReduceMax: 1, ReduceMean: 1,
+  ReduceMin: 1, ReduceProd: 1, ReduceSum: 1, ReduceSumSquare: 1, Relu: 1, Reshape: 1, Resize: 10, Round: 11,
+  STFT: 17, ScatterElements: 11, ScatterND: 11, Selu: 1, Shape: 1, Shrink: 9, Sigmoid: 1, Sign: 9, Sin: 7, Sinh: 9,
+  Size: 1, Slice: 1, Softmax: 1, Softplus: 1, Softsign: 1, SpaceToDepth: 1, Split: 1, Sqrt: 1, Squeeze: 1, Sub: 1,
+  Sum: 1, Tan: 7, Tanh: 1, ThresholdedRelu: 10, Tile: 1, TopK: 1, Transpose: 1, Trilu: 14, Unique: 11, Unsqueeze: 1,
+  Where: 9, Xor: 1,
+};
+
+export interface OpsetReport {
+  irVersion: number;
+  /** declared operator sets, domain ('' = ai.onnx) -> version */
+  opsets: Record<string, number>;
+  /** node count per op type, sorted by name */
+  ops: Record<string, number>;
+  /** conformance problems; empty when the model uses only standard ops of its declared opset */
+  problems: string[];
+}
+
+/**
+ * Check that a model uses only standard (ai.onnx) operators that exist in the opset it declares
+ * (`OPSET` of the exporter), so onnxruntime-web and other runtimes need nothing custom. Attribute-
+ * and input-level schema checks are left to onnxruntime, which validates them when loading.
+ */
+export function checkOpset(bytes: Uint8Array, expectOpset = OPSET): OpsetReport {
+  const model = decodeModel(bytes);
+  const opsets: Record<string, number> = {};
+  for (const o of model.opsetImport ?? []) opsets[o.domain ?? ''] = Number(o.version ?? 0);
+  const counts = new Map<string, number>();
+  const problems: string[] = [];
+  for (const n of model.graph?.node ?? []) {
+    const key = n.domain ? `${n.domain}::${n.opType}` : (n.opType ?? '');
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const declared = opsets[''];
+  if (declared === undefined) problems.push('no ai.onnx opset declared');
+  else if (declared !== expectOpset) problems.push(`declares ai.onnx opset ${declared}, the exporter targets ${expectOpset}`);
+  for (const domain of Object.keys(opsets)) if (domain !== '' && domain !== 'ai.onnx') problems.push(`non-standard operator domain '${domain}'`);
+  for (const [op, count] of counts) {
+    if (op.includes('::')) {
+      problems.push(`${count} node(s) of custom op ${op}`);
+      continue;
+    }
+    const since = OP_SINCE[op];
+    if (since === undefined) problems.push(`'${op}' is not a standard ONNX operator known to this check`);
+    else if (declared !== undefined && since > declared) problems.push(`'${op}' needs opset ${since}, the model declares ${declared}`);
+  }
+  const irVersion = Number(model.irVersion ?? 0);
+  // IR 8 is what opset 17 shipped with (ONNX 1.12); a newer IR version would shut out older runtimes for no gain.
+  if (irVersion > 8) problems.push(`IR version ${irVersion} > 8`);
+  const ops = Object.fromEntries([...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return { irVersion, opsets, ops, problems };
+}
