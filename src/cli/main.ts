@@ -1,6 +1,11 @@
 /** `ddpm` — the command line. One file per subcommand; the work lives in the library. */
 import { Command, CommanderError } from 'commander';
+import { CheckpointError } from '../train/checkpoint.ts';
 import { UserError } from './common.ts';
+import { evalCommand } from './eval.ts';
+import { exportCommand } from './export.ts';
+import { noiseCommand } from './noise.ts';
+import { sampleCommand } from './sample.ts';
 import { trainCommand } from './train.ts';
 
 export function program(): Command {
@@ -8,7 +13,8 @@ export function program(): Command {
     .description('Denoising Diffusion Probabilistic Models (Ho et al. 2020) in TypeScript, on onnxruntime')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
-  p.addCommand(trainCommand());
+  // copyInheritedSettings: addCommand (unlike .command()) does not pass on exitOverride / showHelpAfterError
+  for (const cmd of [trainCommand(), sampleCommand(), noiseCommand(), exportCommand(), evalCommand()]) p.addCommand(cmd.copyInheritedSettings(p));
   return p;
 }
 
@@ -22,6 +28,10 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UserError) {
       process.stderr.write(`error: ${e.message}\n`);
       return e.exitCode;
+    }
+    if (e instanceof CheckpointError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      return 2; // a missing or corrupt checkpoint is bad input
     }
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`error: ${msg}\n`);

@@ -1,0 +1,136 @@
+/** `ddpm export`: the denoiser as a standalone ONNX file (src/sample/onnx-file.ts), written atomically and verified. */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { Command } from 'commander';
+import { writeFileAtomic } from '../io/atomic.ts';
+import { Denoiser } from '../models/denoiser.ts';
+import { countParams } from '../models/unet.ts';
+import { nodeRuntime, ort } from '../node/ort.ts';
+import { Rng } from '../rng.ts';
+import { checkOpset, exportDenoiserFile, readDenoiserFile } from '../sample/onnx-file.ts';
+import { UserError, addRuntimeOptions, parseIntArg } from './common.ts';
+import { describeModel, loadModel, packageVersion } from './model.ts';
+
+interface ExportOptions {
+  checkpoint?: string;
+  out: string;
+  opsetCheck?: boolean;
+  checkBatch: number;
+  threads?: number;
+  ep?: string;
+}
+
+/** Largest |exported − compiled| accepted, relative to max(1, max |compiled|): float32 rounding of a differently fused graph. */
+const MAX_REL_DIFF = 1e-4;
+
+const USAGE_NOTES = `
+The file has inputs x float32 [N, C, H, W] (x_t, data scaled to [-1, 1]) and t float32 [N] (the
+timestep index 0..T-1), and output "out" (the model's prediction, e.g. epsilon). Its metadata holds
+ddpm-ts.unet and ddpm-ts.diffusion (JSON), ddpm-ts.version and ddpm-ts.step, so
+\`ddpm sample --checkpoint model.onnx\` needs nothing else.
+
+From Python (pip install onnxruntime numpy):
+  import json, numpy as np, onnxruntime as ort
+  sess = ort.InferenceSession("model.onnx")
+  meta = sess.get_modelmeta().custom_metadata_map
+  unet, diff = json.loads(meta["ddpm-ts.unet"]), json.loads(meta["ddpm-ts.diffusion"])
+  C, S = unet["inChannels"], unet["imageSize"]
+  x = np.random.randn(4, C, S, S).astype(np.float32)
+  t = np.full(4, diff["schedule"]["T"] - 1, dtype=np.float32)
+  eps = sess.run(["out"], {"x": x, "t": t})[0]   # (4, C, S, S)
+
+From the browser (onnxruntime-web):
+  const sess = await ort.InferenceSession.create(url);   // same inputs and output`;
+
+export function exportCommand(): Command {
+  const cmd = new Command('export')
+    .description('write the denoiser eps_theta(x_t, t) as a standalone ONNX model with its configs in the metadata, then check it in onnxruntime')
+    .option('--checkpoint <dir>', 'checkpoint or model directory (default: the shipped models/mnist-28)')
+    .requiredOption('--out <file.onnx>', 'the ONNX file (written atomically)')
+    .option('--opset-check', 'also check that only standard ONNX operators of the declared opset are used, and that the model runs with graph optimisations off')
+    .option('--check-batch <n>', 'batch size of the random verification batch', parseIntArg('--check-batch', 1), 4);
+  addRuntimeOptions(cmd);
+  cmd.addHelpText('after', USAGE_NOTES);
+  cmd.action(async (opts: ExportOptions) => {
+    await runExport(opts);
+  });
+  return cmd;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): { diff: number; scale: number } {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return { diff: a.length === b.length ? diff : Infinity, scale };
+}
+
+async function runExport(opts: ExportOptions): Promise<void> {
+  // 1. options, model
+  if (path.extname(opts.out).toLowerCase() !== '.onnx') throw new UserError(`--out must end in .onnx, got '${opts.out}'`);
+  let rt;
+  try {
+    rt = nodeRuntime(opts);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  const model = await loadModel(opts.checkpoint, { allowOnnx: false });
+  const weights = model.weights!;
+
+  // 2. export and write
+  const bytes = exportDenoiserFile(model.unet, weights, { diffusion: model.diffusion, version: packageVersion(), step: model.step });
+  await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
+  await writeFileAtomic(opts.out, bytes);
+  process.stdout.write(
+    `wrote ${opts.out}: ${(bytes.length / 1e6).toFixed(2)} MB, ${countParams(weights).toLocaleString('en-US')} parameters, ` +
+      `from ${model.file} (${describeModel(model)})\n`,
+  );
+
+  // 3. read it back: metadata round trip, then the file in onnxruntime vs the compiled forward (weights fed as inputs)
+  const back = new Uint8Array(await fsp.readFile(opts.out));
+  const meta = readDenoiserFile(back);
+  if (JSON.stringify(meta.unet) !== JSON.stringify(model.unet) || JSON.stringify(meta.diffusion) !== JSON.stringify(model.diffusion)) {
+    throw new Error(`${opts.out}: the configs read back from the metadata differ from the checkpoint's`);
+  }
+  const { unet } = model;
+  const B = opts.checkBatch;
+  const x = new Rng(0).normalFloat32(B * unet.inChannels * unet.imageSize * unet.imageSize);
+  const T = model.diffusion.schedule.T;
+  const t = Int32Array.from({ length: B }, (_, i) => (B === 1 ? T - 1 : Math.round((i * (T - 1)) / (B - 1)))); // both ends of the process
+  const compiled = await Denoiser.create(ort, unet, weights, { ...rt, weightsAsInputs: true });
+  const exported = await Denoiser.fromOnnx(ort, meta.unet, back, rt);
+  let ref: Float32Array;
+  let got: Float32Array;
+  try {
+    ref = await compiled.predict(x, t);
+    got = await exported.predict(x, t);
+  } finally {
+    await compiled.release();
+    await exported.release();
+  }
+  const { diff, scale } = maxAbsDiff(got, ref);
+  process.stdout.write(`check: onnxruntime on ${opts.out} vs compiled forward, batch ${B}, t = [${[...t].join(', ')}]: max abs diff ${diff.toExponential(2)} (max |out| ${scale.toFixed(3)})\n`);
+  if (!(diff <= MAX_REL_DIFF * Math.max(1, scale))) throw new Error(`exported model disagrees with the compiled forward: max abs diff ${diff} > ${MAX_REL_DIFF * Math.max(1, scale)}`);
+
+  // 4. optionally, opset conformance and an unoptimised run
+  if (opts.opsetCheck) {
+    const report = checkOpset(back);
+    const opsets = Object.entries(report.opsets).map(([d, v]) => `${d || 'ai.onnx'} ${v}`).join(', ');
+    const ops = Object.entries(report.ops).map(([op, n]) => `${op} ${n}`).join(', ');
+    process.stdout.write(`opset: IR ${report.irVersion}, ${opsets}; ops: ${ops}\n`);
+    const plain = await Denoiser.fromOnnx(ort, meta.unet, back, { ...rt, graphOptimizationLevel: 'disabled' });
+    let plainOut: Float32Array;
+    try {
+      plainOut = await plain.predict(x, t);
+    } finally {
+      await plain.release();
+    }
+    const d2 = maxAbsDiff(plainOut, ref).diff;
+    process.stdout.write(`opset: runs with graph optimisations off, max abs diff ${d2.toExponential(2)}\n`);
+    if (!(d2 <= MAX_REL_DIFF * Math.max(1, scale))) report.problems.push(`unoptimised run differs by ${d2}`);
+    if (report.problems.length > 0) throw new Error(`opset check failed: ${report.problems.join('; ')}`);
+    process.stdout.write('opset: ok (standard operators only)\n');
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * `--checkpoint` for the commands that run a trained model: a checkpoint / model directory
+ * (config.json + ema.safetensors or params.safetensors) or a standalone `.onnx` from `ddpm export`.
+ * Without the flag, the model shipped with the package (`models/mnist-28`, found from this file's
+ * location, not the working directory).
+ */
+import { promises as fsp, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ParamValue } from '../engine/optim.ts';
+import { Denoiser } from '../models/denoiser.ts';
+import { initUNet, type UNetConfig } from '../models/unet.ts';
+import { nodeRuntime, ort } from '../node/ort.ts';
+import { Rng } from '../rng.ts';
+import { readDenoiserFile } from '../sample/onnx-file.ts';
+import { CheckpointError, checkWeights, loadModelDir } from '../train/checkpoint.ts';
+import type { DiffusionConfig } from '../train/config.ts';
+import { UserError } from './common.ts';
+
+export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28');
+
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export interface LoadedModel {
+  unet: UNetConfig;
+  diffusion: DiffusionConfig;
+  /** the file the weights came from */
+  file: string;
+  /** training step of the checkpoint, when known */
+  step?: number;
+  /** a checkpoint's weights, or an exported ONNX file's bytes */
+  weights?: Record<string, ParamValue>;
+  onnxBytes?: Uint8Array;
+}
+
+async function kindOf(p: string): Promise<'dir' | 'file' | null> {
+  try {
+    return (await fsp.stat(p)).isDirectory() ? 'dir' : 'file';
+  } catch {
+    return null;
+  }
+}
+
+async function loadOnnx(file: string): Promise<LoadedModel> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await fsp.readFile(file));
+  } catch (e) {
+    throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const meta = readDenoiserFile(bytes);
+    return { unet: meta.unet, diffusion: meta.diffusion, file, step: meta.step, onnxBytes: bytes };
+  } catch (e) {
+    throw new UserError(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The training step recorded next to a checkpoint's weights (state.json), if any. */
+async function checkpointStep(dir: string): Promise<number | undefined> {
+  try {
+    const step = (JSON.parse(await fsp.readFile(path.join(dir, 'state.json'), 'utf8')) as { step?: unknown }).step;
+    return typeof step === 'number' && Number.isInteger(step) ? step : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Read the model named by `--checkpoint` (or the shipped default). Every failure is a one-line
+ * UserError: missing path, unreadable or invalid config, weights that do not fit the config.
+ * @param allowOnnx accept a standalone .onnx (not for `export`, which needs the weights)
+ */
+export async function loadModel(spec: string | undefined, opts: { allowOnnx?: boolean } = {}): Promise<LoadedModel> {
+  const allowOnnx = opts.allowOnnx ?? true;
+  let p = spec;
+  if (p === undefined) {
+    if ((await kindOf(DEFAULT_MODEL_DIR)) !== 'dir') {
+      throw new UserError(
+        `no --checkpoint given and the default model ${DEFAULT_MODEL_DIR} does not exist yet; ` +
+          'train one (ddpm train --out runs/mnist-28) and pass --checkpoint runs/mnist-28/checkpoint',
+      );
+    }
+    p = DEFAULT_MODEL_DIR;
+  }
+  const kind = await kindOf(p);
+  if (kind === null) throw new UserError(`--checkpoint: no such file or directory: ${p}`);
+  if (kind === 'file') {
+    if (!allowOnnx) throw new UserError(`--checkpoint must be a checkpoint directory (config.json + weights), got the file ${p}`);
+    return loadOnnx(p);
+  }
+  // A directory holding only an exported model.onnx counts as that file.
+  if (allowOnnx && (await kindOf(path.join(p, 'config.json'))) === null && (await kindOf(path.join(p, 'model.onnx'))) === 'file') {
+    return loadOnnx(path.join(p, 'model.onnx'));
+  }
+  try {
+    const { config, weights, file } = await loadModelDir(p);
+    checkWeights(file, weights, initUNet(config.model, new Rng(0)));
+    return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(p), weights };
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    // CheckpointError messages name the file at fault already
+    throw new UserError(e instanceof CheckpointError ? e.message : `--checkpoint ${p}: ${(e as Error).message}`);
+  }
+}
+
+/** An onnxruntime session for the model (weights baked in). */
+export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; ep?: string }): Promise<Denoiser> {
+  let rt;
+  try {
+    rt = nodeRuntime(runtime);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  try {
+    if (m.onnxBytes) return await Denoiser.fromOnnx(ort, m.unet, m.onnxBytes, rt);
+    return await Denoiser.create(ort, m.unet, m.weights!, rt);
+  } catch (e) {
+    throw new UserError(`${m.file}: ${(e as Error).message}`);
+  }
+}
+
+/** `Nx C x H x W`-style description, e.g. "1x28x28, linear T=1000, epsilon". */
+export function describeModel(m: LoadedModel): string {
+  const d = m.diffusion;
+  return `${m.unet.inChannels}x${m.unet.imageSize}x${m.unet.imageSize}, ${d.schedule.kind} T=${d.schedule.T}, ${d.meanType}/${d.varType}` +
+    (m.step !== undefined ? `, step ${m.step}` : '');
+}

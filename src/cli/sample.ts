@@ -1,0 +1,142 @@
+/** `ddpm sample`: options in, images out; the sampling lives in src/sample/generate.ts. */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { writeGif, writeImageGrid, writePng } from '../io/image.ts';
+import { SAMPLER_KINDS, SPACINGS, evenSteps, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
+import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
+import type { Sampler } from '../diffusion/samplers.ts';
+import { UserError, addRuntimeOptions, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { describeModel, loadModel, openDenoiser } from './model.ts';
+
+interface SampleOptions {
+  checkpoint?: string;
+  n: number;
+  sampler: SamplerKind;
+  steps?: number;
+  eta?: number;
+  spacing: string;
+  seed: number;
+  out: string;
+  nrow?: number;
+  trajectory?: string;
+  trajectorySamples: number;
+  frames?: number;
+  batchSize: number;
+  clip: boolean;
+  threads?: number;
+  ep?: string;
+}
+
+export function sampleCommand(): Command {
+  const cmd = new Command('sample')
+    .description('generate images from a trained model: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) or DDIM (Song et al. 2021)')
+    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--n <count>', 'number of images', parseIntArg('--n', 1), 64)
+    .addOption(new Option('--sampler <kind>', 'ddpm (ancestral) or ddim').choices(SAMPLER_KINDS).default('ddim'))
+    .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2))
+    .option('--eta <eta>', 'DDIM η in [0, 1]: 0 deterministic, 1 = DDPM posterior variance (default 0)', parseFloatArg('--eta', 0, 1))
+    .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm)`, 'auto')
+    .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0), 0)
+    .option('--out <file.png>', 'the sample grid', 'samples.png')
+    .option('--nrow <k>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1))
+    .option('--trajectory <file>', 'also draw x_t (above) and the predicted x_0 (below) along the reverse process: .png grid or animated .gif')
+    .option('--trajectory-samples <k>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1), 4)
+    .option('--frames <k>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1))
+    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1), 64)
+    .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
+    .option('--no-clip', 'do not clip the predicted x_0');
+  addRuntimeOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 64 --out samples.png
+  ddpm sample --checkpoint model.onnx --sampler ddpm --steps 1000 --seed 1 --out ddpm.png
+  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 8 --steps 100 --trajectory reverse.gif`,
+  );
+  cmd.action(async (opts: SampleOptions) => {
+    await runSample({ ...opts, clip: opts.clip ?? true });
+  });
+  return cmd;
+}
+
+function checkExt(flag: string, file: string, exts: readonly string[]): string {
+  const ext = path.extname(file).toLowerCase();
+  if (!exts.includes(ext)) throw new UserError(`${flag} must end in ${exts.join(' or ')}, got '${file}'`);
+  return ext;
+}
+
+async function runSample(opts: SampleOptions): Promise<void> {
+  // 1. options that need no model
+  checkExt('--out', opts.out, ['.png']);
+  const trajExt = opts.trajectory ? checkExt('--trajectory', opts.trajectory, ['.png', '.gif']) : undefined;
+  if (opts.frames !== undefined && !opts.trajectory) throw new UserError('--frames needs --trajectory');
+
+  // 2. the model's configs, then the sampler (validates --steps/--spacing/--eta against T)
+  const t0 = performance.now();
+  const model = await loadModel(opts.checkpoint);
+  let sampler: Sampler;
+  try {
+    sampler = makeSampler(model.diffusion, { sampler: opts.sampler, steps: opts.steps, spacing: opts.spacing, eta: opts.eta, clip: opts.clip });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  const steps = sampler.timesteps.length;
+  const denoiser = await openDenoiser(model, opts);
+  const loadSec = (performance.now() - t0) / 1000;
+  const { unet } = model;
+  const imageShape = [unet.inChannels, unet.imageSize, unet.imageSize] as const;
+  const frames = opts.frames ?? (trajExt === '.gif' ? Math.min(steps, 100) : 10);
+  const batches = Math.ceil(opts.n / opts.batchSize);
+  process.stdout.write(
+    `sampling ${opts.n} image(s) with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +
+      `${batches} batch(es) of <= ${Math.min(opts.batchSize, opts.n)}, seed ${opts.seed}; model ${model.file} (${describeModel(model)})\n`,
+  );
+
+  // 3. sample, with a progress bar on a terminal
+  const tty = Boolean(process.stderr.isTTY);
+  const bar = new cliProgress.SingleBar(
+    { format: ' {bar} {percentage}% | step {value}/{total} | ETA {eta_formatted}', hideCursor: true, stream: process.stderr },
+    cliProgress.Presets.shades_classic,
+  );
+  if (tty) bar.start(batches * steps, 0);
+  const t1 = performance.now();
+  let result;
+  try {
+    result = await generate({
+      model: denoiser.predict,
+      sampler,
+      imageShape: [...imageShape],
+      n: opts.n,
+      seed: opts.seed,
+      batchSize: opts.batchSize,
+      trajectory: opts.trajectory ? { samples: opts.trajectorySamples, steps: evenSteps(steps, frames) } : undefined,
+      onProgress: (done) => {
+        if (tty) bar.update(done);
+      },
+    });
+  } finally {
+    if (tty) bar.stop();
+    await denoiser.release();
+  }
+  const sampleSec = (performance.now() - t1) / 1000;
+
+  // 4. images
+  await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
+  await writeImageGrid(opts.out, result.samples, result.shape, { nrow: opts.nrow ?? Math.ceil(Math.sqrt(opts.n)) });
+  const written = [opts.out];
+  if (opts.trajectory && result.trajectory) {
+    await fsp.mkdir(path.dirname(path.resolve(opts.trajectory)), { recursive: true });
+    if (trajExt === '.gif') await writeGif(opts.trajectory, trajectoryFrames(result.trajectory, imageShape));
+    else await writePng(opts.trajectory, trajectoryGrid(result.trajectory, imageShape));
+    written.push(`${opts.trajectory} (${result.trajectory.samples} image(s), ${result.trajectory.steps.length} steps, t = ${result.trajectory.t[0]}..${result.trajectory.t.at(-1)})`);
+  }
+  const ips = opts.n / sampleSec;
+  process.stdout.write(
+    `done: ${opts.n} image(s) in ${sampleSec.toFixed(2)} s${sampleSec >= 60 ? ` (${formatDuration(sampleSec)})` : ''}: ${ips.toFixed(2)} img/s, ` +
+      `${((opts.n * steps) / sampleSec).toFixed(1)} img·steps/s, ${((sampleSec * 1000) / result.modelCalls).toFixed(1)} ms per model call; ` +
+      `load ${loadSec.toFixed(2)} s; wrote ${written.join(', ')}\n`,
+  );
+}
