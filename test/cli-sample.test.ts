@@ -1,0 +1,91 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DEFAULT_MODEL_DIR } from '../src/cli/model.ts';
+import { assertUserError, gifInfo, imageSize, runCli, tinyCheckpoint } from './cli-helpers.ts';
+
+// The tiny model: 1x8x8 images, T = 100. Grid tiles are 8 px with 2 px padding: k tiles span 10k + 2 px.
+let dir: string;
+let ckpt: string;
+const span = (k: number) => 10 * k + 2;
+const out = (name: string) => path.join(dir, name);
+const sample = (...args: string[]) => runCli(['sample', '--checkpoint', ckpt, '--threads', '1', ...args]);
+
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'ddpm-cli-sample-'));
+  ckpt = await tinyCheckpoint(path.join(dir, 'run'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('sample --sampler ddim writes a grid of n images (ceil(sqrt(n)) per row) and reports img/s', async () => {
+  const r = await sample('--n', '5', '--steps', '5', '--batch-size', '2', '--out', out('ddim.png'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await imageSize(out('ddim.png')), [span(3), span(2)]);
+  assert.match(r.stdout, /ddim \(eta 0\), 5 steps, 3 batch\(es\)/);
+  assert.match(r.stdout, /done: 5 image\(s\) in [\d.]+ s: [\d.]+ img\/s/);
+});
+
+test('sample --sampler ddpm (respaced, stochastic) is reproducible for a seed and changes with it', async () => {
+  const a = await sample('--sampler', 'ddpm', '--n', '3', '--steps', '4', '--seed', '7', '--out', out('a.png'));
+  const b = await sample('--sampler', 'ddpm', '--n', '3', '--steps', '4', '--seed', '7', '--out', out('b.png'));
+  const c = await sample('--sampler', 'ddpm', '--n', '3', '--steps', '4', '--seed', '8', '--out', out('c.png'));
+  for (const r of [a, b, c]) assert.equal(r.code, 0, r.stderr);
+  assert.match(a.stdout, /with ddpm, 4 steps/);
+  assert.deepEqual(await imageSize(out('a.png')), [span(2), span(2)]);
+  assert.deepEqual(await readFile(out('a.png')), await readFile(out('b.png')));
+  assert.notDeepEqual(await readFile(out('a.png')), await readFile(out('c.png')));
+});
+
+test('--trajectory .png: two rows (x_t, x̂_0) per recorded image, one column per recorded step', async () => {
+  const r = await sample('--n', '3', '--steps', '6', '--out', out('g.png'), '--trajectory', out('traj.png'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await imageSize(out('traj.png')), [span(6), span(2 * 3)]); // 6 steps < 10 frames: all of them
+  const r2 = await sample('--n', '6', '--steps', '6', '--trajectory-samples', '2', '--frames', '3', '--out', out('g.png'), '--trajectory', out('traj3.png'));
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.deepEqual(await imageSize(out('traj3.png')), [span(3), span(2 * 2)]);
+  assert.match(r2.stdout, /traj3\.png \(2 image\(s\), 3 steps, t = 85\.\.0\)/); // ddim6 on T = 100: stride 17, t = 85, 68, ..., 0
+});
+
+test('--trajectory .gif: an animated GIF, frames upscaled to >= 64 px tiles', async () => {
+  const r = await sample('--n', '2', '--steps', '5', '--out', out('g.png'), '--trajectory', out('traj.gif'));
+  assert.equal(r.code, 0, r.stderr);
+  const gif = gifInfo(new Uint8Array(await readFile(out('traj.gif'))));
+  assert.deepEqual([gif.width, gif.height], [8 * span(2), 8 * span(2)]); // 2 images side by side, x_t over x̂_0, x8
+});
+
+test('sample: bad input is one line on stderr and exit code 2', async () => {
+  assertUserError(await sample('--sampler', 'foo'), /argument 'foo' is invalid/);
+  assertUserError(await runCli(['sample', '--checkpoint', out('nope'), '--n', '1']), /no such file or directory: .*nope/);
+  assertUserError(await sample('--steps', '101', '--out', out('x.png')), /--steps must be an integer in \[2, 100\]/);
+  assertUserError(await sample('--steps', '1'), /--steps must be an integer >= 2/);
+  assertUserError(await sample('--sampler', 'ddpm', '--eta', '0.5'), /--eta applies to --sampler ddim only/);
+  assertUserError(await sample('--eta', '2'), /--eta must be a number in \[0, 1\]/);
+  assertUserError(await sample('--spacing', 'bogus'), /--spacing must be one of/);
+  assertUserError(await sample('--out', out('x.jpg')), /--out must end in \.png/);
+  assertUserError(await sample('--frames', '3'), /--frames needs --trajectory/);
+  assertUserError(await sample('--bogus'), /unknown option '--bogus'/);
+  // corrupt checkpoints: truncated weights, invalid config
+  const bad = out('bad');
+  await cp(ckpt, bad, { recursive: true });
+  await truncate(path.join(bad, 'ema.safetensors'), 100);
+  assertUserError(await runCli(['sample', '--checkpoint', bad]), /bad\/ema\.safetensors: /);
+  await writeFile(path.join(bad, 'config.json'), '{"model": ');
+  assertUserError(await runCli(['sample', '--checkpoint', bad]), /config\.json is not valid JSON/);
+  await writeFile(path.join(dir, 'junk.onnx'), 'not a model');
+  assertUserError(await runCli(['sample', '--checkpoint', path.join(dir, 'junk.onnx')]), /junk\.onnx: /);
+});
+
+test('sample without --checkpoint names the missing default model directory', { skip: existsSync(DEFAULT_MODEL_DIR) && 'a default model is installed' }, async () => {
+  assertUserError(await runCli(['sample', '--n', '1']), /default model .*models\/mnist-28 does not exist/);
+});
+
+test('sample --help exits 0', async () => {
+  const r = await runCli(['sample', '--help']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /Usage: ddpm sample/);
+});
