@@ -24,6 +24,8 @@ test('timestepSpec: auto is ddimN for DDIM and N for DDPM; the full chain is und
   assert.throws(() => timestepSpec('ddpm', 1000, 20, '10,10,5'), /already sets 25 steps/);
   assert.throws(() => timestepSpec('ddim', 100, 101), /\[2, 100\]/);
   assert.throws(() => timestepSpec('ddim', 100, 10, 'sideways'), /--spacing must be one of/);
+  assert.throws(() => makeSampler(diffusion, { sampler: 'ddim', steps: 40 }), /cannot create exactly 40 steps.*--spacing uniform/);
+  assert.equal(makeSampler(diffusion, { sampler: 'ddim', steps: 40, spacing: 'uniform' }).timesteps.length, 40);
   assert.equal(makeSampler(diffusion, { sampler: 'ddim' }).timesteps.length, 50);
   assert.equal(makeSampler(diffusion, { sampler: 'ddpm' }).timesteps.length, 100);
 });

@@ -123,7 +123,7 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
   }
 }
 
-/** `Nx C x H x W`-style description, e.g. "1x28x28, linear T=1000, epsilon". */
+/** A short description, e.g. "1x28x28, linear T=1000, epsilon/fixedLarge, step 5000". */
 export function describeModel(m: LoadedModel): string {
   const d = m.diffusion;
   return `${m.unet.inChannels}x${m.unet.imageSize}x${m.unet.imageSize}, ${d.schedule.kind} T=${d.schedule.T}, ${d.meanType}/${d.varType}` +

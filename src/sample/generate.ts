@@ -78,7 +78,12 @@ export function makeSampler(diffusion: Pick<DiffusionConfig, 'schedule' | 'meanT
   }
   const eta = spec.eta ?? 0;
   if (!(eta >= 0 && eta <= 1)) throw new Error(`--eta must be in [0, 1], got ${eta}`);
-  return new DdimSampler(base, { meanType, varType, eta, timesteps, clipDenoised });
+  try {
+    return new DdimSampler(base, { meanType, varType, eta, timesteps, clipDenoised });
+  } catch (e) {
+    // "ddimN" needs an integer stride s with ceil(T/s) = N, which some N lack
+    throw new Error(`${(e as Error).message}; choose another --steps or --spacing uniform`);
+  }
 }
 
 /** `frames` step indices out of `total`, evenly spaced, first and last included (all when frames >= total). */
