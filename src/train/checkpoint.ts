@@ -138,7 +138,7 @@ export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; 
   } catch {
     throw new CheckpointError(`no such checkpoint directory: ${dir}`);
   }
-  await recoverCheckpointDir(dir);
+  // read-only: no recovery here, so sampling from a run that is being written never races the trainer
   const config = await readConfig(dir);
   for (const name of ['ema.safetensors', 'params.safetensors']) {
     const file = path.join(dir, name);
