@@ -1,0 +1,187 @@
+/**
+ * The page: loads the model's config, starts the sampling worker (which loads the ONNX denoiser on
+ * WebGPU or wasm), draws every reverse step it reports, and runs the forward-process panel.
+ *
+ * URL parameters: ep=auto|webgpu|wasm (backend, default auto), threads=N (wasm threads, default
+ * min(4, cores)), and n, sampler, steps, eta, seed to prefill the form.
+ */
+import { validateTrainConfig, type TrainConfig } from '../../src/train/config.ts';
+import { ForwardPanel } from './forward.ts';
+import { drawGrid, gridLayout } from './image.ts';
+import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, ToWorker, WebModelInfo } from './protocol.ts';
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const params = new URLSearchParams(location.search);
+const url = (p: string): string => new URL(p, document.baseURI).href;
+
+/** The last finished samples (B, C, H, W) in [-1, 1], for tests and the devtools console. */
+const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[] };
+(globalThis as { ddpm?: typeof debugHandle }).ddpm = debugHandle;
+
+function showError(msg: string): void {
+  console.error(msg);
+  const el = $('error');
+  el.hidden = false;
+  el.textContent = msg;
+}
+
+function backendChoice(): BackendChoice {
+  const ep = params.get('ep') ?? 'auto';
+  if (ep === 'auto' || ep === 'webgpu' || ep === 'wasm') return ep;
+  showError(`unknown ep=${ep} (use auto, webgpu or wasm); using auto`);
+  return 'auto';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generate
+
+const form = {
+  n: $<HTMLInputElement>('n'),
+  sampler: $<HTMLSelectElement>('sampler'),
+  steps: $<HTMLInputElement>('steps'),
+  eta: $<HTMLInputElement>('eta'),
+  seed: $<HTMLInputElement>('seed'),
+  generate: $<HTMLButtonElement>('generate-btn'),
+  stop: $<HTMLButtonElement>('stop-btn'),
+};
+for (const k of ['n', 'sampler', 'steps', 'eta', 'seed'] as const) {
+  const v = params.get(k);
+  if (v !== null) form[k].value = v;
+}
+const syncEta = () => (form.eta.disabled = form.sampler.value !== 'ddim');
+form.sampler.onchange = syncEta;
+syncEta();
+
+function readRequest(T: number): SampleRequest {
+  const int = (el: HTMLInputElement, lo: number, hi: number) => Math.min(hi, Math.max(lo, Math.round(Number(el.value) || 0)));
+  const req: SampleRequest = {
+    n: int(form.n, 1, 64),
+    sampler: form.sampler.value as SamplerKind,
+    steps: int(form.steps, 1, T),
+    eta: Math.min(1, Math.max(0, Number(form.eta.value) || 0)),
+    seed: int(form.seed, 0, 2 ** 32 - 1),
+  };
+  form.n.value = String(req.n);
+  form.steps.value = String(req.steps);
+  form.eta.value = String(req.eta);
+  form.seed.value = String(req.seed);
+  return req;
+}
+
+function startWorker(config: TrainConfig): void {
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+  const send = (msg: ToWorker) => worker.postMessage(msg);
+  const m = config.model;
+  const xtCanvas = $<HTMLCanvasElement>('xt-canvas');
+  const x0Canvas = $<HTMLCanvasElement>('x0-canvas');
+  let runId = 0;
+  let shape: number[] = [];
+  let scale = 1;
+
+  worker.onerror = (e) => showError(`sampling worker failed: ${e.message || 'could not start'}`);
+  worker.onmessage = (e: MessageEvent<FromWorker>) => {
+    const msg = e.data;
+    if (msg.type === 'ready') {
+      const iso = crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated';
+      const threads = msg.backend === 'wasm' ? ` · ${msg.threads} thread${msg.threads === 1 ? '' : 's'}` : '';
+      $('backend').textContent = `backend: ${msg.backend}${threads} · ${iso}${msg.note ? ` · ${msg.note}` : ''} · model loaded in ${msg.loadMs.toFixed(0)} ms`;
+      document.body.dataset.backend = msg.backend;
+      document.body.dataset.model = 'ready';
+      form.generate.disabled = false;
+    } else if (msg.type === 'step') {
+      if (msg.id !== runId) return;
+      drawGrid(xtCanvas, msg.xt, shape, scale);
+      drawGrid(x0Canvas, msg.predX0, shape, scale);
+      $('xt-caption').innerHTML = `x<sub>t</sub>, t = ${msg.t}`;
+      $<HTMLProgressElement>('progress').value = (msg.step + 1) / msg.total;
+      $('step-info').textContent = `step ${msg.step + 1}/${msg.total} · t = ${msg.t} · model ${msg.modelMs.toFixed(1)} ms`;
+    } else if (msg.type === 'done') {
+      if (msg.id !== runId) return;
+      form.generate.disabled = false;
+      form.stop.disabled = true;
+      document.body.dataset.sampling = msg.cancelled ? 'cancelled' : 'done';
+      if (msg.cancelled) {
+        $('step-info').textContent += ' · stopped';
+        return;
+      }
+      drawGrid(xtCanvas, msg.samples, shape, scale);
+      debugHandle.lastSamples = msg.samples;
+      debugHandle.lastShape = shape;
+      $('xt-caption').innerHTML = 'x<sub>0</sub> (final samples)';
+      const perStep = msg.modelMs / msg.steps;
+      const el = $('timings');
+      el.textContent =
+        `model: ${perStep.toFixed(1)} ms/step (batch ${shape[0]}) · total: ${msg.totalMs.toFixed(0)} ms for ${msg.steps} steps ` +
+        `· ${((1000 * shape[0]!) / msg.totalMs).toFixed(2)} images/s`;
+      el.dataset.modelMsPerStep = perStep.toFixed(2);
+      el.dataset.totalMs = msg.totalMs.toFixed(1);
+    } else if (msg.type === 'error') {
+      if (msg.id === null) document.body.dataset.model = 'error';
+      else {
+        form.generate.disabled = false;
+        form.stop.disabled = true;
+        document.body.dataset.sampling = 'error';
+      }
+      showError(msg.id === null ? `could not load the model: ${msg.message}` : `sampling failed: ${msg.message}`);
+    }
+  };
+
+  $<HTMLFormElement>('gen-form').onsubmit = (e) => {
+    e.preventDefault();
+    const req = readRequest(config.diffusion.schedule.T);
+    runId++;
+    shape = [req.n, m.inChannels, m.imageSize, m.imageSize]; // (B, C, H, W)
+    const { cols, pad } = gridLayout(req.n);
+    scale = Math.max(1, Math.floor(300 / (cols * (m.imageSize + pad) + pad)));
+    form.generate.disabled = true;
+    form.stop.disabled = false;
+    document.body.dataset.sampling = 'running';
+    $<HTMLProgressElement>('progress').value = 0;
+    $('timings').textContent = 'model: – ms/step · total: – ms';
+    send({ type: 'sample', id: runId, ...req });
+  };
+  form.stop.onclick = () => send({ type: 'cancel', id: runId });
+
+  const threads = Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
+  send({
+    type: 'init',
+    config,
+    modelUrl: url('model/model.onnx'),
+    ortUrl: url('ort/ort.bundle.min.mjs'),
+    wasmUrl: url('ort/ort-wasm-simd-threaded.jsep.wasm'),
+    backend: backendChoice(),
+    threads,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function describe(c: TrainConfig, info: WebModelInfo): string {
+  const m = c.model;
+  const d = c.diffusion;
+  const target = { epsilon: 'ε', x0: 'x₀', v: 'v' }[d.meanType];
+  return (
+    `model: ${c.preset} U-Net (${m.imageSize}×${m.imageSize}×${m.inChannels}, ${m.baseChannels} base channels × [${m.channelMults}]) · ` +
+    `predicts ${target} · ${d.schedule.kind} β schedule, T = ${d.schedule.T} · variance ${d.varType} · ` +
+    `${info.step === null ? 'training step unknown' : `trained ${info.step} step${info.step === 1 ? '' : 's'}`} (${info.source})`
+  );
+}
+
+async function main(): Promise<void> {
+  let config: TrainConfig | null = null;
+  try {
+    const res = await fetch(url('model/model.json'));
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const info = (await res.json()) as WebModelInfo;
+    config = validateTrainConfig(info.config);
+    $('model-info').textContent = describe(config, info);
+  } catch (e) {
+    document.body.dataset.model = 'error';
+    $('backend').textContent = 'backend: –';
+    showError(`could not load model/model.json: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  new ForwardPanel(config?.diffusion.schedule ?? null);
+  if (config) startWorker(config);
+}
+
+main();
