@@ -1,0 +1,95 @@
+/**
+ * The shipped FID classifier on disk (Node only): a directory holding
+ *   config.json              { model: LeNetConfig, testAccuracy, ..., training: {command, date, ...} }
+ *   weights.safetensors      F32, torch-style names (src/models/classifier.ts)
+ *   test-stats.safetensors   F64 `mu` [d] and `sigma` [d, d] of the MNIST test set's features,
+ *                            so FID never recomputes them
+ * Default: `models/lenet-mnist` in the package, written by `npm run train:classifier`.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ParamValue } from '../engine/optim.ts';
+import { writeCheckpointDir } from '../io/atomic.ts';
+import { readSafetensorsFile } from '../io/safetensors-file.ts';
+import { serializeSafetensors } from '../io/safetensors.ts';
+import { lenetConfig, lenetParamShapes, type LeNetConfig } from '../models/classifier.ts';
+import type { GaussianStats } from './fid.ts';
+
+/** `models/lenet-mnist` at the package root. */
+export const DEFAULT_CLASSIFIER_DIR = fileURLToPath(new URL('../../models/lenet-mnist', import.meta.url));
+
+export interface ClassifierInfo {
+  model: LeNetConfig;
+  /** top-1 accuracy on the 10,000 MNIST test images */
+  testAccuracy: number;
+  /** which activations are the FID features */
+  features: string;
+  /** how pixels are scaled before the classifier */
+  inputScaling: string;
+  /** anything else recorded at training time (command, date, timings, sanity FIDs) */
+  [key: string]: unknown;
+}
+
+export interface ClassifierDir {
+  info: ClassifierInfo;
+  weights: Record<string, ParamValue>;
+  testStats: GaussianStats;
+}
+
+export class ClassifierDirError extends Error {
+  override name = 'ClassifierDirError';
+}
+
+export async function saveClassifierDir(dir: string, c: ClassifierDir): Promise<void> {
+  const d = c.testStats.mu.length;
+  const weights: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const [k, v] of Object.entries(c.weights)) weights[k] = { dtype: 'F32', shape: v.shape, data: v.data };
+  await writeCheckpointDir(dir, {
+    'config.json': JSON.stringify(c.info, null, 2) + '\n',
+    'weights.safetensors': serializeSafetensors(weights, { format: 'ddpm-ts', kind: 'lenet-mnist' }),
+    'test-stats.safetensors': serializeSafetensors(
+      { mu: { dtype: 'F64', shape: [d], data: c.testStats.mu }, sigma: { dtype: 'F64', shape: [d, d], data: c.testStats.sigma } },
+      { format: 'ddpm-ts', kind: 'fid-stats', n: String(c.testStats.n), split: 'mnist-test' },
+    ),
+  });
+}
+
+export async function loadClassifierDir(dir: string = DEFAULT_CLASSIFIER_DIR): Promise<ClassifierDir> {
+  const file = (name: string) => path.join(dir, name);
+  let info: ClassifierInfo;
+  try {
+    info = JSON.parse(await fsp.readFile(file('config.json'), 'utf8')) as ClassifierInfo;
+  } catch (e) {
+    throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: ${(e as Error).message} (train one with 'npm run train:classifier')`);
+  }
+  try {
+    info.model = lenetConfig(info.model);
+  } catch (e) {
+    throw new ClassifierDirError(`${file('config.json')}: ${(e as Error).message}`);
+  }
+  if (typeof info.testAccuracy !== 'number') throw new ClassifierDirError(`${file('config.json')}: testAccuracy missing`);
+
+  const w = await readSafetensorsFile(file('weights.safetensors'));
+  const shapes = lenetParamShapes(info.model);
+  const weights: Record<string, ParamValue> = {};
+  for (const [k, shape] of Object.entries(shapes)) {
+    const t = w.tensors[k];
+    if (!t) throw new ClassifierDirError(`${file('weights.safetensors')}: missing tensor '${k}'`);
+    if (t.dtype !== 'F32' || t.shape.join() !== shape.join()) {
+      throw new ClassifierDirError(`${file('weights.safetensors')}: '${k}' is ${t.dtype} [${t.shape}], expected F32 [${shape}]`);
+    }
+    weights[k] = { shape: [...shape], data: (t.data as Float32Array).slice() };
+  }
+  for (const k of Object.keys(w.tensors)) if (!(k in shapes)) throw new ClassifierDirError(`${file('weights.safetensors')}: unexpected tensor '${k}'`);
+
+  const s = await readSafetensorsFile(file('test-stats.safetensors'));
+  const d = info.model.featureDim;
+  const mu = s.tensors.mu;
+  const sigma = s.tensors.sigma;
+  if (!mu || !sigma || mu.dtype !== 'F64' || sigma.dtype !== 'F64' || mu.shape.join() !== `${d}` || sigma.shape.join() !== `${d},${d}`) {
+    throw new ClassifierDirError(`${file('test-stats.safetensors')}: expected F64 mu [${d}] and sigma [${d}, ${d}]`);
+  }
+  const n = Number(s.metadata.n);
+  return { info, weights, testStats: { mu: (mu.data as Float64Array).slice(), sigma: (sigma.data as Float64Array).slice(), n } };
+}
