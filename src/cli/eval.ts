@@ -1,0 +1,288 @@
+/**
+ * `ddpm eval`: NLL in bits/dim on MNIST test images and sample quality with FID-LeNet (plus class
+ * histogram and confidence), for a trained model or for a folder of images made elsewhere. The work
+ * lives in src/eval (nll.ts, fid.ts) and src/sample/generate.ts.
+ */
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { ImageFolderError, loadImageFolder } from '../data/folder.ts';
+import { uint8Dataset } from '../data/loader.ts';
+import { loadMnist, mnistToFloat } from '../data/mnist.ts';
+import type { VarType } from '../diffusion/batch.ts';
+import type { Sampler } from '../diffusion/samplers.ts';
+import type { RuntimeOptions } from '../engine/runtime.ts';
+import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
+import { ClassifierDirError, DEFAULT_CLASSIFIER_DIR, loadClassifierDir, type ClassifierDir } from '../eval/classifier-dir.ts';
+import { classifierScores, classify, featureStats, frechetDistance, quantizeLikePng } from '../eval/fid.ts';
+import { evaluateNll } from '../eval/nll.ts';
+import { LeNet } from '../models/classifier.ts';
+import type { Denoiser } from '../models/denoiser.ts';
+import { nodeRuntime, ort } from '../node/ort.ts';
+import { Rng } from '../rng.ts';
+import { SAMPLER_KINDS, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
+import { UserError, addRuntimeOptions, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
+
+interface EvalOptions {
+  checkpoint?: string;
+  nll?: number;
+  fid?: number;
+  samples?: string;
+  sampler: SamplerKind;
+  steps: number;
+  eta?: number;
+  seed: number;
+  batchSize: number;
+  varType?: 'fixedLarge' | 'fixedSmall';
+  classifier?: string;
+  json?: boolean;
+  threads?: number;
+  ep?: string;
+}
+
+export function evalCommand(): Command {
+  const cmd = new Command('eval')
+    .description('evaluate a model: NLL bound in bits/dim on MNIST test images, FID-LeNet / class histogram of generated (or given) samples')
+    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--nll <n>', 'NLL bound (all T steps, Ho et al. eq. 5) on the first n MNIST test images; costs T model calls per batch', parseIntArg('--nll', 1))
+    .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2))
+    .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
+    .addOption(new Option('--sampler <kind>', 'sampler for --fid').choices(SAMPLER_KINDS).default('ddim'))
+    .option('--steps <k>', 'sampling steps for --fid, respaced from T', parseIntArg('--steps', 2), 50)
+    .option('--eta <eta>', 'DDIM η for --fid (default 0)', parseFloatArg('--eta', 0, 1))
+    .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0), 0)
+    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1), 256)
+    .addOption(
+      new Option('--var-type <type>', "reverse-process variance for the NLL and DDPM sampling (default: the model's, fixedLarge for the baseline)").choices([
+        'fixedLarge',
+        'fixedSmall',
+      ]),
+    )
+    .option('--classifier <dir>', 'the FID classifier directory (default: the shipped models/lenet-mnist)')
+    .option('--json', 'print the results as one JSON object on stdout');
+  addRuntimeOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+FID-LeNet uses the 128-d penultimate features of the shipped MNIST classifier (models/lenet-mnist), so it is
+comparable only with other FID-LeNet numbers at the same number of samples, never with Inception FIDs.
+
+Examples:
+  ddpm eval --checkpoint runs/mnist-28/checkpoint --fid 1000 --steps 50
+  ddpm eval --checkpoint runs/mnist-28/checkpoint --nll 100 --var-type fixedSmall --json
+  ddpm eval --samples path/to/pngs`,
+  );
+  cmd.action(async (opts: EvalOptions) => {
+    await runEval(opts);
+  });
+  return cmd;
+}
+
+/** A progress bar on a terminal; otherwise a line on stderr every 10%. */
+function progress(label: string, total: number, quiet: boolean): { update: (done: number) => void; stop: () => void } {
+  if (quiet) return { update: () => {}, stop: () => {} };
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { format: ` ${label} {bar} {percentage}% | {value}/{total} | ETA {eta_formatted}`, hideCursor: true, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, 0);
+    return { update: (d) => bar.update(d), stop: () => bar.stop() };
+  }
+  const t0 = performance.now();
+  let next = 0.1;
+  return {
+    update: (d) => {
+      if (d / total + 1e-9 < next) return;
+      while (next <= d / total + 1e-9) next += 0.1;
+      const sec = (performance.now() - t0) / 1000;
+      process.stderr.write(`${label}: ${d}/${total} (${Math.round((100 * d) / total)}%), ${formatDuration(sec)} elapsed, ETA ${formatDuration((sec * (total - d)) / d)}\n`);
+    },
+    stop: () => {},
+  };
+}
+
+const round = (x: number, digits = 6) => (Number.isFinite(x) ? Number(x.toPrecision(digits)) : null);
+
+type Log = (line: string) => void;
+type Report = Record<string, unknown>;
+
+async function runEval(opts: EvalOptions): Promise<void> {
+  // 1. options that need nothing loaded
+  if (opts.nll === undefined && opts.fid === undefined && opts.samples === undefined) {
+    throw new UserError('nothing to evaluate: pass --nll <n>, --fid <n> and/or --samples <folder>');
+  }
+  if (opts.fid !== undefined && opts.samples !== undefined) throw new UserError('--fid generates samples and --samples scores given ones: pick one');
+  if (opts.nll !== undefined && opts.nll > 10000) throw new UserError(`--nll: MNIST has 10000 test images, got ${opts.nll}`);
+  if (opts.checkpoint !== undefined && opts.nll === undefined && opts.fid === undefined) {
+    throw new UserError('--checkpoint is only used with --nll or --fid (--samples scores the images alone)');
+  }
+  let runtime: RuntimeOptions;
+  try {
+    runtime = nodeRuntime(opts);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  const log: Log = (line) => {
+    if (!opts.json) process.stdout.write(line + '\n');
+  };
+  const report: Report = { date: new Date().toISOString(), threads: runtime.threads, ep: runtime.executionProvider };
+
+  // 2. the images of --samples (read first: cheap, and the likeliest bad input)
+  let scored: Scored | undefined;
+  if (opts.samples !== undefined) scored = await readSamples(opts.samples, log);
+
+  // 3. the classifier (for --fid / --samples) and the model (for --nll / --fid)
+  let classifier: ClassifierDir | undefined;
+  if (opts.fid !== undefined || opts.samples !== undefined) {
+    const dir = opts.classifier ?? DEFAULT_CLASSIFIER_DIR;
+    try {
+      classifier = await loadClassifierDir(dir);
+    } catch (e) {
+      throw new UserError(e instanceof ClassifierDirError ? e.message : `--classifier ${dir}: ${(e as Error).message}`);
+    }
+    report.classifier = { dir, testAccuracy: classifier.info.testAccuracy, referenceFid: classifier.info.referenceFid ?? null };
+  }
+  if (opts.nll !== undefined || opts.fid !== undefined) {
+    const model = await loadModel(opts.checkpoint);
+    const { unet, diffusion } = model;
+    if (unet.inChannels !== 1 || unet.imageSize !== 28) {
+      throw new UserError(`${model.file}: the model makes ${unet.inChannels}x${unet.imageSize}x${unet.imageSize} images; NLL on MNIST and FID-LeNet need 1x28x28`);
+    }
+    const varType: VarType = opts.varType ?? diffusion.varType;
+    if ((diffusion.varType === 'learnedRange') !== (varType === 'learnedRange')) {
+      throw new UserError(`--var-type ${varType}: the model was trained with ${diffusion.varType}; a learned variance cannot be swapped for a fixed one or back`);
+    }
+    report.model = { file: model.file, step: model.step ?? null, description: describeModel(model) };
+    log(`model: ${model.file} (${describeModel(model)})`);
+    const denoiser = await openDenoiser(model, opts);
+    try {
+      // 4. NLL on the first n test images, 5. samples for FID
+      if (opts.nll !== undefined) report.nll = await runNll(model, denoiser, varType, opts.nll, opts, log);
+      if (opts.fid !== undefined) scored = await runSampling(model, denoiser, varType, opts.fid, opts, log);
+    } finally {
+      await denoiser.release();
+    }
+  }
+
+  // 6. FID-LeNet against the MNIST test statistics, class histogram, confidence
+  if (scored && classifier) report.fid = await score(scored, classifier, runtime, log);
+  if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+}
+
+/** Images to score, (n, 1, 28, 28) in [-1, 1], and where they came from. */
+interface Scored {
+  images: Float32Array;
+  source: Report;
+}
+
+async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Report> {
+  const diffusion = GaussianDiffusion.fromConfig(model.diffusion.schedule);
+  const T = diffusion.numTimesteps;
+  const x0 = mnistToFloat(loadMnist('test'), Array.from({ length: n }, (_, i) => i), new Float32Array(n * 784));
+  const batches = Math.ceil(n / opts.batchSize);
+  log(`NLL: ${n} MNIST test image(s), T = ${T}, ${varType}, ${batches} batch(es) of <= ${Math.min(n, opts.batchSize)}: ${batches * T} model calls`);
+  const bar = progress('nll', batches * T, Boolean(opts.json));
+  const t0 = performance.now();
+  let res;
+  try {
+    res = await evaluateNll(diffusion, denoiser.predict, { data: x0, shape: [n, 1, 28, 28] }, {
+      meanType: model.diffusion.meanType,
+      varType,
+      batchSize: opts.batchSize,
+      rng: new Rng(opts.seed),
+      onProgress: bar.update,
+    });
+  } finally {
+    bar.stop();
+  }
+  const sec = (performance.now() - t0) / 1000;
+  log(
+    `NLL bound: ${res.meanBpd.toFixed(4)} ± ${Number.isFinite(res.stderrBpd) ? res.stderrBpd.toFixed(4) : 'n/a'} bits/dim (mean ± s.e., ${n} image(s), ${varType}) ` +
+      `= prior ${res.priorBpd.toFixed(4)} + L_1..L_${T - 1} ${res.vbBpd.toFixed(4)} + decoder L_0 ${res.decoderBpd.toFixed(4)}; ` +
+      `${formatDuration(sec)} (${((n * T) / sec).toFixed(1)} img·steps/s)`,
+  );
+  return {
+    n, T, varType, seed: opts.seed, batchSize: opts.batchSize,
+    meanBpd: round(res.meanBpd), stderrBpd: round(res.stderrBpd),
+    priorBpd: round(res.priorBpd), decoderBpd: round(res.decoderBpd), vbBpd: round(res.vbBpd),
+    seconds: round(sec, 4), modelCallsPerSec: round(res.modelCalls / sec, 4), imgStepsPerSec: round((n * T) / sec, 4),
+  };
+}
+
+async function runSampling(model: LoadedModel, denoiser: Denoiser, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Scored> {
+  let sampler: Sampler;
+  try {
+    sampler = makeSampler({ ...model.diffusion, varType }, { sampler: opts.sampler, steps: opts.steps, eta: opts.eta });
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  const steps = sampler.timesteps.length;
+  const batches = Math.ceil(n / opts.batchSize);
+  log(`sampling ${n} image(s): ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
+  const bar = progress('sampling', batches * steps, Boolean(opts.json));
+  const t0 = performance.now();
+  let images: Float32Array;
+  try {
+    const res = await generate({ model: denoiser.predict, sampler, imageShape: [1, 28, 28], n, seed: opts.seed, batchSize: opts.batchSize, onProgress: bar.update });
+    images = quantizeLikePng(res.samples); // scored as if saved and read back
+  } finally {
+    bar.stop();
+  }
+  const sec = (performance.now() - t0) / 1000;
+  return {
+    images,
+    source: {
+      source: 'generated', n, sampler: opts.sampler, steps, eta: opts.sampler === 'ddim' ? (opts.eta ?? 0) : null,
+      varType: opts.sampler === 'ddpm' ? varType : null, seed: opts.seed, batchSize: opts.batchSize, quantized: '8-bit, as saved PNGs',
+      sampleSeconds: round(sec, 4), samplesPerSec: round(n / sec, 4),
+    },
+  };
+}
+
+async function readSamples(dir: string, log: Log): Promise<Scored> {
+  const t0 = performance.now();
+  let folder;
+  try {
+    folder = await loadImageFolder(dir, { size: 28, channels: 1 });
+  } catch (e) {
+    if (e instanceof ImageFolderError) throw new UserError(`--samples: ${e.message}`);
+    throw e;
+  }
+  if (folder.n < 2) throw new UserError(`--samples: FID needs at least 2 images, found ${folder.n} under ${dir}`);
+  const images = new Float32Array(folder.n * 784);
+  uint8Dataset(folder.images, folder).getBatch(Array.from({ length: folder.n }, (_, i) => i), images); // x/127.5 − 1, as MNIST
+  log(`scoring ${folder.n} image(s) from ${dir}`);
+  return { images, source: { source: dir, n: folder.n, readSeconds: round((performance.now() - t0) / 1000, 4) } };
+}
+
+async function score({ images, source }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
+  const t0 = performance.now();
+  const net = await LeNet.create(ort, classifier.info.model, classifier.weights, runtime);
+  let out;
+  try {
+    out = await classify(net, images);
+  } finally {
+    await net.release();
+  }
+  const d = classifier.info.model.featureDim;
+  const fd = frechetDistance(featureStats(out.features, out.n, d), classifier.testStats);
+  const scores = classifierScores(out.logits, classifier.info.model.numClasses);
+  const sec = (performance.now() - t0) / 1000;
+  log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${out.n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
+  if (out.n <= d) log(`note: ${out.n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);
+  const ref = classifier.info.referenceFid as Record<string, number> | undefined;
+  if (ref) log(`  real data for scale: ${Object.entries(ref).map(([k, v]) => `${k}: ${v.toFixed(3)}`).join('; ')}`);
+  log(`classes: ${scores.counts.map((c, k) => `${k}:${c}`).join(' ')}; ${scores.classesCovered}/10 with >= 1%, entropy ${scores.entropyBits.toFixed(3)} bits (uniform ${Math.log2(10).toFixed(3)})`);
+  log(`confidence: mean max-softmax ${scores.meanConfidence.toFixed(3)}; ${(100 * scores.confidentFraction).toFixed(1)}% of samples > 0.9 (well-formed digits)`);
+  if (typeof source.sampleSeconds === 'number') {
+    log(`timings: sampling ${formatDuration(source.sampleSeconds)} (${(source.samplesPerSec as number).toFixed(2)} img/s), classifier ${sec.toFixed(2)} s`);
+  }
+  return {
+    ...source,
+    fidLenet: round(fd.fid), meanTerm: round(fd.meanTerm), covTerm: round(fd.covTerm),
+    reference: `MNIST test set (${classifier.testStats.n} images)`,
+    classes: { ...scores, entropyBits: round(scores.entropyBits), meanConfidence: round(scores.meanConfidence), confidentFraction: round(scores.confidentFraction) },
+    classifierSeconds: round(sec, 4),
+  };
+}
