@@ -1,10 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { uint8Dataset } from '../src/data/loader.ts';
 import { loadMnist, mnistToFloat } from '../src/data/mnist.ts';
@@ -14,17 +12,8 @@ import { encodePng } from '../src/io/image.ts';
 import { LeNet } from '../src/models/classifier.ts';
 import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
+import { assertUserError, runCli } from './cli-helpers.ts';
 import { assertClose } from './helpers.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-function ddpm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(ROOT, 'bin/ddpm.js'), ...args], { cwd: ROOT }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 test('ddpm eval: bad input exits 2 with a one-line message', async () => {
   const cases: [string[], RegExp][] = [
@@ -34,11 +23,7 @@ test('ddpm eval: bad input exits 2 with a one-line message', async () => {
     [['eval', '--nll', '20000'], /10000 test images/],
     [['eval', '--fid', '10', '--checkpoint', '/nonexistent/ckpt'], /no such file or directory/],
   ];
-  const results = await Promise.all(cases.map(([args]) => ddpm([...args, '--threads', '1'])));
-  results.forEach((r, i) => {
-    assert.equal(r.code, 2, `${cases[i]![0].join(' ')}: exit ${r.code}, stderr ${r.stderr}`);
-    assert.match(r.stderr, cases[i]![1]);
-  });
+  for (const [args, pattern] of cases) assertUserError(await runCli([...args, '--threads', '1']), pattern);
 });
 
 test('ddpm eval --samples scores PNGs exactly like the same MNIST images in memory', async () => {
@@ -51,7 +36,7 @@ test('ddpm eval --samples scores PNGs exactly like the same MNIST images in memo
       const img = { data: mnist.images.slice(i * 784, (i + 1) * 784), width: 28, height: 28, channels: 1 as const };
       await writeFile(path.join(dir, i < 20 ? '' : 'sub', `${String(i).padStart(3, '0')}.png`), await encodePng(img));
     }
-    const r = await ddpm(['eval', '--samples', dir, '--json', '--threads', '1']);
+    const r = await runCli(['eval', '--samples', dir, '--json', '--threads', '1']);
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout);
     assert.equal(report.fid.n, n);
@@ -84,7 +69,7 @@ test('ddpm eval on a 1-step 28x28 checkpoint: --nll and --fid (DDPM, fixedSmall)
     const tr = await Trainer.create(ort as never, cfg, dir, uint8Dataset(m.images.slice(0, 4 * 784), { n: 4, channels: 1, height: 28, width: 28 }), { threads: 1 });
     await tr.train();
     await tr.release();
-    const r = await ddpm([
+    const r = await runCli([
       'eval', '--checkpoint', path.join(dir, 'checkpoint'), '--nll', '3', '--fid', '6', '--sampler', 'ddpm', '--steps', '3',
       '--var-type', 'fixedSmall', '--batch-size', '4', '--seed', '5', '--json', '--threads', '1',
     ]);
@@ -99,7 +84,7 @@ test('ddpm eval on a 1-step 28x28 checkpoint: --nll and --fid (DDPM, fixedSmall)
     for (const k of ['seconds', 'imgStepsPerSec']) assert.ok(j.nll[k] > 0, k);
     for (const k of ['sampleSeconds', 'samplesPerSec', 'classifierSeconds']) assert.ok(j.fid[k] > 0, k);
     // the human-readable report
-    const h = await ddpm(['eval', '--checkpoint', path.join(dir, 'checkpoint'), '--fid', '4', '--steps', '2', '--threads', '1']);
+    const h = await runCli(['eval', '--checkpoint', path.join(dir, 'checkpoint'), '--fid', '4', '--steps', '2', '--threads', '1']);
     assert.equal(h.code, 0, h.stderr);
     assert.match(h.stdout, /FID-LeNet: \d+\.\d+ .* for 4 images/);
     assert.match(h.stdout, /classes: 0:\d+ 1:\d+/);
