@@ -89,3 +89,10 @@ test('sample --help exits 0', async () => {
   assert.equal(r.code, 0);
   assert.match(r.stdout, /Usage: ddpm sample/);
 });
+
+test('--out-dir writes one PNG per image, matching the grid', async () => {
+  const r = await sample('--n', '3', '--steps', '4', '--out', out('od.png'), '--out-dir', out('each'));
+  assert.equal(r.code, 0, r.stderr);
+  for (const i of [0, 1, 2]) assert.deepEqual(await imageSize(out(`each/sample_0000${i}.png`)), [8, 8]);
+  assert.match(r.stdout, /3 PNG file\(s\) in /);
+});

@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import { writeGif, writeImageGrid, writePng } from '../io/image.ts';
+import { makeGrid, writeGif, writeImageGrid, writePng } from '../io/image.ts';
 import { SAMPLER_KINDS, SPACINGS, evenSteps, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
@@ -19,6 +19,7 @@ interface SampleOptions {
   spacing: string;
   seed: number;
   out: string;
+  outDir?: string;
   nrow?: number;
   trajectory?: string;
   trajectorySamples: number;
@@ -40,6 +41,7 @@ export function sampleCommand(): Command {
     .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm)`, 'auto')
     .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0), 0)
     .option('--out <file.png>', 'the sample grid', 'samples.png')
+    .option('--out-dir <dir>', 'also write every image as its own PNG (sample_00000.png, ...), e.g. for `ddpm eval --samples`')
     .option('--nrow <k>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1))
     .option('--trajectory <file>', 'also draw x_t (above) and the predicted x_0 (below) along the reverse process: .png grid or animated .gif')
     .option('--trajectory-samples <k>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1), 4)
@@ -127,6 +129,17 @@ async function runSample(opts: SampleOptions): Promise<void> {
   await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
   await writeImageGrid(opts.out, result.samples, result.shape, { nrow: opts.nrow ?? Math.ceil(Math.sqrt(opts.n)) });
   const written = [opts.out];
+  if (opts.outDir) {
+    // one file per image, 8-bit like the grid, so any tool (and `ddpm eval --samples`) can score them
+    await fsp.mkdir(opts.outDir, { recursive: true });
+    const [n, c, h, w] = result.shape;
+    const per = c * h * w;
+    for (let i = 0; i < n; i++) {
+      const one = result.samples.subarray(i * per, (i + 1) * per);
+      await writePng(path.join(opts.outDir, `sample_${String(i).padStart(5, '0')}.png`), makeGrid(one, [1, c, h, w], { nrow: 1, padding: 0 }));
+    }
+    written.push(`${n} PNG file(s) in ${opts.outDir}`);
+  }
   if (opts.trajectory && result.trajectory) {
     await fsp.mkdir(path.dirname(path.resolve(opts.trajectory)), { recursive: true });
     if (trajExt === '.gif') await writeGif(opts.trajectory, trajectoryFrames(result.trajectory, imageShape));
