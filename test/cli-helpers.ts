@@ -48,8 +48,8 @@ export function assertUserError(r: CliResult, pattern: RegExp): void {
   assert.ok(r.stderr.trim().split('\n').length <= 2, `at most the message and a usage hint, got:\n${r.stderr}`);
 }
 
-/** 32 synthetic 8x8 "images": bright squares at varying positions (as in train-e2e.test.ts). */
-function squares() {
+/** 32 synthetic 8x8 "images": bright squares at varying positions. */
+export function squares() {
   const n = 32;
   const img = new Uint8Array(n * 64);
   for (let i = 0; i < n; i++) {

@@ -14,21 +14,10 @@ import { Tensor } from '../src/engine/tensor.ts';
 import { vjp } from '../src/engine/autodiff.ts';
 import { topoSort } from '../src/engine/graph.ts';
 import { evaluate } from '../src/engine/interp.ts';
-import { assertClose } from './helpers.ts';
+import { assertClose, mulberry32 } from './helpers.ts';
 
 // ---------------------------------------------------------------------------------------------
-// A tiny seeded PRNG (mulberry32), independent of src/rng.ts
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Rand = () => number;
 const normal = (r: Rand): number => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

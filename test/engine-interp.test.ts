@@ -6,18 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/engine/tensor.ts';
 import { evaluate, erf } from '../src/engine/interp.ts';
-import { assertClose } from './helpers.ts';
+import { assertClose, mulberry32 } from './helpers.ts';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const f64 = (v: { data: unknown }): Float64Array => v.data as Float64Array;
 const exact = { atol: 0, rtol: 0 };

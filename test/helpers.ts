@@ -82,3 +82,15 @@ export function moments(x: ArrayLike<number>): { mean: number; variance: number 
   for (let i = 0; i < x.length; i++) v += (x[i] - m) ** 2;
   return { mean: m, variance: v / (x.length - 1) };
 }
+
+/** A tiny seeded PRNG in [0, 1) (mulberry32) for tests that must not depend on src/rng.ts. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

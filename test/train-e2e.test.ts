@@ -4,7 +4,6 @@ import { mkdtemp, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { uint8Dataset } from '../src/data/loader.ts';
 import { DdimSampler, sampleLoop } from '../src/diffusion/samplers.ts';
 import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { Denoiser, exportDenoiserOnnx } from '../src/models/denoiser.ts';
@@ -13,18 +12,7 @@ import { loadModelDir } from '../src/train/checkpoint.ts';
 import { applyOptions, defaultTrainConfig, type TrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { assertClose } from './helpers.ts';
-
-/** 32 synthetic 8x8 "images": bright squares at varying positions. */
-function squares() {
-  const n = 32;
-  const img = new Uint8Array(n * 64);
-  for (let i = 0; i < n; i++) {
-    const x0 = i % 5;
-    const y0 = (i * 3) % 5;
-    for (let y = y0; y < y0 + 3; y++) for (let x = x0; x < x0 + 3; x++) img[i * 64 + y * 8 + x] = 255;
-  }
-  return uint8Dataset(img, { n, channels: 1, height: 8, width: 8 });
-}
+import { squares } from './cli-helpers.ts';
 
 function tinyConfig(extra: Record<string, string> = {}): TrainConfig {
   return applyOptions(defaultTrainConfig('tiny'), {
