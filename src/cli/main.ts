@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { CheckpointError } from '../train/checkpoint.ts';
 import { UserError } from './common.ts';
+import { packageVersion } from './model.ts';
 import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
 import { noiseCommand } from './noise.ts';
@@ -11,6 +12,7 @@ import { trainCommand } from './train.ts';
 export function program(): Command {
   const p = new Command('ddpm')
     .description('Denoising Diffusion Probabilistic Models (Ho et al. 2020) in TypeScript, on onnxruntime')
+    .version(packageVersion())
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   // copyInheritedSettings: addCommand (unlike .command()) does not pass on exitOverride / showHelpAfterError
