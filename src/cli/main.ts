@@ -1,5 +1,8 @@
 /** `ddpm` — the command line. One file per subcommand; the work lives in the library. */
 import { Command, CommanderError } from 'commander';
+import { ImageFolderError } from '../data/folder.ts';
+import { IdxError } from '../data/mnist.ts';
+import { SafetensorsError } from '../io/safetensors.ts';
 import { CheckpointError } from '../train/checkpoint.ts';
 import { UserError } from './common.ts';
 import { packageVersion } from './model.ts';
@@ -31,9 +34,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`error: ${e.message}\n`);
       return e.exitCode;
     }
-    if (e instanceof CheckpointError) {
+    if (e instanceof CheckpointError || e instanceof ImageFolderError || e instanceof IdxError || e instanceof SafetensorsError) {
       process.stderr.write(`error: ${e.message}\n`);
-      return 2; // a missing or corrupt checkpoint is bad input
+      return 2; // a missing or corrupt checkpoint, image folder or data file is bad input
     }
     const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`error: ${msg}\n`);
