@@ -78,9 +78,8 @@ Examples:
   return cmd;
 }
 
-/** A progress bar on a terminal; otherwise a line on stderr every 10%. */
-function progress(label: string, total: number, quiet: boolean): { update: (done: number) => void; stop: () => void } {
-  if (quiet) return { update: () => {}, stop: () => {} };
+/** Progress on stderr (also with --json, whose stdout is the report): a bar on a terminal, else a line every 10%. */
+function progress(label: string, total: number): { update: (done: number) => void; stop: () => void } {
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       { format: ` ${label} {bar} {percentage}% | {value}/{total} | ETA {eta_formatted}`, hideCursor: true, stream: process.stderr },
@@ -124,7 +123,8 @@ async function runEval(opts: EvalOptions): Promise<void> {
     throw new UserError((e as Error).message);
   }
   const log: Log = (line) => {
-    if (!opts.json) process.stdout.write(line + '\n');
+    // with --json, stdout carries only the JSON; the human lines go to stderr
+    (opts.json ? process.stderr : process.stdout).write(line + '\n');
   };
   const report: Report = { date: new Date().toISOString(), threads: runtime.threads, ep: runtime.executionProvider };
 
@@ -182,7 +182,7 @@ async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, 
   const x0 = mnistToFloat(loadMnist('test'), Array.from({ length: n }, (_, i) => i), new Float32Array(n * 784));
   const batches = Math.ceil(n / opts.batchSize);
   log(`NLL: ${n} MNIST test image(s), T = ${T}, ${varType}, ${batches} batch(es) of <= ${Math.min(n, opts.batchSize)}: ${batches * T} model calls`);
-  const bar = progress('nll', batches * T, Boolean(opts.json));
+  const bar = progress('nll', batches * T);
   const t0 = performance.now();
   let res;
   try {
@@ -220,7 +220,7 @@ async function runSampling(model: LoadedModel, denoiser: Denoiser, varType: VarT
   const steps = sampler.timesteps.length;
   const batches = Math.ceil(n / opts.batchSize);
   log(`sampling ${n} image(s): ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
-  const bar = progress('sampling', batches * steps, Boolean(opts.json));
+  const bar = progress('sampling', batches * steps);
   const t0 = performance.now();
   let images: Float32Array;
   try {
