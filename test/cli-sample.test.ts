@@ -80,8 +80,15 @@ test('sample: bad input is one line on stderr and exit code 2', async () => {
   assertUserError(await runCli(['sample', '--checkpoint', path.join(dir, 'junk.onnx')]), /junk\.onnx: /);
 });
 
-test('sample without --checkpoint names the missing default model directory', { skip: existsSync(DEFAULT_MODEL_DIR) && 'a default model is installed' }, async () => {
-  assertUserError(await runCli(['sample', '--n', '1']), /default model .*models\/mnist-28 does not exist/);
+test('sample without --checkpoint uses the shipped models/mnist-28 (or names it when it is missing)', async () => {
+  if (!existsSync(DEFAULT_MODEL_DIR)) {
+    assertUserError(await runCli(['sample', '--n', '1']), /default model .*models\/mnist-28 does not exist/);
+    return;
+  }
+  const r = await runCli(['sample', '--n', '2', '--steps', '2', '--threads', '1', '--out', out('default.png')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /models\/mnist-28.*1x28x28, linear T=1000, epsilon\/fixedLarge/);
+  assert.deepEqual(await imageSize(out('default.png')), [2 * 30 + 2, 30 + 2]);
 });
 
 test('sample --help exits 0', async () => {
