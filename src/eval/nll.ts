@@ -10,6 +10,7 @@
  * does not depend on the batch size (up to the model's rounding across batch sizes). No node:* imports.
  */
 import type { DiffusionModel, MeanType, ShapedArray, VarType } from '../diffusion/batch.ts';
+import { PerExampleRng } from '../sample/generate.ts';
 import type { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { Rng } from '../rng.ts';
 
@@ -40,26 +41,6 @@ export interface NllResult {
   vbBpd: number;
   /** model evaluations made (batches × T) */
   modelCalls: number;
-}
-
-/** Hands out standard normals per example: a draw of B·k values takes k from each example's stream. */
-class PerImageRng extends Rng {
-  constructor(private readonly streams: readonly Rng[]) {
-    super(0);
-  }
-
-  override normalFloat32(n: number): Float32Array {
-    const B = this.streams.length;
-    if (n % B !== 0) throw new Error(`PerImageRng: ${n} values do not split over ${B} images`);
-    const per = n / B;
-    const out = new Float32Array(n);
-    this.streams.forEach((r, i) => out.set(r.normalFloat32(per), i * per));
-    return out;
-  }
-
-  override nextUint32(): number {
-    throw new Error('PerImageRng only provides normalFloat32');
-  }
 }
 
 /** Mean and standard error of the mean (sample sd / √n; NaN for n < 2). */
@@ -99,7 +80,7 @@ export async function evaluateNll(diffusion: GaussianDiffusion, model: Diffusion
       meanType: opts.meanType,
       varType: opts.varType,
       clipDenoised: opts.clipDenoised ?? true,
-      rng: new PerImageRng(Array.from({ length: B }, (_, i) => opts.rng.fold(start + i))),
+      rng: new PerExampleRng(Array.from({ length: B }, (_, i) => opts.rng.fold(start + i))),
       onProgress: () => opts.onProgress?.(++done, total),
     });
     for (let i = 0; i < B; i++) {

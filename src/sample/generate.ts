@@ -137,7 +137,7 @@ export interface GenerateResult {
  * A stream that hands out standard normals per example: a draw of n = B·k values takes k from each
  * example's own stream. Samplers only call `normalFloat32`; anything else is a bug and throws.
  */
-class PerExampleRng extends Rng {
+export class PerExampleRng extends Rng {
   constructor(private readonly streams: readonly Rng[]) {
     super(0);
   }
