@@ -47,11 +47,18 @@ test('train on an RGB image folder, then resume: the step count continues and th
   assert.deepEqual((await readdir(out)).sort(), ['checkpoint', 'log.jsonl']);
 });
 
-test('resuming with a different model or optimiser config is refused', async () => {
+test('resuming with a different model or optimiser config is refused; a new learning-rate schedule is taken', async () => {
   const out = path.join(dir, 'run2');
   assert.equal((await runCli(['train', '--data', images, '--out', out, '--steps', '1', ...base])).code, 0);
-  const r = await runCli(['train', '--out', out, '--resume', '--lr', '0.5', '--steps', '2', '--threads', '1']);
-  assertUserError(r, /different config/);
+  assertUserError(await runCli(['train', '--out', out, '--resume', '--beta2', '0.9', '--steps', '2', '--threads', '1']), /different config/);
+  assertUserError(await runCli(['train', '--out', out, '--resume', '--clip-norm', '0.5', '--steps', '2', '--threads', '1']), /different config/);
+  const r = await runCli(['train', '--out', out, '--resume', '--lr-decay', 'linear', '--decay-start', '1', '--decay-steps', '2', '--steps', '3', '--threads', '1', '--log-every', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /linear decay to 0 over steps 1\.\.3/);
+  const lrs = (await readFile(path.join(out, 'log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l).lr);
+  assert.deepEqual(lrs, [2e-4, 2e-4, 1e-4]); // updates 0, 1 (decay starts), 2 (half-way)
+  const cfg = JSON.parse(await readFile(path.join(out, 'checkpoint', 'config.json'), 'utf8'));
+  assert.deepEqual([cfg.optim.decay, cfg.optim.decayStart, cfg.optim.decaySteps], ['linear', 1, 2]);
 });
 
 test('bad input: a missing data folder, a bad number, an unknown preset, MNIST with the wrong model size', async () => {

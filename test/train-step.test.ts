@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import * as T from '../src/engine/tensor.ts';
-import { adamw, type ParamValue } from '../src/engine/optim.ts';
+import { adamw, learningRate, type ParamValue } from '../src/engine/optim.ts';
+import { applyOptions, defaultTrainConfig, validateTrainConfig } from '../src/train/config.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
 import type { Tree } from '../src/engine/tree.ts';
 
@@ -116,4 +117,30 @@ test('Adam and AdamW (bias correction, weight decay, global-norm clipping) match
     for (let i = 0; i < 4; i++) assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5, `decoupled=${decoupled} clip=${clip}: p[${i}] = ${got[i]} vs ${want[i]}`);
     await step.release();
   }
+});
+
+test('learning-rate schedule: warmup, constant, then a linear or cosine decay to decayTo', () => {
+  const base = { lr: 1e-3, warmupSteps: 10, decay: 'none' as const, decayStart: 100, decaySteps: 50, decayTo: 1e-4 };
+  const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-15, `${what}: ${a} != ${b} (diff ${a - b})`);
+  close(learningRate(base, 0), 1e-4, 'warmup step 0 = lr/10');
+  close(learningRate(base, 9), 1e-3, 'warmup ends at lr');
+  close(learningRate(base, 5000), 1e-3, 'no decay: constant');
+  for (const decay of ['linear', 'cosine'] as const) {
+    const s = { ...base, decay };
+    close(learningRate(s, 99), 1e-3, `${decay}: before the decay`);
+    close(learningRate(s, 100), 1e-3, `${decay}: decay starts at lr`);
+    close(learningRate(s, 125), 5.5e-4, `${decay}: half-way is the midpoint`);
+    close(learningRate(s, 150), 1e-4, `${decay}: ends at decayTo`);
+    close(learningRate(s, 10_000), 1e-4, `${decay}: stays at decayTo`);
+  }
+  close(learningRate({ ...base, decay: 'linear' }, 110), 1e-3 - 0.2 * 9e-4, 'linear at 1/5');
+  close(learningRate({ ...base, decay: 'cosine' }, 110), 1e-4 + 9e-4 * 0.5 * (1 + Math.cos(Math.PI / 5)), 'cosine at 1/5');
+  // flags, and checkpoints written before the schedule existed (no decay keys) load as constant lr
+  const cfg = applyOptions(defaultTrainConfig(), { 'lr-decay': 'cosine', 'decay-start': '200', 'decay-steps': '2000', 'min-lr': '0' });
+  assert.deepEqual([cfg.optim.decay, cfg.optim.decayStart, cfg.optim.decaySteps, cfg.optim.decayTo], ['cosine', 200, 2000, 0]);
+  assert.throws(() => applyOptions(defaultTrainConfig(), { 'lr-decay': 'step' }), /--lr-decay: 'step' is not one of none, linear, cosine/);
+  const old = JSON.parse(JSON.stringify(defaultTrainConfig()));
+  for (const k of ['decay', 'decayStart', 'decaySteps', 'decayTo']) delete old.optim[k];
+  assert.equal(validateTrainConfig(old).optim.decay, 'none');
+  assert.throws(() => validateTrainConfig({ ...old, optim: { ...old.optim, decay: 'exp' } }), /optim.decay 'exp'/);
 });

@@ -20,7 +20,7 @@ export function trainCommand(): Command {
     .description('train a DDPM on MNIST or an image folder (Ho et al. 2020, Algorithm 1)')
     .requiredOption('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl)')
     .option('--config <name|file>', `model preset (${Object.keys(UNET_CONFIGS).join(', ')}) or a config JSON file`, 'mnist-28')
-    .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags may change)');
+    .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags and the learning-rate schedule may change)');
   for (const def of TRAIN_OPTIONS) {
     const dflt = def.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], d);
     const label = def.kind === 'boolean' ? `--${def.flag} [bool]` : `--${def.flag} <value>`;
@@ -81,6 +81,11 @@ export async function loadDataset(config: TrainConfig): Promise<Dataset> {
   return imageFolderDataset(data);
 }
 
+function lrDecayNote({ optim: o }: TrainConfig): string {
+  if (o.decay === 'none' || o.decaySteps === 0) return '';
+  return ` (${o.decay} decay to ${o.decayTo} over steps ${o.decayStart}..${o.decayStart + o.decaySteps})`;
+}
+
 async function runTrain(opts: Record<string, string | boolean | number | undefined>): Promise<void> {
   const out = String(opts.out);
   const flags = flagValues(opts);
@@ -139,7 +144,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   });
   process.stdout.write(
     `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}; ` +
-      `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}; out ${out}\n`,
+      `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}; out ${out}\n`,
   );
   if (tty && total > 0) bar.start(total, trainer.state.step, { loss: '-', ips: '-' });
   let interrupts = 0;

@@ -109,3 +109,30 @@ export function clipByGlobalNorm(grads: Tree<Tensor>, maxNorm: number): { grads:
   const scale = minimum(div(maxNorm, add(norm, 1e-6)), 1);
   return { grads: treeMap(grads, (g) => mul(g, scale)), norm };
 }
+
+/** A learning-rate schedule: linear warmup, constant, then an optional decay (a "cooldown"). */
+export interface LrSchedule {
+  /** peak learning rate */
+  lr: number;
+  /** linear warmup from lr/warmupSteps to lr over the first warmupSteps steps (0 = none) */
+  warmupSteps: number;
+  /** shape of the decay: none (constant lr), linear, or cosine (half period) */
+  decay: 'none' | 'linear' | 'cosine';
+  /** step at which the decay starts */
+  decayStart: number;
+  /** steps the decay takes to reach decayTo (0 = none); the lr stays at decayTo afterwards */
+  decaySteps: number;
+  /** learning rate at the end of the decay */
+  decayTo: number;
+}
+
+/** The learning rate of update `step` (0-based) under a warmup + constant + decay schedule. */
+export function learningRate(s: LrSchedule, step: number): number {
+  let lr = s.lr;
+  if (s.decay !== 'none' && s.decaySteps > 0 && step >= s.decayStart) {
+    const f = Math.min(1, (step - s.decayStart) / s.decaySteps);
+    const w = s.decay === 'linear' ? 1 - f : 0.5 * (1 + Math.cos(Math.PI * f));
+    lr = s.decayTo + (s.lr - s.decayTo) * w;
+  }
+  return s.warmupSteps > 0 ? lr * Math.min(1, (step + 1) / s.warmupSteps) : lr;
+}

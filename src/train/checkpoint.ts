@@ -107,7 +107,9 @@ export async function readConfig(dir: string): Promise<TrainConfig> {
 
 /**
  * Load a training checkpoint for resuming, or null when there is none. With `expectConfig`, the
- * stored config must match it in everything that shapes the run (model, diffusion, data, seed).
+ * stored config must match it in everything that shapes the run (model, diffusion, data, seed, the
+ * optimiser and EMA). The learning-rate schedule may change (lr is an input of the compiled step), so a
+ * run can continue with a cooldown (`--lr-decay`).
  */
 export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainConfig } = {}): Promise<CheckpointContents | null> {
   const status = await recoverCheckpointDir(dir);
@@ -115,7 +117,10 @@ export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainCo
   const config = await readConfig(dir);
   if (opts.expectConfig) {
     const e = opts.expectConfig;
-    const pick = (c: TrainConfig) => JSON.stringify([c.model, c.diffusion, c.data, c.run.seed, c.optim]);
+    const pick = (c: TrainConfig) => {
+      const { lr: _lr, warmupSteps: _w, decay: _d, decayStart: _ds, decaySteps: _dn, decayTo: _dt, ...optim } = c.optim;
+      return JSON.stringify([c.model, c.diffusion, c.data, c.run.seed, optim]);
+    };
     if (pick(config) !== pick(e)) {
       throw new CheckpointError(
         `${dir} was written with a different config; resume with the same flags (stored config: ${path.join(dir, 'config.json')})`,

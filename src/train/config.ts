@@ -28,6 +28,11 @@ export interface OptimConfig {
   eps: number;
   /** linear learning-rate warmup over this many steps (0 = none) */
   warmupSteps: number;
+  /** learning-rate decay after decayStart: none (constant), linear or cosine, to decayTo over decaySteps */
+  decay: 'none' | 'linear' | 'cosine';
+  decayStart: number;
+  decaySteps: number;
+  decayTo: number;
   /** global-norm gradient clipping (0 = off) */
   clipNorm: number;
   /** EMA decay ceiling */
@@ -78,7 +83,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     preset,
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
     diffusion: { schedule: scheduleConfig({ kind: 'linear', T: 1000 }), meanType: 'epsilon', varType: 'fixedLarge', loss: 'simple', minSnrGamma: 0 },
-    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
+    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
     data: { source: 'mnist', batchSize: 64, hflip: false },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0 },
   };
@@ -118,6 +123,10 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'optim.beta1', flag: 'beta1', kind: 'number', min: 0, max: 0.999999, help: 'Adam β1' },
   { path: 'optim.beta2', flag: 'beta2', kind: 'number', min: 0, max: 0.999999, help: 'Adam β2' },
   { path: 'optim.warmupSteps', flag: 'warmup', kind: 'int', min: 0, help: 'linear learning-rate warmup steps' },
+  { path: 'optim.decay', flag: 'lr-decay', kind: 'string', choices: ['none', 'linear', 'cosine'], help: 'learning-rate decay after --decay-start (none = constant)' },
+  { path: 'optim.decayStart', flag: 'decay-start', kind: 'int', min: 0, help: 'step at which the learning-rate decay starts' },
+  { path: 'optim.decaySteps', flag: 'decay-steps', kind: 'int', min: 0, help: 'steps over which the learning rate decays to --min-lr' },
+  { path: 'optim.decayTo', flag: 'min-lr', kind: 'number', min: 0, help: 'learning rate at the end of the decay' },
   { path: 'optim.clipNorm', flag: 'clip-norm', kind: 'number', min: 0, help: 'global gradient-norm clipping (0 = off)' },
   { path: 'optim.emaDecay', flag: 'ema-decay', kind: 'number', min: 0, max: 1, help: 'EMA decay' },
   { path: 'run.steps', flag: 'steps', kind: 'int', min: 0, help: 'training steps (0 = until Ctrl-C or --minutes)' },
@@ -225,6 +234,7 @@ export function validateTrainConfig(input: unknown): TrainConfig {
     throw new Error("config: varType 'learnedRange' needs loss 'hybrid' (the variance is learned only through L_vlb)");
   }
   const optim = section('optim');
+  if (!['none', 'linear', 'cosine'].includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not none, linear or cosine`);
   const data = section('data');
   const run = section('run');
   const presetModel = UNET_CONFIGS[preset as string] ?? d.model;

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { trainingLossesGraph } from '../diffusion/graph-losses.ts';
 import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
-import { adamw, type ParamValue } from '../engine/optim.ts';
+import { adamw, learningRate, type ParamValue } from '../engine/optim.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { input, type Tensor } from '../engine/tensor.ts';
 import type { Dim } from '../engine/graph.ts';
@@ -152,10 +152,9 @@ export class Trainer {
     this.stopRequested = true;
   }
 
-  /** Learning rate at a step: linear warmup to `lr`. */
+  /** Learning rate of update `step`: warmup, constant, then the configured decay. */
   lrAt(step: number): number {
-    const { lr, warmupSteps } = this.config.optim;
-    return warmupSteps > 0 ? lr * Math.min(1, (step + 1) / warmupSteps) : lr;
+    return learningRate(this.config.optim, step);
   }
 
   /** The batch inputs of one step: data, t ~ U{0..T−1}, ε ~ N(0, I) (Algorithm 1, lines 2–4). */
