@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
-import { loadMnist, mnistToFloat } from '../src/data/mnist.ts';
+import { loadMnist, mnistImages } from '../src/data/mnist.ts';
 import { compile } from '../src/engine/runtime.ts';
 import { input } from '../src/engine/tensor.ts';
 import { loadClassifierDir } from '../src/eval/classifier-dir.ts';
@@ -11,11 +11,6 @@ import { Rng } from '../src/rng.ts';
 import { assertClose } from './helpers.ts';
 
 const rt = { threads: 1 };
-
-function mnistImages(split: 'train' | 'test', from: number, to: number): Float32Array {
-  const idx = Array.from({ length: to - from }, (_, i) => from + i);
-  return mnistToFloat(loadMnist(split), idx, new Float32Array(idx.length * 784));
-}
 
 test('maxPool2x2 (reshape + max) matches a direct 2x2 max', async () => {
   const [N, C, H, W] = [2, 3, 4, 6];

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { uint8Dataset } from '../src/data/loader.ts';
-import { loadMnist, mnistToFloat } from '../src/data/mnist.ts';
+import { loadMnist, mnistImages } from '../src/data/mnist.ts';
 import { loadClassifierDir } from '../src/eval/classifier-dir.ts';
 import { classify, featureStats, frechetDistance } from '../src/eval/fid.ts';
 import { encodePng } from '../src/io/image.ts';
@@ -47,10 +47,14 @@ test('ddpm eval --samples scores PNGs exactly like the same MNIST images in memo
     // in memory: the same 40 digits (the folder is read sorted: 000..019, then sub/020..039)
     const c = await loadClassifierDir();
     const net = await LeNet.create(ort as never, c.info.model, c.weights, { threads: 1 });
-    const out = await classify(net, mnistToFloat(mnist, Array.from({ length: n }, (_, i) => i), new Float32Array(n * 784)));
+    const out = await classify(net, mnistImages('test', 0, n));
+    const real = await classify(net, mnistImages('train', 0, n));
     await net.release();
     const want = frechetDistance(featureStats(out.features, n, 128), c.testStats).fid;
     assertClose(report.fid.fidLenet, want, { rtol: 1e-5 }, 'FID of PNGs vs in-memory MNIST');
+    // the same-n real-data reference: MNIST train[0:40] vs the test set
+    assert.equal(report.fid.realDataFidLenet.n, n);
+    assertClose(report.fid.realDataFidLenet.fidLenet, frechetDistance(featureStats(real.features, n, 128), c.testStats).fid, { rtol: 1e-5 }, 'same-n reference FID');
     const labels = [...mnist.labels.subarray(0, n)];
     assert.deepEqual(counts, Array.from({ length: 10 }, (_, k) => labels.filter((l) => l === k).length), 'a 99% classifier gets these 40 right');
   } finally {

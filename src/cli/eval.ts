@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { ImageFolderError, loadImageFolder } from '../data/folder.ts';
 import { uint8Dataset } from '../data/loader.ts';
-import { loadMnist, mnistToFloat } from '../data/mnist.ts';
+import { loadMnist, mnistImages } from '../data/mnist.ts';
 import type { VarType } from '../diffusion/batch.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
 import type { RuntimeOptions } from '../engine/runtime.ts';
@@ -179,7 +179,7 @@ interface Scored {
 async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Report> {
   const diffusion = GaussianDiffusion.fromConfig(model.diffusion.schedule);
   const T = diffusion.numTimesteps;
-  const x0 = mnistToFloat(loadMnist('test'), Array.from({ length: n }, (_, i) => i), new Float32Array(n * 784));
+  const x0 = mnistImages('test', 0, n);
   const batches = Math.ceil(n / opts.batchSize);
   log(`NLL: ${n} MNIST test image(s), T = ${T}, ${varType}, ${batches} batch(es) of <= ${Math.min(n, opts.batchSize)}: ${batches * T} model calls`);
   const bar = progress('nll', batches * T);
@@ -259,19 +259,24 @@ async function readSamples(dir: string, log: Log): Promise<Scored> {
 async function score({ images, source }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
   const t0 = performance.now();
   const net = await LeNet.create(ort, classifier.info.model, classifier.weights, runtime);
-  let out;
+  const d = classifier.info.model.featureDim;
+  // real data at the same n scores what a perfect generator would (FID is biased upward at small n)
+  const nReal = Math.min(images.length / 784, loadMnist('train').n);
+  let out, real;
   try {
     out = await classify(net, images);
+    real = await classify(net, mnistImages('train', 0, nReal));
   } finally {
     await net.release();
   }
-  const d = classifier.info.model.featureDim;
   const fd = frechetDistance(featureStats(out.features, out.n, d), classifier.testStats);
+  const realFid = frechetDistance(featureStats(real.features, real.n, d), classifier.testStats).fid;
   const scores = classifierScores(out.logits, classifier.info.model.numClasses);
   const sec = (performance.now() - t0) / 1000;
   log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${out.n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
   if (out.n <= d) log(`note: ${out.n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);
   const ref = classifier.info.referenceFid as Record<string, number> | undefined;
+  log(`  real data at the same n (MNIST train[0:${nReal}] vs test): ${realFid.toFixed(3)}`);
   if (ref) log(`  real data for scale: ${Object.entries(ref).map(([k, v]) => `${k}: ${v.toFixed(3)}`).join('; ')}`);
   log(`classes: ${scores.counts.map((c, k) => `${k}:${c}`).join(' ')}; ${scores.classesCovered}/10 with >= 1%, entropy ${scores.entropyBits.toFixed(3)} bits (uniform ${Math.log2(10).toFixed(3)})`);
   log(`confidence: mean max-softmax ${scores.meanConfidence.toFixed(3)}; ${(100 * scores.confidentFraction).toFixed(1)}% of samples > 0.9 (well-formed digits)`);
@@ -282,6 +287,7 @@ async function score({ images, source }: Scored, classifier: ClassifierDir, runt
     ...source,
     fidLenet: round(fd.fid), meanTerm: round(fd.meanTerm), covTerm: round(fd.covTerm),
     reference: `MNIST test set (${classifier.testStats.n} images)`,
+    realDataFidLenet: { n: nReal, images: `MNIST train[0:${nReal}]`, fidLenet: round(realFid) },
     classes: { ...scores, entropyBits: round(scores.entropyBits), meanConfidence: round(scores.meanConfidence), confidentFraction: round(scores.confidentFraction) },
     classifierSeconds: round(sec, 4),
   };

@@ -154,6 +154,12 @@ export function mnistToFloat(
   return out;
 }
 
+/** MNIST images [from, to) of a split as float32 (n, 1, 28, 28) in [-1, 1]. */
+export function mnistImages(split: MnistSplit, from: number, to: number): Float32Array {
+  const idx = Array.from({ length: to - from }, (_, i) => from + i);
+  return mnistToFloat(loadMnist(split), idx, new Float32Array(idx.length * 784));
+}
+
 /** MNIST as a loader Dataset (with labels). */
 export function mnistDataset(split: MnistSplit | MnistData): Dataset {
   const m = typeof split === 'string' ? loadMnist(split) : split;

@@ -10,7 +10,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { BatchLoader } from '../data/loader.ts';
-import { loadMnist, mnistDataset, mnistToFloat } from '../data/mnist.ts';
+import { loadMnist, mnistDataset, mnistImages } from '../data/mnist.ts';
 import { adamw, type ParamValue } from '../engine/optim.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { cast, less, logSoftmax, max, mean, mul, neg, sub, sum, type Tensor } from '../engine/tensor.ts';
@@ -98,13 +98,6 @@ export async function trainClassifier(
   const params = Object.fromEntries(step.paramsByPath());
   await step.release();
   return params;
-}
-
-/** MNIST images [from, to) of a split as float32 (n, 1, 28, 28) in [-1, 1]. */
-export function mnistImages(split: 'train' | 'test', from: number, to: number): Float32Array {
-  const m = loadMnist(split);
-  const idx = Array.from({ length: to - from }, (_, i) => from + i);
-  return mnistToFloat(m, idx, new Float32Array(idx.length * 784));
 }
 
 async function main(): Promise<void> {
