@@ -92,6 +92,10 @@ test('ddpm eval on a 1-step 28x28 checkpoint: --nll and --fid (DDPM, fixedSmall)
     assert.equal(h.code, 0, h.stderr);
     assert.match(h.stdout, /FID-LeNet: \d+\.\d+ .* for 4 images/);
     assert.match(h.stdout, /classes: 0:\d+ 1:\d+/);
+    // without --steps: all T steps for ddpm (as `ddpm sample`), 50 (capped at T) for ddim
+    const d = await runCli(['eval', '--checkpoint', path.join(dir, 'checkpoint'), '--fid', '3', '--sampler', 'ddpm', '--json', '--threads', '1']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.equal(JSON.parse(d.stdout).fid.steps, 10);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

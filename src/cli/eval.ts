@@ -29,7 +29,7 @@ interface EvalOptions {
   fid?: number;
   samples?: string;
   sampler: SamplerKind;
-  steps: number;
+  steps?: number;
   eta?: number;
   seed: number;
   batchSize: number;
@@ -48,7 +48,7 @@ export function evalCommand(): Command {
     .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2))
     .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
     .addOption(new Option('--sampler <kind>', 'sampler for --fid').choices(SAMPLER_KINDS).default('ddim'))
-    .option('--steps <k>', 'sampling steps for --fid, respaced from T', parseIntArg('--steps', 2), 50)
+    .option('--steps <k>', 'sampling steps for --fid, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2))
     .option('--eta <eta>', 'DDIM η for --fid (default 0)', parseFloatArg('--eta', 0, 1))
     .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0), 0)
     .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1), 256)
