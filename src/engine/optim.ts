@@ -110,14 +110,17 @@ export function clipByGlobalNorm(grads: Tree<Tensor>, maxNorm: number): { grads:
   return { grads: treeMap(grads, (g) => mul(g, scale)), norm };
 }
 
+/** Shapes of the learning-rate decay: none (constant lr), linear, or cosine (half period). */
+export const LR_DECAYS = ['none', 'linear', 'cosine'] as const;
+
 /** A learning-rate schedule: linear warmup, constant, then an optional decay (a "cooldown"). */
 export interface LrSchedule {
   /** peak learning rate */
   lr: number;
   /** linear warmup from lr/warmupSteps to lr over the first warmupSteps steps (0 = none) */
   warmupSteps: number;
-  /** shape of the decay: none (constant lr), linear, or cosine (half period) */
-  decay: 'none' | 'linear' | 'cosine';
+  /** shape of the decay (LR_DECAYS) */
+  decay: (typeof LR_DECAYS)[number];
   /** step at which the decay starts */
   decayStart: number;
   /** steps the decay takes to reach decayTo (0 = none); the lr stays at decayTo afterwards */

@@ -7,6 +7,7 @@
  * min(0.999, (1+n)/(10+n)) at step n.
  */
 import type { MeanType, VarType } from '../diffusion/batch.ts';
+import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { scheduleConfig, type ScheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
 import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
 
@@ -20,19 +21,12 @@ export interface DiffusionConfig {
   minSnrGamma: number;
 }
 
-export interface OptimConfig {
-  lr: number;
+/** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */
+export interface OptimConfig extends LrSchedule {
   weightDecay: number;
   beta1: number;
   beta2: number;
   eps: number;
-  /** linear learning-rate warmup over this many steps (0 = none) */
-  warmupSteps: number;
-  /** learning-rate decay after decayStart: none (constant), linear or cosine, to decayTo over decaySteps */
-  decay: 'none' | 'linear' | 'cosine';
-  decayStart: number;
-  decaySteps: number;
-  decayTo: number;
   /** global-norm gradient clipping (0 = off) */
   clipNorm: number;
   /** EMA decay ceiling */
@@ -123,7 +117,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'optim.beta1', flag: 'beta1', kind: 'number', min: 0, max: 0.999999, help: 'Adam β1' },
   { path: 'optim.beta2', flag: 'beta2', kind: 'number', min: 0, max: 0.999999, help: 'Adam β2' },
   { path: 'optim.warmupSteps', flag: 'warmup', kind: 'int', min: 0, help: 'linear learning-rate warmup steps' },
-  { path: 'optim.decay', flag: 'lr-decay', kind: 'string', choices: ['none', 'linear', 'cosine'], help: 'learning-rate decay after --decay-start (none = constant)' },
+  { path: 'optim.decay', flag: 'lr-decay', kind: 'string', choices: LR_DECAYS, help: 'learning-rate decay after --decay-start (none = constant)' },
   { path: 'optim.decayStart', flag: 'decay-start', kind: 'int', min: 0, help: 'step at which the learning-rate decay starts' },
   { path: 'optim.decaySteps', flag: 'decay-steps', kind: 'int', min: 0, help: 'steps over which the learning rate decays to --min-lr' },
   { path: 'optim.decayTo', flag: 'min-lr', kind: 'number', min: 0, help: 'learning rate at the end of the decay' },
@@ -234,7 +228,7 @@ export function validateTrainConfig(input: unknown): TrainConfig {
     throw new Error("config: varType 'learnedRange' needs loss 'hybrid' (the variance is learned only through L_vlb)");
   }
   const optim = section('optim');
-  if (!['none', 'linear', 'cosine'].includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not none, linear or cosine`);
+  if (!LR_DECAYS.includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not one of ${LR_DECAYS.join(', ')}`);
   const data = section('data');
   const run = section('run');
   const presetModel = UNET_CONFIGS[preset as string] ?? d.model;
