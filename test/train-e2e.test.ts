@@ -92,3 +92,35 @@ test('a NaN loss stops training with a clear error and keeps the last good state
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('--init-from: a fixed-variance model warm-starts a hybrid (learned-variance) run; mismatched shapes are refused', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'ddpm-init-'));
+  try {
+    await run(tinyConfig({ steps: '3' }), path.join(dir, 'src'));
+    const source = await loadModelDir(path.join(dir, 'src', 'checkpoint'));
+    const cfg = tinyConfig({ steps: '2', loss: 'hybrid', 'init-from': path.join(dir, 'src', 'checkpoint') });
+    assert.equal(cfg.model.outChannels, 2);
+    const tr = await Trainer.create(ort as never, cfg, path.join(dir, 'ft'), squares(), { threads: 1 });
+    for (const [k, p] of tr.step.paramsByPath()) {
+      const s = source.weights[k]!;
+      if (k.startsWith('out.2.')) {
+        // rows of the mean output are copied, the new variance rows start at zero
+        assert.deepEqual(p.data.subarray(0, s.data.length), s.data, k);
+        assert.ok(p.data.subarray(s.data.length).every((v) => v === 0), `${k}: new rows are not zero`);
+        assert.equal(p.shape[0], 2 * s.shape[0]!);
+      } else {
+        assert.deepEqual(p.data, s.data, `${k} differs from the source EMA weights`);
+      }
+      assert.deepEqual(tr.ema.get(k)!.data, p.data, `EMA of ${k} does not start at the weights`);
+    }
+    await tr.train();
+    await tr.release();
+    assert.equal((await loadModelDir(path.join(dir, 'ft', 'checkpoint'))).config.run.initFrom, path.join(dir, 'src', 'checkpoint'));
+    const wider = tinyConfig({ steps: '1', 'base-channels': '16', 'init-from': path.join(dir, 'src', 'checkpoint') });
+    await assert.rejects(Trainer.create(ort as never, wider, path.join(dir, 'bad'), squares(), { threads: 1 }), /has shape \[.*\], the model needs/);
+    const missing = tinyConfig({ steps: '1', 'init-from': path.join(dir, 'nope') });
+    await assert.rejects(Trainer.create(ort as never, missing, path.join(dir, 'bad2'), squares(), { threads: 1 }), /no such checkpoint directory/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

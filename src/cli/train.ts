@@ -143,7 +143,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     },
   });
   process.stdout.write(
-    `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}; ` +
+    `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
       `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}; out ${out}\n`,
   );
   if (tty && total > 0) bar.start(total, trainer.state.step, { loss: '-', ips: '-' });

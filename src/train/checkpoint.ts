@@ -94,6 +94,33 @@ export function checkWeights(file: string, got: Record<string, ParamValue>, expe
   for (const k of Object.keys(got)) if (!(k in expected)) throw new CheckpointError(`${file}: unexpected tensor '${k}'`);
 }
 
+/**
+ * Weights for a fine-tuning run: `source` (from `file`) mapped onto the fresh init `fresh`, in the
+ * fresh order. Every tensor must match by name and shape, except one that the new model widens along
+ * its first axis (the output conv when a fixed-variance model gains learned variances, Nichol &
+ * Dhariwal eq. 15): its leading entries are copied and the new ones start at zero, so the new outputs
+ * start at v = 0 (log σ² halfway between log β̃_t and log β_t) and the old ones are unchanged.
+ */
+export function warmStartWeights(
+  file: string,
+  source: Record<string, ParamValue>,
+  fresh: Record<string, ParamValue>,
+): Record<string, ParamValue> {
+  for (const k of Object.keys(source)) if (!(k in fresh)) throw new CheckpointError(`${file}: tensor '${k}' is not in the model being trained`);
+  const out: Record<string, ParamValue> = {};
+  for (const [k, f] of Object.entries(fresh)) {
+    const s = source[k];
+    if (!s) throw new CheckpointError(`${file}: missing tensor '${k}'`);
+    const same = s.shape.join() === f.shape.join();
+    const widened = !same && s.shape.length === f.shape.length && s.shape[0]! < f.shape[0]! && s.shape.slice(1).join() === f.shape.slice(1).join();
+    if (!same && !widened) throw new CheckpointError(`${file}: '${k}' has shape [${s.shape}], the model needs [${f.shape}]`);
+    const data = new Float32Array(f.data.length);
+    data.set(s.data);
+    out[k] = { shape: [...f.shape], data };
+  }
+  return out;
+}
+
 /** The config of a model / checkpoint directory. */
 export async function readConfig(dir: string): Promise<TrainConfig> {
   const file = path.join(dir, 'config.json');

@@ -58,6 +58,11 @@ export interface RunConfig {
   sampleSteps: number;
   /** keep a copy of the checkpoint as <out>/snapshot-<M>min when training time passes M minutes (0 = off) */
   snapshotMinutes: number;
+  /**
+   * start a new run from the weights of this model or checkpoint directory (its EMA weights if it has
+   * them) instead of a random init: fine-tuning. '' = random init. Ignored when resuming.
+   */
+  initFrom: string;
 }
 
 export interface TrainConfig {
@@ -79,7 +84,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     diffusion: { schedule: scheduleConfig({ kind: 'linear', T: 1000 }), meanType: 'epsilon', varType: 'fixedLarge', loss: 'simple', minSnrGamma: 0 },
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
     data: { source: 'mnist', batchSize: 64, hflip: false },
-    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0 },
+    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
 }
 
@@ -132,6 +137,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, help: 'images per sample grid' },
   { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, help: 'DDIM steps for sample grids' },
   { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
+  { path: 'run.initFrom', flag: 'init-from', kind: 'string', help: "start from a model/checkpoint directory's weights (fine-tuning; '' = random init); with --loss hybrid on a fixed-variance model, the new variance outputs start at zero" },
   { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, help: 'image size (folders are resized + centre-cropped to it)' },
   { path: 'model.inChannels', flag: 'channels', kind: 'int', min: 1, max: 3, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
   { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, help: 'U-Net base channels' },

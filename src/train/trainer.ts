@@ -23,7 +23,7 @@ import { writeImageGrid } from '../io/image.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { initUNet, unet } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
-import { checkWeights, loadCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.ts';
+import { checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 
 export interface StepLog {
@@ -100,6 +100,10 @@ export class Trainer {
       state = resumed.state;
     } else {
       params = initUNet(m, new Rng(config.run.seed).fold(0));
+      if (config.run.initFrom) {
+        const source = await loadModelDir(config.run.initFrom);
+        params = warmStartWeights(source.file, source.weights, params);
+      }
       ema = new Map(Object.entries(params).map(([k, v]) => [k, { shape: [...v.shape], data: v.data.slice() }]));
       state = { step: 0, loader: null, elapsedSec: 0, images: 0 };
     }
