@@ -18,7 +18,9 @@ import { loadModelDir } from '../src/train/checkpoint.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dir = process.argv[2] ?? path.join(here, '..', 'models', 'mnist-28');
 const { config, weights, file } = await loadModelDir(dir);
-if (config.preset !== 'mnist-28' || config.model.outChannels !== 1) throw new Error('the PyTorch reference is the mnist-28 config with one output channel');
+if (config.preset !== 'mnist-28' || ![1, 2].includes(config.model.outChannels)) {
+  throw new Error('the PyTorch reference is the mnist-28 config with one output channel (two with learned variances)');
+}
 const den = await Denoiser.create(ort, config.model, weights, { threads: 1 });
 const t = [0, 250, 500, 999];
 const x = new Rng(9).normalFloat32(t.length * 784);

@@ -28,7 +28,11 @@ def load_safetensors(path):
 weights, xfile, ts, ours_file = sys.argv[1:5]
 t = torch.tensor([int(v) for v in ts.split(',')])
 net = UNet()
-net.load_state_dict(load_safetensors(weights), strict=True)
+state = load_safetensors(weights)
+cout = state['out.2.weight'].shape[0]
+if cout != net.out[2].out_channels:  # learned variances: the output conv has a second half (v)
+    net.out[2] = torch.nn.Conv2d(net.out[2].in_channels, cout, 3, padding=1)
+net.load_state_dict(state, strict=True)
 net.eval()
 x = torch.from_numpy(np.fromfile(xfile, dtype=np.float32).reshape(len(t), 1, 28, 28))
 with torch.no_grad():

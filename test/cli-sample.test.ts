@@ -87,7 +87,7 @@ test('sample without --checkpoint uses the shipped models/mnist-28 (or names it 
   }
   const r = await runCli(['sample', '--n', '2', '--steps', '2', '--threads', '1', '--out', out('default.png')]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /models\/mnist-28.*1x28x28, linear T=1000, epsilon\/fixedLarge/);
+  assert.match(r.stdout, /models\/mnist-28.*1x28x28, linear T=1000, epsilon\/learnedRange/);
   assert.deepEqual(await imageSize(out('default.png')), [2 * 30 + 2, 30 + 2]);
 });
 
