@@ -58,38 +58,45 @@ function swapLast2(x: Tensor): Tensor {
 type VjpRule = (g: Tensor, node: Node, xs: Tensor[], y: Tensor) => (Tensor | null)[];
 
 /**
- * dL/dW of a 2-D convolution, by im2col and one batched MatMul:
- *   cols[n, (c,i,j), p] = xpad[n, c, i + s·py, j + s·px],   dW^T[(c,i,j), o] = Σ_n cols[n] · g[n]^T.
- * onnxruntime runs this MatMul far faster than a Conv with a spatially huge kernel.
+ * dL/dW of a 2-D convolution as ONE batched MatMul over row-shifted operands (no 9x im2col):
+ *   dW[o, c, i, j] = Σ_{n,r,w} Xj[n, c, r, w] · Gi[n, o, r, w]
+ * where Xj = xpad[:, :, :R, j :: sw] holds the kw column taps of the input (R = sh·(Ho−1) + kh rows) and
+ * Gi is the cotangent g placed on rows sh·y + i of an R-row grid (zeros elsewhere). Column taps shift the
+ * input and row taps shift the cotangent, so each operand is copied k times instead of k² times; the
+ * zero rows of Gi cost (R − Ho)/R extra multiply-adds.
  */
 export function conv2dWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], attrs: { strides: number[]; pads: number[]; group: number }): Tensor {
   const [O, Cg, kh, kw] = wShape as [number, number, number, number];
   const [sh, sw] = attrs.strides as [number, number];
   const p = attrs.pads;
   const group = attrs.group;
-  const [N, , , ] = x.shape;
+  const N = x.shape[0] as number;
   const Ho = g.shape[2] as number;
   const Wo = g.shape[3] as number;
-  const xp = pad(x, [0, 0, p[0]!, p[1]!, 0, 0, p[2]!, p[3]!]);
+  const R = sh * (Ho - 1) + kh;
+  let xp = pad(x, [0, 0, p[0]!, p[1]!, 0, 0, p[2]!, p[3]!]);
+  if ((xp.shape[2] as number) > R) xp = slice(xp, 2, 0, R);
+  // g on rows sh·y of an (sh·(Ho−1)+1)-row grid
+  let gd = g;
+  if (sh > 1) {
+    gd = reshape(pad(reshape(g, [N, O, Ho, 1, Wo]), [0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0]), [N, O, Ho * sh, Wo]);
+    gd = slice(gd, 2, 0, sh * (Ho - 1) + 1);
+  }
   const Og = O / group;
   const perGroup: Tensor[] = [];
   for (let gi = 0; gi < group; gi++) {
     const xg = group === 1 ? xp : slice(xp, 1, gi * Cg, (gi + 1) * Cg);
-    const gg = group === 1 ? g : slice(g, 1, gi * Og, (gi + 1) * Og);
-    const taps: Tensor[] = [];
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        let t = slice(xg, 2, i, i + sh * (Ho - 1) + 1, sh);
-        t = slice(t, 3, j, j + sw * (Wo - 1) + 1, sw); // (N, Cg, Ho, Wo)
-        taps.push(reshape(t, [N!, Cg, 1, Ho * Wo]));
-      }
-    }
-    const cols = reshape(concat(taps, 2), [N!, Cg * kh * kw, Ho * Wo]); // (N, Cg*K, P)
-    const gT = transpose(reshape(gg, [N!, Og, Ho * Wo]), [0, 2, 1]); // (N, P, Og)
-    const dWT = sum(matmul(cols, gT), 0); // (Cg*K, Og)
-    perGroup.push(reshape(transpose(dWT, [1, 0]), [Og, Cg, kh, kw]));
+    const gg = group === 1 ? gd : slice(gd, 1, gi * Og, (gi + 1) * Og);
+    const xCols: Tensor[] = [];
+    for (let j = 0; j < kw; j++) xCols.push(kw === 1 && sw === 1 && xg.shape[3] === Wo ? xg : slice(xg, 3, j, j + sw * (Wo - 1) + 1, sw));
+    const gRows: Tensor[] = [];
+    for (let i = 0; i < kh; i++) gRows.push(kh === 1 ? gg : pad(gg, [0, 0, i, 0, 0, 0, kh - 1 - i, 0]));
+    const X = reshape(kw === 1 ? xCols[0]! : concat(xCols, 1), [N, kw * Cg, R * Wo]); // rows (j, c)
+    const G = reshape(kh === 1 ? gRows[0]! : concat(gRows, 1), [N, kh * Og, R * Wo]); // rows (i, o)
+    const dW = sum(matmul(X, transpose(G, [0, 2, 1])), 0); // (kw·Cg, kh·Og)
+    perGroup.push(transpose(reshape(dW, [kw, Cg, kh, Og]), [3, 1, 2, 0]));
   }
-  return concat(perGroup, 0);
+  return group === 1 ? perGroup[0]! : concat(perGroup, 0);
 }
 
 export const vjpRules: Partial<Record<Node['op'], VjpRule>> = {
