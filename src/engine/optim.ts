@@ -35,6 +35,7 @@ export interface AdamConfig {
 export interface Optimizer {
   readonly config: Required<AdamConfig>;
   init(params: Tree<ParamValue>): OptimizerState<ParamValue>;
+  /** Must treat every element alike: the training step runs it once on all parameters packed into one vector. */
   update(grads: Tree<Tensor>, state: OptimizerState<Tensor>, params: Tree<Tensor>, lr: Tensor): { params: Tree<Tensor>; state: OptimizerState<Tensor> };
 }
 
