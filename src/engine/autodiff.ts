@@ -74,8 +74,7 @@ export function conv2dWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[]
   const Ho = g.shape[2] as number;
   const Wo = g.shape[3] as number;
   const R = sh * (Ho - 1) + kh;
-  let xp = pad(x, [0, 0, p[0]!, p[1]!, 0, 0, p[2]!, p[3]!]);
-  if ((xp.shape[2] as number) > R) xp = slice(xp, 2, 0, R);
+  const xp = slice(pad(x, [0, 0, p[0]!, p[1]!, 0, 0, p[2]!, p[3]!]), 2, 0, R); // the rows the taps touch
   // g on rows sh·y of an (sh·(Ho−1)+1)-row grid
   let gd = g;
   if (sh > 1) {
@@ -85,18 +84,18 @@ export function conv2dWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[]
   const Og = O / group;
   const perGroup: Tensor[] = [];
   for (let gi = 0; gi < group; gi++) {
-    const xg = group === 1 ? xp : slice(xp, 1, gi * Cg, (gi + 1) * Cg);
-    const gg = group === 1 ? gd : slice(gd, 1, gi * Og, (gi + 1) * Og);
+    const xg = slice(xp, 1, gi * Cg, (gi + 1) * Cg);
+    const gg = slice(gd, 1, gi * Og, (gi + 1) * Og);
     const xCols: Tensor[] = [];
-    for (let j = 0; j < kw; j++) xCols.push(kw === 1 && sw === 1 && xg.shape[3] === Wo ? xg : slice(xg, 3, j, j + sw * (Wo - 1) + 1, sw));
+    for (let j = 0; j < kw; j++) xCols.push(slice(xg, 3, j, j + sw * (Wo - 1) + 1, sw));
     const gRows: Tensor[] = [];
-    for (let i = 0; i < kh; i++) gRows.push(kh === 1 ? gg : pad(gg, [0, 0, i, 0, 0, 0, kh - 1 - i, 0]));
-    const X = reshape(kw === 1 ? xCols[0]! : concat(xCols, 1), [N, kw * Cg, R * Wo]); // rows (j, c)
-    const G = reshape(kh === 1 ? gRows[0]! : concat(gRows, 1), [N, kh * Og, R * Wo]); // rows (i, o)
+    for (let i = 0; i < kh; i++) gRows.push(pad(gg, [0, 0, i, 0, 0, 0, kh - 1 - i, 0]));
+    const X = reshape(concat(xCols, 1), [N, kw * Cg, R * Wo]); // rows (j, c)
+    const G = reshape(concat(gRows, 1), [N, kh * Og, R * Wo]); // rows (i, o)
     const dW = sum(matmul(X, transpose(G, [0, 2, 1])), 0); // (kw·Cg, kh·Og)
     perGroup.push(transpose(reshape(dW, [kw, Cg, kh, Og]), [3, 1, 2, 0]));
   }
-  return group === 1 ? perGroup[0]! : concat(perGroup, 0);
+  return concat(perGroup, 0);
 }
 
 export const vjpRules: Partial<Record<Node['op'], VjpRule>> = {
