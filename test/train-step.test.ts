@@ -119,6 +119,36 @@ test('Adam and AdamW (bias correction, weight decay, global-norm clipping) match
   }
 });
 
+test('the optimiser runs on all parameters packed into one vector: leaves of any shape update as one flat Adam would', async () => {
+  const { adamw } = await import('../src/engine/optim.ts');
+  const c = [0.5, -1.5, 2.0, 3.0];
+  const gradOf = (p: number[]) => p.map((x, i) => c[i]! * x + (i === 0 ? p[1]! : i === 1 ? p[0]! : 0));
+  const p0 = [1, -2, 0.5, 3];
+  const o = { lr: 0.05, b1: 0.8, b2: 0.95, eps: 1e-6, wd: 0.1, decoupled: true, clip: 0.5 };
+  // the same loss as above on three leaves: w [2, 1] = p[0..1], b [] = p[2], v [1] = p[3]
+  const step = await TrainStep.create(ort as never, {
+    params: { w: { shape: [2, 1], data: Float32Array.from(p0.slice(0, 2)) }, b: { shape: [], data: Float32Array.from([p0[2]!]) }, v: { shape: [1], data: Float32Array.from([p0[3]!]) } },
+    inputs: {},
+    loss: (q) => {
+      const { w, b, v } = q as { w: T.Tensor; b: T.Tensor; v: T.Tensor };
+      const p = T.concat([T.reshape(w, [2]), T.reshape(b, [1]), v], 0);
+      return T.add(T.mul(T.sum(T.mul(T.constant(c, [4]), T.square(p))), 0.5), T.mul(T.slice(p, 0, 0, 1), T.slice(p, 0, 1, 2)).sum());
+    },
+    optimizer: adamw({ b1: o.b1, b2: o.b2, eps: o.eps, weightDecay: o.wd }),
+    clipNorm: o.clip,
+  }, { threads: 1 });
+  for (let i = 0; i < 5; i++) await step.step({}, o.lr);
+  const byPath = step.paramsByPath();
+  const got = [...byPath.get('w')!.data, ...byPath.get('b')!.data, ...byPath.get('v')!.data];
+  const want = referenceAdam(p0, gradOf, 5, o);
+  for (let i = 0; i < 4; i++) assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5, `p[${i}] = ${got[i]} vs ${want[i]}`);
+  assert.deepEqual(byPath.get('w')!.shape, [2, 1]);
+  assert.deepEqual(byPath.get('b')!.shape, []);
+  for (const k of ['m:w', 'v:w', 'm:b', 'v:b', 'm:v', 'v:v']) assert.ok(step.state.get(k)!.data.every((x) => x !== 0), `${k} was updated`);
+  assert.equal(step.state.get('m:w')!.data.length, 2);
+  await step.release();
+});
+
 test('learning-rate schedule: warmup, constant, then a linear or cosine decay to decayTo', () => {
   const base = { lr: 1e-3, warmupSteps: 10, decay: 'none' as const, decayStart: 100, decaySteps: 50, decayTo: 1e-4 };
   const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-15, `${what}: ${a} != ${b} (diff ${a - b})`);
