@@ -3,12 +3,14 @@
  * training img/s (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising
  * img-steps/s (one U-Net evaluation per image per step, no gradients), plus peak RSS.
  * With `--peer`, the PyTorch peer (../shared/peer/torch_unet.py, Debian's python3-torch) runs in the
- * same invocation so the ratio is measured on the same machine state. Prints one JSON object last.
+ * same invocation so the ratio is measured on the same machine state. With `--profile`, the training step
+ * also runs under onnxruntime's profiler and the JSON gets its kernel time per op type (ms per step, share).
+ * Prints one JSON object last.
  *
- *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer]
+ *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer --profile]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +33,7 @@ const threads = flag('threads', os.availableParallelism());
 const B = flag('batch', 64);
 const steps = flag('steps', 5);
 const runPeer = args.includes('--peer');
+const runProfile = args.includes('--profile');
 
 const cfg = MNIST_28;
 const params = initUNet(cfg, new Rng(0));
@@ -58,6 +61,50 @@ for (let i = 0; i < 2; i++) await step.step(batch(), 2e-4); // warm-up
 t0 = performance.now();
 for (let i = 0; i < steps; i++) await step.step(batch(), 2e-4);
 const trainImgPerSec = (steps * B) / ((performance.now() - t0) / 1000);
+
+// 1b. where a training step goes: the same graph in a profiled session, kernel time per op type
+let profile: Record<string, { ms_per_step: number; share: number; nodes: number }> | null = null;
+if (runProfile) {
+  const prefix = path.join(os.tmpdir(), `ddpm-bench-${process.pid}`);
+  const sess = await ort.InferenceSession.create(step.fn.onnxBytes, {
+    executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all',
+    executionMode: 'sequential', enableProfiling: true, profileFilePrefix: prefix,
+  });
+  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+  const b = batch();
+  const data: Record<string, Float32Array | BigInt64Array> = { ...b, lr: new Float32Array([2e-4]) };
+  for (const [k, v] of step.params) data[k] = v.data;
+  for (const [k, v] of step.state) data[k] = v.data;
+  for (const inp of step.fn.info.inputs) {
+    const d = data[inp.name]!;
+    feeds[inp.name] = d instanceof BigInt64Array ? new ort.Tensor('int64', d, inp.shape as number[]) : new ort.Tensor('float32', d, inp.shape as number[]);
+  }
+  const warm = 2;
+  for (let i = 0; i < warm + steps; i++) await sess.run(feeds);
+  (sess as unknown as { endProfiling(): void }).endProfiling(); // onnxruntime-node returns no name: find the file
+  await sess.release();
+  const base = path.basename(prefix);
+  const file = path.join(os.tmpdir(), readdirSync(os.tmpdir()).find((f) => f.startsWith(`${base}_`) && f.endsWith('.json')) ?? '');
+  type Ev = { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string } };
+  const events = JSON.parse(readFileSync(file, 'utf8')) as Ev[];
+  rmSync(file, { force: true });
+  const runs = events.filter((e) => e.name === 'model_run').sort((a, c) => a.ts - c.ts);
+  const from = runs[warm]!.ts;
+  const byOp = new Map<string, { us: number; n: number }>();
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
+    const op = e.args?.op_name ?? '?';
+    const r = byOp.get(op) ?? { us: 0, n: 0 };
+    r.us += e.dur;
+    r.n += 1;
+    byOp.set(op, r);
+  }
+  const total = [...byOp.values()].reduce((a, r) => a + r.us, 0);
+  profile = {};
+  for (const [op, r] of [...byOp].sort((a, c) => c[1].us - a[1].us)) {
+    profile[op] = { ms_per_step: +(r.us / steps / 1000).toFixed(1), share: +(r.us / total).toFixed(3), nodes: Math.round(r.n / steps) };
+  }
+}
 await step.release();
 
 // 2. denoising: the inference session `ddpm sample` uses (weights baked in, symbolic batch)
@@ -93,6 +140,7 @@ const result = {
   date: new Date().toISOString(),
   machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`,
   ...ours,
+  ...(profile ? { train_profile_by_op: profile } : {}),
   ...(peer
     ? {
         peer,
