@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { recoverCheckpointDir, writeCheckpointDir, writeFileAtomic } from '../src/io/atomic.ts';
+import { readCheckpointDirStable, recoverCheckpointDir, resolveCheckpointDir, writeCheckpointDir, writeFileAtomic } from '../src/io/atomic.ts';
 
 function withTmp(fn: (dir: string) => Promise<void>): () => Promise<void> {
   return async () => {
@@ -140,4 +140,77 @@ test('a process killed (SIGKILL) mid-checkpoint leaves the previous checkpoint r
   assert.equal(await recoverCheckpointDir(ckpt), 'ok');
   assert.equal(read(path.join(ckpt, 'state.json')), '{"step":1}');
   assert.deepEqual(readdirSync(dir), ['ckpt']);
+}));
+
+test('resolveCheckpointDir names the newest complete version without changing anything', withTmp(async (dir) => {
+  const ckpt = path.join(dir, 'ckpt');
+  const make = (d: string) => mkdirSync(d);
+  const look = async () => {
+    const before = readdirSync(dir).sort();
+    const r = await resolveCheckpointDir(ckpt);
+    assert.deepEqual(readdirSync(dir).sort(), before, 'read-only');
+    return r === null ? null : path.basename(r);
+  };
+  assert.equal(await look(), null); // nothing
+  make(`${ckpt}.new`);
+  assert.equal(await look(), null); // a first write in progress: .new may be partial
+  make(`${ckpt}.old`);
+  assert.equal(await look(), 'ckpt.new'); // between the renames: .new is complete
+  rmSync(`${ckpt}.new`, { recursive: true });
+  assert.equal(await look(), 'ckpt.old');
+  make(ckpt);
+  assert.equal(await look(), 'ckpt'); // before the cleanup of .old
+  make(`${ckpt}.new`);
+  assert.equal(await look(), 'ckpt');
+  assert.equal(await resolveCheckpointDir(`${ckpt}/`), `${ckpt}/`);
+}));
+
+test('readCheckpointDirStable reads again when a writer swaps the directory during the read', withTmp(async (dir) => {
+  const ckpt = path.join(dir, 'ckpt');
+  await writeCheckpointDir(ckpt, { 'a.txt': 'v1', 'b.txt': 'v1' }, { fsync: false });
+  const seen: string[] = [];
+  const got = await readCheckpointDirStable(ckpt, async (d) => {
+    const a = read(path.join(d, 'a.txt'));
+    // the first time, a writer replaces the checkpoint between our two reads
+    if (seen.length === 0) await writeCheckpointDir(ckpt, { 'a.txt': 'v2', 'b.txt': 'v2' }, { fsync: false });
+    const b = read(path.join(d, 'b.txt'));
+    seen.push(a + b);
+    return a + b;
+  });
+  assert.deepEqual(seen, ['v1v2', 'v2v2']); // the mixed read was thrown away
+  assert.deepEqual(got, { dir: ckpt, value: 'v2v2' });
+  // a read error that no swap explains is passed on
+  await assert.rejects(readCheckpointDirStable(ckpt, (d) => Promise.resolve(read(path.join(d, 'missing')))), /ENOENT/);
+  assert.equal(await readCheckpointDirStable(path.join(dir, 'none'), () => Promise.resolve(1)), null);
+}));
+
+test('the test-only fault hook traces the protocol: every file operation of a checkpoint write, in order', withTmp(async (dir) => {
+  const ckpt = path.join(dir, 'ckpt');
+  await writeCheckpointDir(ckpt, { 'state.json': '{"step":1}' });
+  const atomicUrl = new URL('../src/io/atomic.ts', import.meta.url).href;
+  const script = `
+    import { writeCheckpointDir } from ${JSON.stringify(atomicUrl)};
+    await writeCheckpointDir(${JSON.stringify(ckpt)}, { 'b.bin': new Uint8Array(8), 'a.json': '{}' });`;
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const run = (fault: string) =>
+    spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, DDPM_TEST_CKPT_FAULT: fault },
+    });
+  const r = run('0');
+  assert.equal(r.status, 0, r.stderr);
+  const ops = [...r.stderr.matchAll(/^ckpt-op (\d+) (\S+) (.*)$/gm)].map((m) => `${m[2]} ${path.basename(m[3]!.split(' -> ')[0]!)}`);
+  assert.deepEqual(ops, [
+    'mkdir-new ckpt.new',
+    'write a.json', 'fsync a.json', 'write b.bin', 'fsync b.bin',
+    'fsync-new ckpt.new',
+    'rename-to-old ckpt', 'fsync-parent ' + path.basename(dir),
+    'rename-new ckpt.new', 'fsync-parent ' + path.basename(dir),
+    'rm-old ckpt.old',
+    'done ckpt',
+  ]);
+  // a kill at operation 8 (after the first rename): no ckpt/, .old and a complete .new
+  const k = run('8');
+  assert.equal(k.signal, 'SIGKILL', k.stderr);
+  assert.deepEqual(readdirSync(dir).sort(), ['ckpt.new', 'ckpt.old']);
+  assert.deepEqual(readdirSync(`${ckpt}.new`).sort(), ['a.json', 'b.bin']);
 }));

@@ -13,6 +13,7 @@ import { initUNet, type UNetConfig } from '../models/unet.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
+import { resolveCheckpointDir } from '../io/atomic.ts';
 import { CheckpointError, checkWeights, loadModelDir } from '../train/checkpoint.ts';
 import type { DiffusionConfig } from '../train/config.ts';
 import { UserError } from './common.ts';
@@ -87,7 +88,8 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
     p = DEFAULT_MODEL_DIR;
   }
   const kind = await kindOf(p);
-  if (kind === null) throw new UserError(`--checkpoint: no such file or directory: ${p}`);
+  // no `p` but a checkpoint in the middle of a swap (p.new + p.old): loadModelDir reads it
+  if (kind === null && (await resolveCheckpointDir(p)) === null) throw new UserError(`--checkpoint: no such file or directory: ${p}`);
   if (kind === 'file') {
     if (!allowOnnx) throw new UserError(`--checkpoint must be a checkpoint directory (config.json + weights), got the file ${p}`);
     return loadOnnx(p);
@@ -97,9 +99,9 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
     return loadOnnx(path.join(p, 'model.onnx'));
   }
   try {
-    const { config, weights, file } = await loadModelDir(p);
+    const { config, weights, file, dir } = await loadModelDir(p);
     checkWeights(file, weights, initUNet(config.model, new Rng(0)));
-    return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(p), weights };
+    return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
   } catch (e) {
     if (e instanceof UserError) throw e;
     // CheckpointError messages name the file at fault already

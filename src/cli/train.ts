@@ -8,7 +8,7 @@ import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
 import type { Dataset } from '../data/loader.ts';
 import { mnistDataset } from '../data/mnist.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
-import { readConfig } from '../train/checkpoint.ts';
+import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS } from '../models/unet.ts';
@@ -91,7 +91,9 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const flags = flagValues(opts);
   let config: TrainConfig;
   const ckptDir = path.join(out, 'checkpoint');
-  const resuming = Boolean(opts.resume) && (await access(path.join(ckptDir, 'config.json')).then(() => true, () => false));
+  // Repair an interrupted checkpoint write before deciding (a kill between its two renames leaves checkpoint.old and
+  // a complete checkpoint.new but no checkpoint/): deciding on checkpoint/config.json would start over and overwrite it.
+  const resuming = Boolean(opts.resume) && (await recoverCheckpoint(ckptDir));
   try {
     config = applyOptions(resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config)), flags);
   } catch (e) {

@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { LoaderState } from '../data/loader.ts';
 import type { ParamValue } from '../engine/optim.ts';
-import { recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
+import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
 import { validateTrainConfig, type TrainConfig } from './config.ts';
@@ -133,14 +133,26 @@ export async function readConfig(dir: string): Promise<TrainConfig> {
 }
 
 /**
- * Load a training checkpoint for resuming, or null when there is none. With `expectConfig`, the
- * stored config must match it in everything that shapes the run (model, diffusion, data, seed, the
- * optimiser and EMA). The learning-rate schedule may change (lr is an input of the compiled step), so a
+ * Writer side, before deciding whether there is a checkpoint to resume: repair an interrupted write of `dir`
+ * (recoverCheckpointDir: promote a complete `.new`, drop stale siblings), then say whether a checkpoint exists.
+ * Never while another process writes `dir`.
+ */
+export async function recoverCheckpoint(dir: string): Promise<boolean> {
+  try {
+    return (await recoverCheckpointDir(dir)) !== 'missing';
+  } catch (e) {
+    throw new CheckpointError(`cannot recover the checkpoint ${dir}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Load a training checkpoint for resuming (recovering it first), or null when there is none. With
+ * `expectConfig`, the stored config must match it in everything that shapes the run (model, diffusion,
+ * data, seed, the optimiser and EMA). The learning-rate schedule may change (lr is an input of the compiled step), so a
  * run can continue with a cooldown (`--lr-decay`).
  */
 export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainConfig } = {}): Promise<CheckpointContents | null> {
-  const status = await recoverCheckpointDir(dir);
-  if (status === 'missing') return null;
+  if (!(await recoverCheckpoint(dir))) return null;
   const config = await readConfig(dir);
   if (opts.expectConfig) {
     const e = opts.expectConfig;
@@ -163,14 +175,25 @@ export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainCo
   return { config, params, ema, optimizer, state };
 }
 
-/** Weights for sampling from a model or checkpoint directory: EMA if present, else the raw params. */
-export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string }> {
+/**
+ * Weights for sampling from a model or checkpoint directory: EMA if present, else the raw params. Read-only, so
+ * it is safe next to a trainer writing the same checkpoint: it reads the newest complete version (`dir`, or
+ * `dir.new` / `dir.old` in the middle of a swap; see resolveCheckpointDir) and reads again if a swap replaced it
+ * meanwhile. `dir` in the result is the directory actually read.
+ */
+export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string; dir: string }> {
+  let got;
   try {
-    await fsp.access(dir);
-  } catch {
-    throw new CheckpointError(`no such checkpoint directory: ${dir}`);
+    got = await readCheckpointDirStable(dir, readModelDir);
+  } catch (e) {
+    if (e instanceof CheckpointError) throw e;
+    throw new CheckpointError(`${dir}: ${(e as Error).message}`);
   }
-  // read-only: no recovery here, so sampling from a run that is being written never races the trainer
+  if (got === null) throw new CheckpointError(`no such checkpoint directory: ${dir}`);
+  return { ...got.value, dir: got.dir };
+}
+
+async function readModelDir(dir: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string }> {
   const config = await readConfig(dir);
   for (const name of ['ema.safetensors', 'params.safetensors']) {
     const file = path.join(dir, name);
