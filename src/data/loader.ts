@@ -110,6 +110,27 @@ export interface LoaderState {
   n: number;
 }
 
+/**
+ * Check that `s` (e.g. parsed from a checkpoint's JSON) is a LoaderState: exactly its keys, non-negative safe
+ * integers, n >= 1, position in [0, n]. Whether n fits the dataset is checked on restore. Returns a clean copy.
+ */
+export function checkLoaderState(s: unknown): LoaderState {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) {
+    throw new Error(`expected an object {epoch, position, n}, got ${JSON.stringify(s)}`);
+  }
+  const allowed = ['epoch', 'position', 'n'];
+  const o = s as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new Error(`unknown key '${k}'`);
+  for (const k of allowed) {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`bad ${k} ${JSON.stringify(v)} (expected a non-negative integer)`);
+  }
+  const { epoch, position, n } = o as unknown as LoaderState;
+  if (n < 1) throw new Error(`bad n ${n} (a dataset has at least one image)`);
+  if (position > n) throw new Error(`position ${position} out of range [0, ${n}]`);
+  return { epoch, position, n };
+}
+
 export interface Batch {
   /** (B, C, H, W) float32 in [-1, 1]. */
   x: Float32Array;
@@ -190,13 +211,12 @@ export class BatchLoader {
   }
 
   private restore(s: LoaderState): void {
-    const allowed = new Set(['epoch', 'position', 'n']);
-    for (const k of Object.keys(s)) if (!allowed.has(k)) throw new Error(`LoaderState: unknown key '${k}'`);
-    if (s.n !== this.dataset.n) throw new Error(`LoaderState: saved for ${s.n} images, dataset has ${this.dataset.n}`);
-    if (!Number.isSafeInteger(s.epoch) || s.epoch < 0) throw new Error(`LoaderState: bad epoch ${s.epoch}`);
-    if (!Number.isSafeInteger(s.position) || s.position < 0 || s.position > s.n) {
-      throw new Error(`LoaderState: position ${s.position} out of range [0, ${s.n}]`);
+    try {
+      checkLoaderState(s);
+    } catch (e) {
+      throw new Error(`LoaderState: ${(e as Error).message}`);
     }
+    if (s.n !== this.dataset.n) throw new Error(`LoaderState: saved for ${s.n} images, dataset has ${this.dataset.n}`);
     this.epoch = s.epoch;
     this.position = s.position;
   }

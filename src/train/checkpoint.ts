@@ -9,7 +9,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import type { LoaderState } from '../data/loader.ts';
+import { checkLoaderState, type LoaderState } from '../data/loader.ts';
 import type { ParamValue } from '../engine/optim.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
@@ -19,10 +19,44 @@ import { validateTrainConfig, type TrainConfig } from './config.ts';
 export interface TrainState {
   /** optimisation steps done */
   step: number;
+  /** where the next batch comes from (null before the first checkpoint of a run) */
   loader: LoaderState | null;
-  /** training wall time so far, seconds (excluding sampling of grids? no: everything in the loop) */
+  /** training wall time so far, seconds (everything in the loop, sample grids and checkpoints included) */
   elapsedSec: number;
+  /** training images seen */
   images: number;
+}
+
+/** Validate a parsed state.json (exactly the TrainState keys, types and ranges); errors name `file`. */
+export function validateTrainState(raw: unknown, file: string): TrainState {
+  const bad = (msg: string): never => {
+    throw new CheckpointError(`${file}: ${msg}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(`expected an object, got ${JSON.stringify(raw)}`);
+  const s = raw as Record<string, unknown>;
+  const keys = ['step', 'loader', 'elapsedSec', 'images'];
+  for (const k of Object.keys(s)) if (!keys.includes(k)) bad(`unknown key '${k}' (known: ${keys.join(', ')})`);
+  for (const k of keys) if (!(k in s)) bad(`missing '${k}'`);
+  const count = (k: string): number => {
+    const v = s[k];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`'${k}' must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const step = count('step');
+  const images = count('images');
+  const elapsedSec = s.elapsedSec;
+  if (typeof elapsedSec !== 'number' || !Number.isFinite(elapsedSec) || elapsedSec < 0) {
+    bad(`'elapsedSec' must be a finite number >= 0, got ${JSON.stringify(elapsedSec)}`);
+  }
+  let loader: LoaderState | null = null;
+  if (s.loader !== null) {
+    try {
+      loader = checkLoaderState(s.loader);
+    } catch (e) {
+      bad(`'loader': ${(e as Error).message}`);
+    }
+  }
+  return { step, loader, elapsedSec: elapsedSec as number, images };
 }
 
 export interface CheckpointContents {
@@ -170,8 +204,8 @@ export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainCo
   const ema = await readWeights(path.join(dir, 'ema.safetensors'));
   checkWeights(path.join(dir, 'ema.safetensors'), ema, params);
   const optimizer = new Map(Object.entries(await readWeights(path.join(dir, 'optimizer.safetensors'))));
-  const state = (await readJson(path.join(dir, 'state.json'))) as TrainState;
-  if (!Number.isInteger(state.step) || state.step < 0) throw new CheckpointError(`${dir}/state.json: bad step ${state.step}`);
+  const stateFile = path.join(dir, 'state.json');
+  const state = validateTrainState(await readJson(stateFile), stateFile);
   return { config, params, ema, optimizer, state };
 }
 

@@ -23,7 +23,7 @@ import { writeImageGrid } from '../io/image.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { initUNet, unet } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
-import { checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
+import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 
 export interface StepLog {
@@ -109,6 +109,18 @@ export class Trainer {
     }
 
     const B = config.data.batchSize;
+    let loader: BatchLoader;
+    try {
+      loader = new BatchLoader(
+        dataset,
+        { batchSize: B, shuffle: true, flip: config.data.hflip, rng: new Rng(config.run.seed).fold(2) },
+        state.loader ?? undefined,
+      );
+    } catch (e) {
+      // before compiling anything: a loader state that does not fit this dataset (the options were checked by the config)
+      if (state.loader) throw new CheckpointError(`${path.join(ckptDir, 'state.json')}: ${(e as Error).message}`);
+      throw e;
+    }
     const xShape = [B, m.inChannels, m.imageSize, m.imageSize];
     const { meanType, varType, minSnrGamma } = config.diffusion;
     // dropout uniforms become extra graph inputs (dropout0, dropout1, ...) fed from the step's RNG
@@ -139,15 +151,13 @@ export class Trainer {
     if (optState) {
       for (const [k, v] of step.state) {
         const saved = optState.get(k);
-        if (!saved || saved.data.length !== v.data.length) throw new Error(`checkpoint optimiser state lacks or mis-sizes '${k}'`);
+        if (!saved || saved.data.length !== v.data.length) {
+          await step.release();
+          throw new CheckpointError(`${path.join(ckptDir, 'optimizer.safetensors')}: lacks or mis-sizes '${k}'`);
+        }
         v.data = saved.data;
       }
     }
-    const loader = new BatchLoader(
-      dataset,
-      { batchSize: B, shuffle: true, flip: config.data.hflip, rng: new Rng(config.run.seed).fold(2) },
-      state.loader ?? undefined,
-    );
     return new Trainer(ort, config, outDir, diffusion, step, ema, loader, state, opts);
   }
 
