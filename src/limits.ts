@@ -19,3 +19,40 @@ export const MAX_DECODE_PIXELS = 2 ** 25; // 33.5 MP, e.g. 8192 x 4096
 
 /** Random seeds: non-negative safe integers (the RNG key is [seed mod 2^32, floor(seed / 2^32)]). */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Images in flight while a folder is decoded, counted in declared pixels: a decode starts only while the
+ * pixels of the decodes already running plus its own stay within this (one image always may run alone), so
+ * eight large files never decode at once.
+ */
+export const DECODE_BUDGET_PIXELS = MAX_DECODE_PIXELS;
+
+/** Channels at any U-Net level (baseChannels x channelMults[i]). ADM uses 1024 at most, Stable Diffusion 1280. */
+export const MAX_CHANNELS = 2048;
+
+/** U-Net levels (channelMults.length); the image halves once per extra level. */
+export const MAX_LEVELS = 8;
+
+/** Residual blocks per U-Net level (Ho et al. use 2, ADM up to 3). */
+export const MAX_RES_BLOCKS = 16;
+
+/**
+ * U-Net parameters. Inference sessions bake the float32 weights into the ONNX model, a protobuf that cannot
+ * exceed 2 GiB; 5e8 parameters is 2 GB. The CIFAR-10 model of Ho et al. has 35.7M.
+ */
+export const MAX_PARAMS = 500_000_000;
+
+/** Images per model call (training batch, --batch-size); the memory estimate usually binds first. */
+export const MAX_BATCH_SIZE = 65_536;
+
+/** Images one command may generate (--n, --fid, --sample-count); FID is usually reported at 50,000. */
+export const MAX_SAMPLES = 1_000_000;
+
+/** Pixels of a PNG grid we write: sharp's (libvips') default input limit, 0x3FFF squared. */
+export const MAX_GRID_PIXELS = 0x3fff * 0x3fff;
+
+/** Dimensions of an IDX file (MNIST uses 1 and 3). */
+export const MAX_IDX_RANK = 8;
+
+/** Bytes of a gzip-compressed IDX file once inflated (MNIST's training images are 47 MB). */
+export const MAX_IDX_BYTES = 2 ** 30;

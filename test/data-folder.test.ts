@@ -109,7 +109,8 @@ test('empty or missing folders are clear errors', async () => {
     await assert.rejects(loadImageFolder(dir, { size: 8, channels: 3 }), /no images \(\.png, \.jpg, \.jpeg, \.webp\) found under/);
     await assert.rejects(loadImageFolder(path.join(dir, 'nope'), { size: 8, channels: 3 }), /image folder .*nope cannot be read/);
     await assert.rejects(loadImageFolder(path.join(dir, 'readme.md'), { size: 8, channels: 3 }), /is not a directory/);
-    await assert.rejects(loadImageFolder(dir, { size: 0, channels: 3 }), /size must be a positive integer/);
+    await assert.rejects(loadImageFolder(dir, { size: 0, channels: 3 }), /size must be an integer in \[1, 1024\], got 0/);
+    await assert.rejects(loadImageFolder(dir, { size: 20000, channels: 3 }), /size must be an integer in \[1, 1024\], got 20000/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

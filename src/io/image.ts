@@ -2,6 +2,7 @@
 // Pure pixel work lives in ./grid.ts and ./gif.ts (shared with the browser); this module adds codecs and files.
 
 import sharp from 'sharp';
+import { MAX_DECODE_PIXELS, MAX_IMAGE_SIZE } from '../limits.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { encodeGif, type GifOptions } from './gif.ts';
 import { hwcToChw, makeGrid, type BatchShape, type GridOptions, type ImageU8 } from './grid.ts';
@@ -18,22 +19,55 @@ export interface DecodeOptions {
   size?: number;
 }
 
+/** What an image file declares in its header. */
+export interface ImageHeader {
+  width: number;
+  height: number;
+  /** width x height */
+  pixels: number;
+  /** e.g. 'png', 'jpeg', 'webp' */
+  format: string;
+}
+
+/**
+ * Read an image's header (no pixel data is decoded) and check its declared size against MAX_DECODE_PIXELS,
+ * so that a small file declaring a huge image (a decompression bomb) is refused before anything is allocated.
+ */
+export async function readImageHeader(input: string | Uint8Array): Promise<ImageHeader> {
+  const meta = await sharp(input).metadata();
+  const { width, height, format } = meta;
+  if (!width || !height) throw new Error(`no image size in the ${format ?? 'image'} header`);
+  const pixels = width * height;
+  if (pixels > MAX_DECODE_PIXELS) {
+    throw new Error(
+      `declares ${width}x${height} = ${pixels.toLocaleString('en-US')} pixels, over the decode limit of ` +
+        `${MAX_DECODE_PIXELS.toLocaleString('en-US')} (MAX_DECODE_PIXELS)`,
+    );
+  }
+  return { width, height, pixels, format: format ?? 'unknown' };
+}
+
 /**
  * Decode an image file or encoded bytes (PNG, JPEG, WebP, ...) to 8-bit (H, W, C). EXIF orientation is applied.
- * Truncated or corrupt input throws (sharp's failOn 'warning').
+ * Truncated or corrupt input throws (sharp's failOn 'warning'); so does an image whose header declares more
+ * than MAX_DECODE_PIXELS, before decoding, or a `size` over MAX_IMAGE_SIZE.
  */
 export async function decodeImage(input: string | Uint8Array, opts: DecodeOptions = {}): Promise<ImageU8> {
   const channels = opts.channels ?? 3;
   if (channels !== 1 && channels !== 3) throw new Error(`channels must be 1 or 3, got ${channels}`);
-  let p = sharp(input, { failOn: 'warning' }).rotate().flatten({ background: '#000000' });
-  if (opts.size !== undefined) {
-    const { size } = opts;
-    if (!Number.isInteger(size) || size < 1) throw new Error(`size must be a positive integer, got ${size}`);
-    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre.
-    p = p.resize(size, size, { fit: 'cover', position: 'centre' });
+  if (opts.size !== undefined && !(Number.isInteger(opts.size) && opts.size >= 1 && opts.size <= MAX_IMAGE_SIZE)) {
+    throw new Error(`size must be an integer in [1, ${MAX_IMAGE_SIZE}], got ${opts.size}`);
   }
-  // Decode to 8-bit sRGB first, also for grayscale output: libvips' own b-w conversion weighs linear light (pure
-  // green -> 220), while PIL / torchvision Grayscale use Rec. 601 luma on the encoded values (pure green -> 150).
+  // 1. The header first: a bomb is refused here. limitInputPixels repeats the check inside libvips, for a
+  //    header that the metadata reader and the decoder might read differently.
+  await readImageHeader(input);
+  let p = sharp(input, { failOn: 'warning', limitInputPixels: MAX_DECODE_PIXELS }).rotate().flatten({ background: '#000000' });
+  if (opts.size !== undefined) {
+    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre.
+    p = p.resize(opts.size, opts.size, { fit: 'cover', position: 'centre' });
+  }
+  // 2. Decode to 8-bit sRGB first, also for grayscale output: libvips' own b-w conversion weighs linear light (pure
+  //    green -> 220), while PIL / torchvision Grayscale use Rec. 601 luma on the encoded values (pure green -> 150).
   const { data, info } = await p.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
   if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
