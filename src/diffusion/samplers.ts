@@ -38,6 +38,11 @@ export interface Sampler {
    * @param rng noise source (not consumed by deterministic steps)
    */
   step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput;
+  /**
+   * Drop any state carried from one step to the next (a multistep solver's previous x̂_0). Every loop
+   * calls it before its first step; samplers without state need not define it.
+   */
+  reset?(): void;
 }
 
 /** Options shared by the samplers. */
@@ -58,9 +63,24 @@ export interface DdimSamplerOptions extends SamplerOptions {
   readonly eta: number;
   /** Only needed to split a learnedRange output (the variance half is ignored); default fixedSmall. */
   readonly varType?: VarType;
+  /**
+   * diffusers' `set_alpha_to_one`: the ᾱ the last step goes to (diffusers' `final_alpha_cumprod`) is 1
+   * when true (default; the last step returns x̂_0), or the base process's ᾱ at its first timestep
+   * when false.
+   */
+  readonly setAlphaToOne?: boolean;
+  /**
+   * diffusers' `use_clipped_model_output`: re-derive ε̂ from the clipped / thresholded x̂_0 (default
+   * true, as improved-diffusion's `ddim_sample` always does). When false, ε̂ is the model's own ε
+   * (converted from x_0 or v before clipping), which is diffusers' default.
+   */
+  readonly useClippedModelOutput?: boolean;
 }
 
-abstract class BaseSampler implements Sampler {
+/**
+ * Holds the (respaced) process and maps original timesteps to its indices; subclasses implement `step`.
+ */
+export abstract class BaseSampler implements Sampler {
   readonly diffusion: GaussianDiffusion;
   readonly timesteps: Int32Array;
   private readonly indexOf = new Map<number, number>();
@@ -110,27 +130,30 @@ export class DdpmSampler extends BaseSampler {
 
 /**
  * σ_t(η) of DDIM, Song et al. eq. (16): η·√((1 − ᾱ_{t−1})/(1 − ᾱ_t))·√(1 − ᾱ_t/ᾱ_{t−1}), at index
- * `i` of `diffusion` (with ᾱ_{t−1} the previous KEPT step's ᾱ on a respaced process). For η = 1 and
- * consecutive steps σ² equals the DDPM posterior variance β̃_t.
+ * `i` of `diffusion` (with ᾱ_{t−1} the previous KEPT step's ᾱ on a respaced process, unless given).
+ * For η = 1 and consecutive steps σ² equals the DDPM posterior variance β̃_t.
  */
-export function ddimSigma(diffusion: GaussianDiffusion, i: number, eta: number): number {
+export function ddimSigma(diffusion: GaussianDiffusion, i: number, eta: number, abarPrev = diffusion.alphasCumprodPrev[i]): number {
   const abar = diffusion.alphasCumprod[i];
-  const abarPrev = diffusion.alphasCumprodPrev[i];
   return eta * Math.sqrt((1 - abarPrev) / (1 - abar)) * Math.sqrt(1 - abar / abarPrev);
 }
 
 /**
- * DDIM (Song et al. 2021, improved-diffusion `ddim_sample`), eq. (12):
- * x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ_t²)·ε̂ + σ_t z, with ε̂ re-derived from the (clipped) x̂_0
- * and σ_t from eq. (16). η = 0 is deterministic and draws no noise.
+ * DDIM (Song et al. 2021, improved-diffusion `ddim_sample`, diffusers' `DDIMScheduler`), eq. (12):
+ * x_{t−1} = √ᾱ_{t−1} x̂_0 + √(1 − ᾱ_{t−1} − σ_t²)·ε̂ + σ_t z, with σ_t from eq. (16) and ε̂ re-derived
+ * from the (clipped) x̂_0 unless `useClippedModelOutput` is false. After the last kept step ᾱ_{t−1}
+ * is `finalAlphaCumprod` (diffusers' `set_alpha_to_one`). η = 0 is deterministic and draws no noise.
  */
 export class DdimSampler extends BaseSampler {
   readonly options: DdimSamplerOptions;
+  /** ᾱ after the last step: 1 with `setAlphaToOne` (default), else the base process's ᾱ at its first timestep. */
+  readonly finalAlphaCumprod: number;
 
   constructor(base: GaussianDiffusion, options: DdimSamplerOptions) {
     super(base, options.timesteps);
     if (!(options.eta >= 0 && options.eta <= 1)) throw new Error(`DDIM eta must be in [0, 1], got ${options.eta}`);
     this.options = options;
+    this.finalAlphaCumprod = (options.setAlphaToOne ?? true) ? 1 : base.alphasCumprod[0];
   }
 
   step(modelOutput: Float32Array, t: number, x: ShapedArray, rng: Rng): SamplerStepOutput {
@@ -138,14 +161,20 @@ export class DdimSampler extends BaseSampler {
     const i = this.index(t);
     const { B } = batchDims(x);
     const n = x.data.length;
-    // 1. x̂_0 from the model output, then clip / threshold
+    const { meanType } = this.options;
+    // 1. x̂_0 from the model output; the model's own ε̂ (before clipping) if asked for; then clip / threshold
     const { output } = splitModelOutput(modelOutput, n, B, this.options.varType ?? 'fixedSmall');
-    const predX0 = processX0InPlace(d.predictX0(output, x, i, this.options.meanType), B, this.options);
-    // 2. ε̂ consistent with the processed x̂_0 (eq. 4 solved for ε)
-    const eps = d.predictEpsFromX0(x, i, predX0);
+    const predX0 = d.predictX0(output, x, i, meanType);
+    let eps: Float32Array | null = null;
+    if (this.options.useClippedModelOutput === false) {
+      eps = meanType === 'epsilon' ? output : meanType === 'v' ? d.predictEpsFromV(x, i, output) : d.predictEpsFromX0(x, i, predX0);
+    }
+    processX0InPlace(predX0, B, this.options);
+    // 2. otherwise ε̂ consistent with the processed x̂_0 (eq. 4 solved for ε)
+    eps ??= d.predictEpsFromX0(x, i, predX0);
     // 3. σ_t (eq. 16) and the update (eq. 12)
-    const sigma = ddimSigma(d, i, this.options.eta);
-    const abarPrev = d.alphasCumprodPrev[i];
+    const abarPrev = i > 0 ? d.alphasCumprodPrev[i] : this.finalAlphaCumprod;
+    const sigma = ddimSigma(d, i, this.options.eta, abarPrev);
     const c0 = Math.sqrt(abarPrev);
     const cEps = Math.sqrt(Math.max(0, 1 - abarPrev - sigma * sigma));
     const prevSample = new Float32Array(n);
@@ -176,8 +205,13 @@ export interface SampleLoopStep {
 
 /** Options of {@link sampleLoop}. */
 export interface SampleLoopOptions {
-  /** x_T; default `rng.normalFloat32(numel(shape))`, drawn before any step. */
+  /**
+   * x at the first step's timestep: x_T by default, `rng.normalFloat32(numel(shape))`, drawn before
+   * any step; with `startStep` = k, x at `sampler.timesteps[k]` (e.g. a noised image, SDEdit).
+   */
   readonly noise?: Float32Array;
+  /** Skip the first k steps and start at `sampler.timesteps[k]` (default 0); `noise` is then required. */
+  readonly startStep?: number;
   /** Called after every step (may be async, e.g. to write a frame). */
   readonly onStep?: (s: SampleLoopStep) => void | Promise<void>;
 }
@@ -185,6 +219,7 @@ export interface SampleLoopOptions {
 /**
  * The sampling loop (improved-diffusion `p_sample_loop_progressive` / `ddim_sample_loop_progressive`):
  * x_T ~ N(0, I); for each t in `sampler.timesteps`: output = model(x_t, t), x ← step(output, t, x_t).
+ * Resets the sampler's state first. With `startStep` it runs only the last steps (from a given x_t).
  * @param shape [B, C, ...] of the samples
  * @returns the final samples x_0
  */
@@ -196,11 +231,15 @@ export async function sampleLoop(
   opts: SampleLoopOptions = {},
 ): Promise<Float32Array> {
   const n = numel(shape);
+  const total = sampler.timesteps.length;
+  const start = opts.startStep ?? 0;
+  if (!Number.isInteger(start) || start < 0 || start >= total) throw new Error(`startStep must be an integer in [0, ${total}), got ${start}`);
+  if (start > 0 && !opts.noise) throw new Error('startStep needs the x to start from (noise)');
   let x = opts.noise ?? rng.normalFloat32(n);
   if (x.length !== n) throw new Error(`noise has ${x.length} elements, shape [${shape.join(', ')}] needs ${n}`);
   const B = shape[0];
-  const total = sampler.timesteps.length;
-  for (let k = 0; k < total; k++) {
+  sampler.reset?.();
+  for (let k = start; k < total; k++) {
     const t = sampler.timesteps[k];
     const output = await model(x, new Int32Array(B).fill(t), shape);
     const out = sampler.step(output, t, { data: x, shape }, rng);
