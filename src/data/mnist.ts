@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { MAX_IDX_BYTES, MAX_IDX_RANK } from '../limits.ts';
 import { gatherUint8Batch, uint8Dataset, type Dataset } from './loader.ts';
 
 export type MnistSplit = 'train' | 'test';
@@ -39,7 +40,9 @@ const IDX_TYPE_NAMES: Record<number, string> = {
 
 /**
  * Parse an IDX file of unsigned bytes. `name` goes into error messages. The returned data is a view into `bytes`.
- * Throws IdxError on a bad magic number, an unsupported element type, or a length that disagrees with the dims.
+ * Throws IdxError on a bad magic number, an unsupported element type, a rank over MAX_IDX_RANK, or a length that
+ * disagrees with the dims (their product is checked against the file's length as it is formed, so it never
+ * overflows).
  */
 export function parseIdx(bytes: Uint8Array, name = 'IDX file'): { dims: number[]; data: Uint8Array } {
   if (bytes.length < 4) throw new IdxError(`${name}: ${bytes.length} bytes is too short for an IDX header (truncated?)`);
@@ -52,18 +55,23 @@ export function parseIdx(bytes: Uint8Array, name = 'IDX file'): { dims: number[]
     throw new IdxError(`${name}: element type 0x${type.toString(16)} (${IDX_TYPE_NAMES[type] ?? 'unknown'}) unsupported, need 0x08 (uint8)`);
   }
   const rank = bytes[3];
-  if (rank === 0) throw new IdxError(`${name}: rank 0`);
+  if (rank === 0 || rank > MAX_IDX_RANK) throw new IdxError(`${name}: rank ${rank}, expected 1 to ${MAX_IDX_RANK} dimensions (MAX_IDX_RANK)`);
   const headerLen = 4 + 4 * rank;
   if (bytes.length < headerLen) throw new IdxError(`${name}: ${bytes.length} bytes is too short for a rank-${rank} header (truncated?)`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
-  let count = 1;
-  for (let i = 0; i < rank; i++) {
-    const d = view.getUint32(4 + 4 * i, false);
-    dims.push(d);
-    count *= d;
+  for (let i = 0; i < rank; i++) dims.push(view.getUint32(4 + 4 * i, false));
+  // The element count, formed so that it stops as soon as it exceeds the data: a product of up to 8 uint32s
+  // could reach 2^256 (Infinity, and NaN times a zero dim).
+  const available = bytes.length - headerLen;
+  let count = dims.includes(0) ? 0 : 1;
+  for (let i = 0; i < rank && count > 0; i++) {
+    count *= dims[i]!;
+    if (count > available && i < rank - 1) {
+      throw new IdxError(`${name}: dims [${dims}] need more than the ${bytes.length} bytes the file has (truncated?)`);
+    }
   }
-  const expected = headerLen + count;
+  const expected = headerLen + count; // finite: count <= available * 2^32
   if (bytes.length < expected) {
     throw new IdxError(`${name}: dims [${dims}] need ${expected} bytes, file has ${bytes.length} (truncated?)`);
   }
@@ -96,9 +104,11 @@ function readIdxFile(dir: string, name: string): { dims: number[]; data: Uint8Ar
   }
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
-      bytes = gunzipSync(bytes);
+      bytes = gunzipSync(bytes, { maxOutputLength: MAX_IDX_BYTES }); // a gzip bomb stops here
     } catch (err) {
-      throw new IdxError(`${file}: corrupt gzip data (${(err as Error).message})`);
+      const e = err as Error & { code?: string };
+      if (e.code === 'ERR_BUFFER_TOO_LARGE') throw new IdxError(`${file}: inflates to more than ${MAX_IDX_BYTES} bytes (MAX_IDX_BYTES)`);
+      throw new IdxError(`${file}: corrupt gzip data (${e.message})`);
     }
   }
   // A plain Uint8Array view (not a Buffer), so the images compare and serialise like any other typed array.

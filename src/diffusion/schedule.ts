@@ -13,6 +13,8 @@
  * Schedules must never change once released: checkpoints store only the config.
  */
 
+import { MAX_T } from '../limits.ts';
+
 /** Schedule families. */
 export type ScheduleKind = 'linear' | 'scaledLinear' | 'sigmoid' | 'cosine';
 
@@ -117,7 +119,7 @@ export function scheduleConfig(input: unknown): ScheduleConfig {
     out[key] = value;
   }
   const c = out as unknown as ScheduleConfig;
-  if (!Number.isInteger(c.T) || c.T < 2) throw new Error(`schedule config: T must be an integer >= 2, got ${c.T}`);
+  if (!Number.isInteger(c.T) || c.T < 2 || c.T > MAX_T) throw new Error(`schedule config: T must be an integer in [2, ${MAX_T}] (MAX_T), got ${c.T}`);
   if (c.kind === 'cosine') {
     if (!(c.s >= 0 && Number.isFinite(c.s))) throw new Error(`schedule config: s must be >= 0, got ${c.s}`);
     if (!(c.maxBeta > 0 && c.maxBeta <= 1)) throw new Error(`schedule config: maxBeta must be in (0, 1], got ${c.maxBeta}`);

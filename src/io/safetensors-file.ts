@@ -3,10 +3,13 @@
 import { promises as fsp } from 'node:fs';
 import { writeFileAtomic, type AtomicWriteOptions } from './atomic.ts';
 import {
+  MAX_HEADER_BYTES,
   parseSafetensors,
+  parseSafetensorsHeader,
   SafetensorsError,
   serializeSafetensors,
   type ParsedSafetensors,
+  type SafetensorsHeader,
   type TensorInput,
 } from './safetensors.ts';
 
@@ -20,13 +23,45 @@ export async function writeSafetensorsFile(
   await writeFileAtomic(file, serializeSafetensors(tensors, metadata), opts);
 }
 
+function named(file: string, err: unknown): unknown {
+  if (err instanceof SafetensorsError) return new SafetensorsError(`${file}: ${err.message.replace(/^safetensors: /, '')}`);
+  return err;
+}
+
+/**
+ * Read and validate only the header of a safetensors file (names, dtypes, shapes, offsets, checked against the
+ * file's length), without reading the tensor data: a caller can compare the declared tensors with what it
+ * expects before reading (and allocating) anything else. Errors name the file.
+ */
+export async function readSafetensorsHeaderFile(file: string): Promise<SafetensorsHeader> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const lenBytes = new Uint8Array(8);
+    await fh.read(lenBytes, 0, Math.min(8, size), 0);
+    const view = new DataView(lenBytes.buffer);
+    const n = view.getUint32(4, true) * 2 ** 32 + view.getUint32(0, true);
+    // read the header (at most MAX_HEADER_BYTES: a larger declared length fails in the parser below)
+    const headerLen = size < 8 ? 0 : Math.min(n, MAX_HEADER_BYTES + 1, size - 8);
+    const head = new Uint8Array(8 + headerLen);
+    head.set(lenBytes);
+    if (headerLen > 0) await fh.read(head, 8, headerLen, 8);
+    try {
+      return parseSafetensorsHeader(head, size);
+    } catch (err) {
+      throw named(file, err);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Read and validate a whole safetensors file; errors name the file. */
 export async function readSafetensorsFile(file: string): Promise<ParsedSafetensors> {
   const bytes = await fsp.readFile(file);
   try {
     return parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (err) {
-    if (err instanceof SafetensorsError) throw new SafetensorsError(`${file}: ${err.message.replace(/^safetensors: /, '')}`);
-    throw err;
+    throw named(file, err);
   }
 }

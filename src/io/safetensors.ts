@@ -235,22 +235,25 @@ export interface SafetensorsHeader {
  * Parse and validate the header of a complete safetensors file. Throws SafetensorsError naming the problem:
  * truncated file, bad length, invalid UTF-8 or JSON, unknown dtype, bad shape, offsets out of range, overlapping or
  * leaving holes, byte length not matching shape*dtype, trailing bytes.
+ * @param bytes the file, or only its first 8 + N bytes (length and header) when `fileLength` is given
+ * @param fileLength the length of the whole file (default bytes.length), against which the offsets are checked
  */
-export function parseSafetensorsHeader(bytes: Uint8Array): SafetensorsHeader {
+export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.length): SafetensorsHeader {
   // 1. Header length.
-  if (bytes.length < 8) {
-    throw new SafetensorsError(`file of ${bytes.length} bytes is too small to hold the 8-byte header length (truncated?)`);
+  if (fileLength < 8 || bytes.length < 8) {
+    throw new SafetensorsError(`file of ${fileLength} bytes is too small to hold the 8-byte header length (truncated?)`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const lo = view.getUint32(0, true);
   const hi = view.getUint32(4, true);
   const n = hi * 2 ** 32 + lo;
   if (n > MAX_HEADER_BYTES) throw new SafetensorsError(`header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`);
-  if (8 + n > bytes.length) {
-    throw new SafetensorsError(`header length ${n} runs past the end of the ${bytes.length}-byte file (truncated?)`);
+  if (8 + n > fileLength) {
+    throw new SafetensorsError(`header length ${n} runs past the end of the ${fileLength}-byte file (truncated?)`);
   }
+  if (8 + n > bytes.length) throw new SafetensorsError(`only ${bytes.length} bytes of the ${8 + n}-byte header were given`);
   const dataStart = 8 + n;
-  const bufferLen = bytes.length - dataStart;
+  const bufferLen = fileLength - dataStart;
 
   // 2. Header JSON.
   let text: string;

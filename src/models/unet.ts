@@ -33,6 +33,7 @@ import {
 } from '../engine/tensor.ts';
 import type { Rng } from '../rng.ts';
 import type { Dim } from '../engine/graph.ts';
+import { IMAGE_CHANNELS, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PARAMS, MAX_RES_BLOCKS } from '../limits.ts';
 
 export interface UNetConfig {
   imageSize: number;
@@ -67,30 +68,55 @@ export const UNET_CONFIGS: Record<string, UNetConfig> = {
   tiny: { imageSize: 8, inChannels: 1, outChannels: 1, baseChannels: 8, channelMults: [1, 2], numResBlocks: 1, attnResolutions: [4], groups: 4, dropout: 0 },
 };
 
-/** Validate a (possibly partial, possibly parsed-from-JSON) config against the defaults; unknown keys are an error. */
+/**
+ * Validate a (possibly partial, possibly parsed-from-JSON) config against the defaults; unknown keys are an error.
+ * Every count is bounded (src/limits.ts) and checked before anything is sized from it, and the parameter count,
+ * computed from the shapes without allocating them, must stay within MAX_PARAMS.
+ */
 export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig = MNIST_28): UNetConfig {
+  if (partial === null || typeof partial !== 'object' || Array.isArray(partial)) throw new Error('U-Net config must be an object');
   for (const k of Object.keys(partial)) {
     if (!(k in base)) throw new Error(`unknown U-Net config key '${k}' (known: ${Object.keys(base).join(', ')})`);
   }
   const c = { ...base, ...partial } as UNetConfig;
   if (partial.inChannels !== undefined && partial.outChannels === undefined) c.outChannels = c.inChannels;
-  const posInt = (v: number, name: string) => {
-    if (!Number.isInteger(v) || v < 1) throw new Error(`U-Net config: ${name} must be a positive integer, got ${v}`);
+  const int = (v: unknown, name: string, max: number) => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
+      throw new Error(`U-Net config: ${name} must be an integer in [1, ${max}], got ${JSON.stringify(v)}`);
+    }
   };
-  posInt(c.imageSize, 'imageSize');
-  posInt(c.inChannels, 'inChannels');
-  posInt(c.outChannels, 'outChannels');
-  posInt(c.baseChannels, 'baseChannels');
-  posInt(c.numResBlocks, 'numResBlocks');
-  posInt(c.groups, 'groups');
-  if (!Array.isArray(c.channelMults) || c.channelMults.length === 0) throw new Error('U-Net config: channelMults must be a non-empty array');
-  c.channelMults.forEach((m) => posInt(m, 'channelMults[i]'));
-  if (!(c.dropout >= 0 && c.dropout < 1)) throw new Error(`U-Net config: dropout must be in [0, 1), got ${c.dropout}`);
+  int(c.imageSize, 'imageSize', MAX_IMAGE_SIZE);
+  if (!IMAGE_CHANNELS.includes(c.inChannels)) {
+    throw new Error(`U-Net config: inChannels must be ${IMAGE_CHANNELS.join(' or ')} (grayscale or RGB), got ${JSON.stringify(c.inChannels)}`);
+  }
+  int(c.outChannels, 'outChannels', 2 * Math.max(...IMAGE_CHANNELS)); // 2x for a learned variance
+  int(c.baseChannels, 'baseChannels', MAX_CHANNELS);
+  int(c.numResBlocks, 'numResBlocks', MAX_RES_BLOCKS);
+  int(c.groups, 'groups', MAX_CHANNELS);
+  if (!Array.isArray(c.channelMults) || c.channelMults.length === 0 || c.channelMults.length > MAX_LEVELS) {
+    throw new Error(`U-Net config: channelMults must be an array of 1 to ${MAX_LEVELS} levels, got ${JSON.stringify(c.channelMults)}`);
+  }
+  c.channelMults.forEach((m, i) => int(m, `channelMults[${i}]`, MAX_CHANNELS));
+  if (!Array.isArray(c.attnResolutions) || c.attnResolutions.length > MAX_LEVELS) {
+    throw new Error(`U-Net config: attnResolutions must be an array of at most ${MAX_LEVELS} resolutions, got ${JSON.stringify(c.attnResolutions)}`);
+  }
+  c.attnResolutions.forEach((r, i) => int(r, `attnResolutions[${i}]`, c.imageSize));
+  if (typeof c.dropout !== 'number' || !(c.dropout >= 0 && c.dropout < 1)) throw new Error(`U-Net config: dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
   if (c.imageSize % 2 ** (c.channelMults.length - 1) !== 0) {
     throw new Error(`U-Net config: imageSize ${c.imageSize} is not divisible by 2^${c.channelMults.length - 1} (one halving per extra level)`);
   }
   for (const m of [1, ...c.channelMults]) {
-    if ((c.baseChannels * m) % c.groups !== 0) throw new Error(`U-Net config: channels ${c.baseChannels * m} not divisible by ${c.groups} groups`);
+    const width = c.baseChannels * m;
+    if (width > MAX_CHANNELS) {
+      throw new Error(`U-Net config: baseChannels ${c.baseChannels} x channelMult ${m} = ${width} channels, over the width limit of ${MAX_CHANNELS}`);
+    }
+    if (width % c.groups !== 0) throw new Error(`U-Net config: channels ${width} not divisible by ${c.groups} groups`);
+  }
+  const params = unetParamCount(c);
+  if (params > MAX_PARAMS) {
+    throw new Error(
+      `U-Net config: ${params.toExponential(2)} parameters, over the limit of ${MAX_PARAMS.toExponential(1)} (float32 weights over 2 GB do not fit an ONNX model)`,
+    );
   }
   return c;
 }
@@ -98,10 +124,11 @@ export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig =
 // ---------------------------------------------------------------------------------------------
 // Architecture as a list of modules, shared by the initialiser and the forward pass.
 
-type ResSpec = { kind: 'res'; cin: number; cout: number };
-type AttnSpec = { kind: 'attn'; c: number };
-type DownSpec = { kind: 'down'; c: number };
-type UpSpec = { kind: 'up'; c: number };
+// r: the (square) feature-map size the module reads, for the memory estimate
+type ResSpec = { kind: 'res'; cin: number; cout: number; r: number };
+type AttnSpec = { kind: 'attn'; c: number; r: number };
+type DownSpec = { kind: 'down'; c: number; r: number };
+type UpSpec = { kind: 'up'; c: number; r: number };
 type Spec = ResSpec | AttnSpec | DownSpec | UpSpec;
 
 interface Layout {
@@ -119,28 +146,28 @@ function layout(cfg: UNetConfig): Layout {
   let r = cfg.imageSize;
   cfg.channelMults.forEach((m, i) => {
     for (let k = 0; k < cfg.numResBlocks; k++) {
-      down.push({ kind: 'res', cin: c, cout: ch * m });
+      down.push({ kind: 'res', cin: c, cout: ch * m, r });
       c = ch * m;
-      if (cfg.attnResolutions.includes(r)) down.push({ kind: 'attn', c });
+      if (cfg.attnResolutions.includes(r)) down.push({ kind: 'attn', c, r });
       chans.push(c);
     }
     if (i !== cfg.channelMults.length - 1) {
-      down.push({ kind: 'down', c });
+      down.push({ kind: 'down', c, r });
       chans.push(c);
       r /= 2;
     }
   });
-  const mid: Spec[] = [{ kind: 'res', cin: c, cout: c }, { kind: 'attn', c }, { kind: 'res', cin: c, cout: c }];
+  const mid: Spec[] = [{ kind: 'res', cin: c, cout: c, r }, { kind: 'attn', c, r }, { kind: 'res', cin: c, cout: c, r }];
   const up: Spec[] = [];
   for (let i = cfg.channelMults.length - 1; i >= 0; i--) {
     const m = cfg.channelMults[i]!;
     for (let k = 0; k < cfg.numResBlocks + 1; k++) {
-      up.push({ kind: 'res', cin: c + chans.pop()!, cout: ch * m });
+      up.push({ kind: 'res', cin: c + chans.pop()!, cout: ch * m, r });
       c = ch * m;
-      if (cfg.attnResolutions.includes(r)) up.push({ kind: 'attn', c });
+      if (cfg.attnResolutions.includes(r)) up.push({ kind: 'attn', c, r });
     }
     if (i !== 0) {
-      up.push({ kind: 'up', c });
+      up.push({ kind: 'up', c, r });
       r *= 2;
     }
   }
@@ -148,78 +175,171 @@ function layout(cfg: UNetConfig): Layout {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Initialisation: PyTorch's defaults (kaiming_uniform(a=√5) ⇒ U(±1/√fan_in) for weights and biases;
-// GroupNorm scale 1, shift 0), so the equal-budget comparison with the PyTorch peer is fair.
+// Parameters: names and shapes first (no allocation, so a config's size can be checked before building
+// anything), then the initialiser fills them with PyTorch's defaults (kaiming_uniform(a=√5) ⇒ U(±1/√fan_in) for
+// weights and biases; GroupNorm scale 1, shift 0), so the equal-budget comparison with the PyTorch peer is fair.
 
 type Params = Record<string, ParamValue>;
 
-function uniformParam(rng: Rng, shape: number[], bound: number): ParamValue {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = rng.uniformFloat32(n);
-  for (let i = 0; i < n; i++) data[i] = (data[i]! * 2 - 1) * bound;
-  return { shape, data };
+/** One parameter: torch-style name, shape, and how it is initialised (U(±bound), or the constant `fill`). */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init: { bound: number } | { fill: number };
 }
 
-function initConv(p: Params, name: string, rng: Rng, cin: number, cout: number, k: number): void {
+function convSpecs(out: ParamSpec[], name: string, cin: number, cout: number, k: number): void {
   const bound = 1 / Math.sqrt(cin * k * k);
-  p[`${name}.weight`] = uniformParam(rng, [cout, cin, k, k], bound);
-  p[`${name}.bias`] = uniformParam(rng, [cout], bound);
+  out.push({ name: `${name}.weight`, shape: [cout, cin, k, k], init: { bound } });
+  out.push({ name: `${name}.bias`, shape: [cout], init: { bound } });
 }
 
-function initLinear(p: Params, name: string, rng: Rng, cin: number, cout: number): void {
+function linearSpecs(out: ParamSpec[], name: string, cin: number, cout: number): void {
   const bound = 1 / Math.sqrt(cin);
-  p[`${name}.weight`] = uniformParam(rng, [cout, cin], bound);
-  p[`${name}.bias`] = uniformParam(rng, [cout], bound);
+  out.push({ name: `${name}.weight`, shape: [cout, cin], init: { bound } });
+  out.push({ name: `${name}.bias`, shape: [cout], init: { bound } });
 }
 
-function initNorm(p: Params, name: string, c: number): void {
-  p[`${name}.weight`] = { shape: [c], data: new Float32Array(c).fill(1) };
-  p[`${name}.bias`] = { shape: [c], data: new Float32Array(c) };
+function normSpecs(out: ParamSpec[], name: string, c: number): void {
+  out.push({ name: `${name}.weight`, shape: [c], init: { fill: 1 } });
+  out.push({ name: `${name}.bias`, shape: [c], init: { fill: 0 } });
 }
 
-function initSpec(p: Params, name: string, s: Spec, rng: Rng, tembDim: number): void {
+function moduleSpecs(out: ParamSpec[], name: string, s: Spec, tembDim: number): void {
   switch (s.kind) {
     case 'res':
-      initNorm(p, `${name}.n1`, s.cin);
-      initConv(p, `${name}.c1`, rng, s.cin, s.cout, 3);
-      initLinear(p, `${name}.t`, rng, tembDim, s.cout);
-      initNorm(p, `${name}.n2`, s.cout);
-      initConv(p, `${name}.c2`, rng, s.cout, s.cout, 3);
-      if (s.cin !== s.cout) initConv(p, `${name}.skip`, rng, s.cin, s.cout, 1);
+      normSpecs(out, `${name}.n1`, s.cin);
+      convSpecs(out, `${name}.c1`, s.cin, s.cout, 3);
+      linearSpecs(out, `${name}.t`, tembDim, s.cout);
+      normSpecs(out, `${name}.n2`, s.cout);
+      convSpecs(out, `${name}.c2`, s.cout, s.cout, 3);
+      if (s.cin !== s.cout) convSpecs(out, `${name}.skip`, s.cin, s.cout, 1);
       return;
     case 'attn':
-      initNorm(p, `${name}.n`, s.c);
-      initConv(p, `${name}.qkv`, rng, s.c, 3 * s.c, 1);
-      initConv(p, `${name}.proj`, rng, s.c, s.c, 1);
+      normSpecs(out, `${name}.n`, s.c);
+      convSpecs(out, `${name}.qkv`, s.c, 3 * s.c, 1);
+      convSpecs(out, `${name}.proj`, s.c, s.c, 1);
       return;
     case 'down':
-      initConv(p, name, rng, s.c, s.c, 3);
+      convSpecs(out, name, s.c, s.c, 3);
       return;
     case 'up':
-      initConv(p, `${name}.1`, rng, s.c, s.c, 3); // index 1 of torch's Sequential(Upsample, Conv2d)
+      convSpecs(out, `${name}.1`, s.c, s.c, 3); // index 1 of torch's Sequential(Upsample, Conv2d)
       return;
   }
+}
+
+/**
+ * Every parameter's name and shape, in the initialiser's order, without allocating any of them. Call it on a
+ * config that passed {@link unetConfig} (its counts are bounded, so the list is short).
+ */
+export function unetParamSpecs(cfg: UNetConfig): ParamSpec[] {
+  const out: ParamSpec[] = [];
+  const ch = cfg.baseChannels;
+  const tembDim = 4 * ch;
+  const lay = layout(cfg);
+  linearSpecs(out, 'temb.0', ch, tembDim);
+  linearSpecs(out, 'temb.2', tembDim, tembDim);
+  convSpecs(out, 'cin', cfg.inChannels, ch, 3);
+  lay.down.forEach((s, i) => moduleSpecs(out, `down.${i}`, s, tembDim));
+  lay.mid.forEach((s, i) => moduleSpecs(out, `mid.${i}`, s, tembDim));
+  lay.up.forEach((s, i) => moduleSpecs(out, `up.${i}`, s, tembDim));
+  normSpecs(out, 'out.0', lay.outC);
+  convSpecs(out, 'out.2', lay.outC, cfg.outChannels, 3);
+  return out;
+}
+
+/** Parameter count of a config, from the shapes alone. */
+export function unetParamCount(cfg: UNetConfig): number {
+  return unetParamSpecs(cfg).reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
 /** Fresh parameters, keyed by torch-style names (e.g. `down.3.c1.weight`), in a fixed order. */
 export function initUNet(cfg: UNetConfig, rng: Rng): Params {
   const p: Params = {};
-  const ch = cfg.baseChannels;
-  const tembDim = 4 * ch;
-  const lay = layout(cfg);
-  initLinear(p, 'temb.0', rng, ch, tembDim);
-  initLinear(p, 'temb.2', rng, tembDim, tembDim);
-  initConv(p, 'cin', rng, cfg.inChannels, ch, 3);
-  lay.down.forEach((s, i) => initSpec(p, `down.${i}`, s, rng, tembDim));
-  lay.mid.forEach((s, i) => initSpec(p, `mid.${i}`, s, rng, tembDim));
-  lay.up.forEach((s, i) => initSpec(p, `up.${i}`, s, rng, tembDim));
-  initNorm(p, 'out.0', lay.outC);
-  initConv(p, 'out.2', rng, lay.outC, cfg.outChannels, 3);
+  for (const { name, shape, init } of unetParamSpecs(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    let data: Float32Array;
+    if ('fill' in init) {
+      data = new Float32Array(n).fill(init.fill);
+    } else {
+      data = rng.uniformFloat32(n);
+      for (let i = 0; i < n; i++) data[i] = (data[i]! * 2 - 1) * init.bound;
+    }
+    p[name] = { shape, data };
+  }
   return p;
 }
 
 export function countParams(params: Record<string, ParamValue>): number {
   return Object.values(params).reduce((n, p) => n + p.data.length, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory estimate: enough to refuse a config that cannot fit before building it, not a prediction of RSS.
+
+/** float32 copies of the weights while training: params, gradients, Adam m and v, EMA, the packed update. */
+const TRAIN_STATE_COPIES = 6;
+/** float32 copies of the weights while sampling: the ONNX model bytes and the session's initialisers. */
+const SAMPLE_STATE_COPIES = 2;
+
+export interface UNetMemory {
+  params: number;
+  /** bytes to train at the batch size: weights and optimiser state, plus activations kept for the backward pass */
+  trainBytes: number;
+  /** bytes to sample at the batch size: the weights, the skip connections and the largest module's tensors */
+  sampleBytes: number;
+}
+
+/**
+ * A lower-side estimate of the memory a config needs at `batch` images per call, counting the float32 feature
+ * maps of every module (per image: a residual block writes ~2·cin + 8·cout channels, attention ~9·c channels plus
+ * three (H·W)² score tensors) and the weights. Real use is higher (runtime arenas, the data set), so a config this
+ * function says does not fit surely does not.
+ */
+export function unetMemoryEstimate(cfg: UNetConfig, batch: number): UNetMemory {
+  const params = unetParamCount(cfg);
+  const lay = layout(cfg);
+  const R = cfg.imageSize;
+  let total = cfg.baseChannels * R * R; // cin conv, per image (elements)
+  let skips = total;
+  let largest = total;
+  const add = (elems: number, skip = 0) => {
+    total += elems;
+    skips += skip;
+    largest = Math.max(largest, elems);
+  };
+  for (const [part, specs] of [['down', lay.down], ['mid', lay.mid], ['up', lay.up]] as const) {
+    for (const s of specs) {
+      const px = s.r * s.r;
+      if (s.kind === 'res') add((2 * s.cin + 8 * s.cout) * px, part === 'down' ? s.cout * px : 0);
+      else if (s.kind === 'attn') add(9 * s.c * px + 3 * px * px);
+      else if (s.kind === 'down') add(s.c * (px / 4), s.c * (px / 4));
+      else add(2 * s.c * px * 4);
+    }
+  }
+  add((3 * lay.outC + cfg.outChannels) * R * R);
+  return {
+    params,
+    trainBytes: 4 * (TRAIN_STATE_COPIES * params + 2 * batch * total),
+    sampleBytes: 4 * (SAMPLE_STATE_COPIES * params + batch * (skips + 3 * largest)),
+  };
+}
+
+/**
+ * Throw when the estimate for `mode` at `batch` exceeds `memoryBytes` (the caller passes the machine's memory,
+ * e.g. os.totalmem(); this module imports nothing from node:*). The message names the limit.
+ */
+export function checkUNetMemory(cfg: UNetConfig, mode: 'train' | 'sample', batch: number, memoryBytes: number): UNetMemory {
+  const m = unetMemoryEstimate(cfg, batch);
+  const need = mode === 'train' ? m.trainBytes : m.sampleBytes;
+  if (need > memoryBytes) {
+    const gb = (b: number) => (b >= 10e9 ? (b / 1e9).toFixed(0) : (b / 1e9).toPrecision(2));
+    throw new Error(
+      `model needs ~${gb(need)} GB to ${mode} at batch ${batch} (params ${m.params.toPrecision(2)}); this machine has ${gb(memoryBytes)} GB`,
+    );
+  }
+  return m;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -69,6 +69,33 @@ function decodeModel(bytes: Uint8Array) {
   }
 }
 
+type GraphProto = NonNullable<ReturnType<typeof onnx.ModelProto.decode>['graph']>;
+
+/**
+ * The metadata must describe the graph: x [N, C, S, S], t [N] and out [N, outC, S, S], compared wherever the
+ * graph declares a fixed size (sizes we allocate come from the metadata, so a file whose metadata claims, say,
+ * imageSize 29360128 is refused here rather than when a buffer is allocated).
+ */
+function checkSignature(graph: GraphProto, unet: UNetConfig): void {
+  const S = unet.imageSize;
+  const expect: [string, 'input' | 'output', (number | null)[]][] = [
+    ['x', 'input', [null, unet.inChannels, S, S]],
+    ['t', 'input', [null]],
+    ['out', 'output', [null, unet.outChannels, S, S]],
+  ];
+  for (const [name, kind, want] of expect) {
+    const v = (kind === 'input' ? graph.input : graph.output)?.find((i) => i.name === name);
+    if (!v) throw new Error(`the graph has no ${kind} '${name}': not a file written by \`ddpm export\``);
+    const dims = v.type?.tensorType?.shape?.dim;
+    if (!dims) continue; // no declared shape: nothing to compare
+    const got = dims.map((d) => (d.dimValue !== undefined && d.dimValue !== null && !d.dimParam ? Number(d.dimValue) : null));
+    const fmt = (ds: (number | null)[]) => `[${ds.map((d) => d ?? 'N').join(', ')}]`;
+    if (got.length !== want.length || want.some((w, i) => w !== null && got[i] !== null && got[i] !== w)) {
+      throw new Error(`ONNX metadata (ddpm-ts.unet) says ${kind} '${name}' is ${fmt(want)}, the graph declares ${fmt(got)}`);
+    }
+  }
+}
+
 /** The configs stored in a file from {@link exportDenoiserFile}; throws a clear message when they are missing or invalid. */
 export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   const model = decodeModel(bytes);
@@ -96,6 +123,7 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   if (unet.outChannels !== expectOut) {
     throw new Error(`ONNX metadata: outChannels ${unet.outChannels} does not fit varType '${diffusion.varType}' (expected ${expectOut})`);
   }
+  checkSignature(model.graph, unet);
   const step = metadata[META_STEP] !== undefined ? Number(metadata[META_STEP]) : undefined;
   return { unet, diffusion, version: metadata[META_VERSION], step: Number.isInteger(step) ? step : undefined, metadata };
 }

@@ -10,6 +10,7 @@ import type { MeanType, VarType } from '../diffusion/batch.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { scheduleConfig, type ScheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
 import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
+import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 export interface DiffusionConfig {
   schedule: ScheduleConfig;
@@ -101,7 +102,10 @@ export interface OptionDef {
   kind: Kind;
   help: string;
   choices?: readonly string[];
+  /** the only values a number may take (e.g. channels 1 or 3) */
+  values?: readonly number[];
   min?: number;
+  /** for 'int', at most Number.MAX_SAFE_INTEGER whatever this says */
   max?: number;
 }
 
@@ -109,10 +113,10 @@ const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'sigmoid', 'scal
 
 export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'data.source', flag: 'data', kind: 'string', help: "training images: 'mnist' or a folder of PNG/JPEG/WebP" },
-  { path: 'data.batchSize', flag: 'batch-size', kind: 'int', min: 1, help: 'images per step' },
+  { path: 'data.batchSize', flag: 'batch-size', kind: 'int', min: 1, max: MAX_BATCH_SIZE, help: 'images per step' },
   { path: 'data.hflip', flag: 'hflip', kind: 'boolean', help: 'random horizontal flips' },
   { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
-  { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, help: 'diffusion steps T' },
+  { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, max: MAX_T, help: 'diffusion steps T' },
   { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: ['epsilon', 'x0', 'v'], help: 'what the model predicts' },
   { path: 'diffusion.loss', flag: 'loss', kind: 'string', choices: ['simple', 'hybrid'], help: 'L_simple, or L_simple + λ·L_vlb with learned variances' },
   { path: 'diffusion.varType', flag: 'var-type', kind: 'string', choices: ['fixedLarge', 'fixedSmall', 'learnedRange'], help: 'reverse-process variance (hybrid forces learnedRange)' },
@@ -130,18 +134,18 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'optim.emaDecay', flag: 'ema-decay', kind: 'number', min: 0, max: 1, help: 'EMA decay' },
   { path: 'run.steps', flag: 'steps', kind: 'int', min: 0, help: 'training steps (0 = until Ctrl-C or --minutes)' },
   { path: 'run.minutes', flag: 'minutes', kind: 'number', min: 0, help: 'time budget in minutes (0 = none)' },
-  { path: 'run.seed', flag: 'seed', kind: 'int', min: 0, help: 'random seed' },
+  { path: 'run.seed', flag: 'seed', kind: 'int', min: 0, max: MAX_SEED, help: 'random seed' },
   { path: 'run.logEvery', flag: 'log-every', kind: 'int', min: 1, help: 'steps between log lines' },
   { path: 'run.sampleEvery', flag: 'sample-every', kind: 'int', min: 0, help: 'steps between sample grids (0 = never)' },
   { path: 'run.checkpointEvery', flag: 'checkpoint-every', kind: 'int', min: 1, help: 'steps between checkpoints' },
-  { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, help: 'images per sample grid' },
-  { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, help: 'DDIM steps for sample grids' },
+  { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, max: MAX_SAMPLES, help: 'images per sample grid' },
+  { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, max: MAX_T, help: 'DDIM steps for sample grids' },
   { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
   { path: 'run.initFrom', flag: 'init-from', kind: 'string', help: "start from a model/checkpoint directory's weights (fine-tuning; '' = random init); with --loss hybrid on a fixed-variance model, the new variance outputs start at zero" },
-  { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, help: 'image size (folders are resized + centre-cropped to it)' },
-  { path: 'model.inChannels', flag: 'channels', kind: 'int', min: 1, max: 3, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
-  { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, help: 'U-Net base channels' },
-  { path: 'model.numResBlocks', flag: 'res-blocks', kind: 'int', min: 1, help: 'residual blocks per level' },
+  { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, max: MAX_IMAGE_SIZE, help: 'image size (folders are resized + centre-cropped to it)' },
+  { path: 'model.inChannels', flag: 'channels', kind: 'int', values: IMAGE_CHANNELS, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
+  { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, max: MAX_CHANNELS, help: 'U-Net base channels' },
+  { path: 'model.numResBlocks', flag: 'res-blocks', kind: 'int', min: 1, max: MAX_RES_BLOCKS, help: 'residual blocks per level' },
   { path: 'model.dropout', flag: 'dropout', kind: 'number', min: 0, max: 0.99, help: 'dropout in residual blocks' },
 ];
 
@@ -154,6 +158,18 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
   let o = obj;
   for (const k of keys.slice(0, -1)) o = o[k] as Record<string, unknown>;
   o[keys[keys.length - 1]!] = value;
+}
+
+/** Why `v` is not a valid value of a numeric option (undefined when it is). */
+function numberProblem(def: OptionDef, v: number): string | undefined {
+  if (!Number.isFinite(v)) return 'expected a finite number';
+  if (def.kind === 'int' && !Number.isSafeInteger(v)) {
+    return Number.isInteger(v) ? `must be at most ${Number.MAX_SAFE_INTEGER}` : 'expected an integer';
+  }
+  if (def.values && !def.values.includes(v)) return `must be ${def.values.join(' or ')}`;
+  if (def.min !== undefined && v < def.min) return `must be >= ${def.min}`;
+  if (def.max !== undefined && v > def.max) return `must be <= ${def.max}`;
+  return undefined;
 }
 
 /** Parse a CLI string for one option; throws a message naming the flag. */
@@ -171,9 +187,8 @@ export function parseOptionValue(def: OptionDef, raw: string | boolean): string 
   }
   const v = Number(s);
   if (s.trim() === '' || !Number.isFinite(v)) throw new Error(`--${def.flag}: expected a number, got '${s}'`);
-  if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`--${def.flag}: expected an integer, got '${s}'`);
-  if (def.min !== undefined && v < def.min) throw new Error(`--${def.flag}: must be >= ${def.min}, got ${v}`);
-  if (def.max !== undefined && v > def.max) throw new Error(`--${def.flag}: must be <= ${def.max}, got ${v}`);
+  const problem = numberProblem(def, v);
+  if (problem) throw new Error(`--${def.flag}: ${problem}, got '${s}'`);
   return v;
 }
 
@@ -244,9 +259,8 @@ export function validateTrainConfig(input: unknown): TrainConfig {
   for (const def of TRAIN_OPTIONS) {
     const v = getPath({ diffusion, optim, data, run, model }, def.path);
     if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${v}`);
-    if (typeof v === 'number' && ((def.min !== undefined && v < def.min) || (def.max !== undefined && v > def.max))) {
-      throw new Error(`config: '${def.path}' = ${v} is out of range`);
-    }
+    const problem = typeof v === 'number' ? numberProblem(def, v) : undefined;
+    if (problem) throw new Error(`config: '${def.path}' ${problem}, got ${v}`);
   }
   return { preset: preset as string, model, diffusion, optim, data, run };
 }
