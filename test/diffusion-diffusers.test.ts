@@ -6,7 +6,16 @@
 // Tolerances are diffusers' own: |sum − pin| < 1e-2, |mean − pin| < 1e-3 (of |x|).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DdimSampler, GaussianDiffusion, sampleLoop, type DdimSamplerOptions, type DiffusionModel } from '../src/diffusion/index.ts';
+import {
+  DdimSampler,
+  DpmSolverSampler,
+  GaussianDiffusion,
+  dpmSolverTimesteps,
+  sampleLoop,
+  type DdimSamplerOptions,
+  type DiffusionModel,
+  type DpmSolverOptions,
+} from '../src/diffusion/index.ts';
 import { Rng } from '../src/rng.ts';
 import { assertClose } from './helpers.ts';
 
@@ -128,4 +137,47 @@ test('DDIM options: set_alpha_to_one only changes the last step; use_clipped_mod
   const p = diffusersDdim(linear, { clipDenoised: false, useClippedModelOutput: true }).step(out, 500, big, new Rng(0));
   const q = diffusersDdim(linear, { clipDenoised: false, useClippedModelOutput: false }).step(out, 500, big, new Rng(0));
   assertClose(p.prevSample, q.prevSample, { atol: 2e-6 }, 'no clipping');
+});
+
+// ---------------------------------------------------------------- DPM-Solver++ (tests/schedulers/test_scheduler_dpm_multi.py)
+// get_scheduler_config: T = 1000, linear β, solver_order = 2, prediction_type "epsilon",
+// algorithm_type "dpmsolver++", solver_type "midpoint", lower_order_final = False,
+// final_sigmas_type "sigma_min", timestep_spacing "linspace" (the scheduler's default); full_loop:
+// set_timesteps(10), x = dummy_sample_deter, x ← step(dummy_model(x, t), t, x).prev_sample.
+function diffusersDpm(extra: Partial<DpmSolverOptions> = {}): DpmSolverSampler {
+  return new DpmSolverSampler(linear, {
+    meanType: 'epsilon',
+    timesteps: Array.from(dpmSolverTimesteps(1000, 10, 'linspace')),
+    solverOrder: 2,
+    solverType: 'midpoint',
+    lowerOrderFinal: false,
+    finalSigmasType: 'sigma_min',
+    ...extra,
+  });
+}
+
+test('diffusers DPM-Solver++ timesteps: linspace drops 0 from N + 1 points (499.5 rounds to 500, half to even)', () => {
+  assert.deepEqual(Array.from(diffusersDpm().timesteps), [999, 899, 799, 699, 599, 500, 400, 300, 200, 100]);
+});
+
+test('diffusers DPM-Solver++(2M) pins: test_full_loop_no_noise, _no_noise_thres, _with_v_prediction', async () => {
+  const cases: [string, DpmSolverSampler, number][] = [
+    ['no_noise', diffusersDpm(), 0.3301],
+    // thresholding=True, dynamic_thresholding_ratio=0.87, sample_max_value=0.5
+    ['no_noise_thres', diffusersDpm({ dynamicThreshold: { percentile: 0.87, maxValue: 0.5 } }), 1.1364],
+    ['with_v_prediction', diffusersDpm({ meanType: 'v' }), 0.2251],
+  ];
+  for (const [name, sampler, mean] of cases) {
+    const x = await sampleLoop(sampler, dummyModel, shape, new Rng(0), { noise: dummyDeter(false) });
+    assertPins(x, { mean }, `DPM-Solver++ ${name}`);
+  }
+});
+
+test('diffusers DPM-Solver++(2M) pin: test_full_loop_with_noise (add_noise at timesteps[5] = 500, then the last 5 steps)', async () => {
+  const sampler = diffusersDpm();
+  const t0 = sampler.timesteps[5];
+  assert.equal(t0, 500);
+  const xt = linear.qSample({ data: dummyDeter(false), shape }, t0, dummyDeter(true));
+  const x = await sampleLoop(sampler, dummyModel, shape, new Rng(0), { noise: xt, startStep: 5 });
+  assertPins(x, { sum: 318.4111, mean: 0.4146 }, 'DPM-Solver++ with_noise');
 });

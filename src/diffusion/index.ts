@@ -8,7 +8,8 @@
  *   posteriorVariance β̃_t (eq. 7) · posteriorMeanCoef1/2: μ̃_t's x_0 / x_t coefficients (eq. 7) ·
  *   qSample: x_t from x_0 (eq. 4) · qPosteriorMeanVariance: q(x_{t−1}|x_t,x_0) (eq. 6–7) ·
  *   pMeanVariance: p_θ(x_{t−1}|x_t) (eq. 1, 11) · vbTermsBpd: L_{t−1} / L_0 (eq. 5) ·
- *   DdpmSampler: Algorithm 2 · DdimSampler: Song et al. eq. (12), (16).
+ *   DdpmSampler: Algorithm 2 · DdimSampler: Song et al. eq. (12), (16) · DpmSolverSampler: Lu et al.
+ *   2022 (DPM-Solver++), Algorithm 2.
  * The full table is at the top of `gaussian-diffusion.ts`.
  */
 export {
@@ -71,6 +72,7 @@ export {
   type DiffusersSpacing,
   type TimestepSpec,
   diffusersTimesteps,
+  dpmSolverTimesteps,
   resolveTimestepSpec,
   respace,
   roundHalfEven,
@@ -84,11 +86,13 @@ export {
   type Sampler,
   type SamplerOptions,
   type SamplerStepOutput,
+  BaseSampler,
   DdimSampler,
   DdpmSampler,
   ddimSigma,
   sampleLoop,
 } from './samplers.ts';
+export { type DpmSolverOptions, type FinalSigmasType, DpmSolverSampler } from './dpm-solver.ts';
 export {
   calcBpdLoop,
   cosine,

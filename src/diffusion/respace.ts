@@ -114,6 +114,44 @@ export function diffusersTimesteps(
 }
 
 /**
+ * diffusers' `DPMSolverMultistepScheduler.set_timesteps(numInferenceSteps)` (descending). Its linspace
+ * and leading spacings differ from {@link diffusersTimesteps}: they lay out N + 1 points and drop
+ * timestep 0, because the solver's last step goes past the last kept timestep (to σ = 0 or to the
+ * first training timestep, `final_sigmas_type`):
+ * - linspace: round(linspace(0, T−1, N + 1)) reversed, without its last element (0);
+ * - leading:  (arange(N + 1)·(T div (N + 1))) reversed, without 0, + stepsOffset;
+ * - trailing: as {@link diffusersTimesteps}.
+ * (`lambda_min_clipped` = −∞, diffusers' default, so the last training timestep is T − 1.)
+ */
+export function dpmSolverTimesteps(
+  numTrainTimesteps: number,
+  numInferenceSteps: number,
+  spacing: DiffusersSpacing,
+  stepsOffset = 0,
+): Int32Array {
+  const T = numTrainTimesteps;
+  const N = numInferenceSteps;
+  if (!Number.isInteger(N) || N < 1 || N > T) throw new Error(`numInferenceSteps must be an integer in [1, ${T}], got ${N}`);
+  if (spacing === 'trailing') return diffusersTimesteps(T, N, spacing, stepsOffset);
+  const out = new Int32Array(N);
+  if (spacing === 'linspace') {
+    // NumPy's linspace: start + k·step, with the last point set to stop
+    const step = (T - 1) / N;
+    for (let k = 1; k <= N; k++) out[N - k] = roundHalfEven(k === N ? T - 1 : k * step);
+  } else if (spacing === 'leading') {
+    const ratio = Math.floor(T / (N + 1));
+    for (let k = 1; k <= N; k++) out[N - k] = k * ratio + stepsOffset;
+  } else {
+    throw new Error(`unknown spacing '${String(spacing)}'`);
+  }
+  for (let k = 0; k < N; k++) {
+    if (out[k] < 0 || out[k] >= T) throw new Error(`spacing '${spacing}' produced timestep ${out[k]} outside [0, ${T})`);
+    if (k > 0 && out[k] >= out[k - 1]) throw new Error(`${N} ${spacing} steps of ${T} repeat timestep ${out[k]}; use fewer steps`);
+  }
+  return out;
+}
+
+/**
  * Which timesteps to keep:
  * - a string: improved-diffusion's "N", "a,b,c", "ddimN", or diffusers' "leadingN", "trailingN", "linspaceN";
  * - `{ spacing, numSteps, stepsOffset? }`: diffusers' spacing;
