@@ -9,7 +9,8 @@
  *   qSample: x_t from x_0 (eq. 4) · qPosteriorMeanVariance: q(x_{t−1}|x_t,x_0) (eq. 6–7) ·
  *   pMeanVariance: p_θ(x_{t−1}|x_t) (eq. 1, 11) · vbTermsBpd: L_{t−1} / L_0 (eq. 5) ·
  *   DdpmSampler: Algorithm 2 · DdimSampler: Song et al. eq. (12), (16) · DpmSolverSampler: Lu et al.
- *   2022 (DPM-Solver++), Algorithm 2 · sdedit: Meng et al. 2022 · ddimInvert: Song et al. §4.3.
+ *   2022 (DPM-Solver++), Algorithm 2 · inpaint: RePaint (Lugmayr et al. 2022) · sdedit: Meng et al. 2022 ·
+ *   ddimInvert: Song et al. §4.3.
  * The full table is at the top of `gaussian-diffusion.ts`.
  */
 export {
@@ -93,6 +94,7 @@ export {
   sampleLoop,
 } from './samplers.ts';
 export { type DpmSolverOptions, type FinalSigmasType, DpmSolverSampler } from './dpm-solver.ts';
+export { type InpaintOptions, type InpaintStep, expandMask, inpaint, repaintSchedule } from './inpaint.ts';
 export { type InvertStep, type SdeditOptions, ddimInvert, keptIndex, sdedit, sdeditStartStep } from './edit.ts';
 export {
   calcBpdLoop,
