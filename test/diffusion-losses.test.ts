@@ -161,15 +161,21 @@ test('vbTermsBpd: KL(q ‖ p_θ) for t > 0, discretised decoder NLL at t = 0, in
   const p = d.pMeanVariance(epsTheta, { data: xt, shape }, t, opts);
   const q = d.qPosteriorMeanVariance(x0, xt, t);
   for (let b = 0; b < 4; b++) {
+    // the means in float64 (eq. 7, with x̂_0 from eq. 15), as vbTermsBpd computes them
+    const [c1, c2, abar] = [d.posteriorMeanCoef1[t[b]], d.posteriorMeanCoef2[t[b]], d.alphasCumprod[t[b]]];
+    const pMean = (j: number) => c1 * (xt[j] / Math.sqrt(abar) - Math.sqrt(1 / abar - 1) * epsTheta[j]) + c2 * xt[j];
+    const qMean = (j: number) => c1 * x0.data[j] + c2 * xt[j];
     let acc = 0;
     for (let j = b * 6; j < (b + 1) * 6; j++) {
+      assertClose(pMean(j), p.mean[j], { atol: 1e-6 }, 'μ_θ');
+      assertClose(qMean(j), q.mean[j], { atol: 1e-6 }, 'μ̃_t');
       if (t[b] === 0) {
-        acc -= discretizedGaussianLogLikelihood([x0.data[j]], [p.mean[j]], 0.5 * p.logVariance[j])[0];
+        acc -= discretizedGaussianLogLikelihood([x0.data[j]], [pMean(j)], 0.5 * p.logVariance[j])[0];
       } else {
         // KL(q(x_{t−1}|x_t,x_0) ‖ p_θ(x_{t−1}|x_t)): the posterior is the FIRST argument
         const s1 = Math.exp(0.5 * q.logVarianceClipped[j]);
         const s2 = Math.exp(0.5 * p.logVariance[j]);
-        acc += Math.log(s2 / s1) + (s1 * s1 + (q.mean[j] - p.mean[j]) ** 2) / (2 * s2 * s2) - 0.5;
+        acc += Math.log(s2 / s1) + (s1 * s1 + (qMean(j) - pMean(j)) ** 2) / (2 * s2 * s2) - 0.5;
       }
     }
     assertClose(output[b], acc / 6 / Math.LN2, { rtol: 1e-5, atol: 1e-9 }, `vb term t=${t[b]}`);
@@ -178,6 +184,45 @@ test('vbTermsBpd: KL(q ‖ p_θ) for t > 0, discretised decoder NLL at t = 0, in
   const perfect = d.vbTermsBpd(noise, x0, xt, t, { meanType: 'epsilon', varType: 'fixedSmall' }).output;
   assertClose(perfect.subarray(1), [0, 0, 0], { atol: 1e-6 }, 'KL of a perfect model');
   assert.ok(perfect[0] > 0, 'decoder NLL is positive');
+});
+
+test('vbTermsBpd keeps precision for near-equal means: float64 closed form to 1e-5 relative', () => {
+  // A nearly perfect ε-model (ε_θ = ε + 1e-4·cos) at small t: μ̃_t − μ_θ is ~1e-6 while both means are
+  // ~1, so means rounded to float32 (ulp ~6e-8) would put the KL off by ~10%. Reference: the same
+  // float32 inputs, everything else in float64: x̂_0 = x_t/√ᾱ_t − √(1/ᾱ_t − 1) ε_θ (eq. 15),
+  // μ̃_t − μ_θ = coef1·(x_0 − x̂_0) (eq. 7), KL = ½(−1 + lv_p − lv_q + e^{lv_q − lv_p} + (μ̃ − μ_θ)² e^{−lv_p}).
+  const d = GaussianDiffusion.fromConfig({ kind: 'linear' });
+  const shape = [3, 1, 4, 4];
+  const rng = new Rng(21);
+  const x0: ShapedArray = { data: gridData(rng, 48), shape };
+  const noise = rng.normalFloat32(48);
+  const t = [1, 5, 30];
+  const xt = d.qSample(x0, t, noise);
+  const epsTheta = noise.map((v, i) => v + 1e-4 * Math.cos(i));
+  const varHalf = Float32Array.from({ length: 48 }, (_, i) => 0.5 * Math.sin(i)); // learnedRange v ∈ [−1, 1]
+  const learned = new Float32Array(96);
+  for (let b = 0; b < 3; b++) {
+    learned.set(epsTheta.subarray(b * 16, b * 16 + 16), b * 32);
+    learned.set(varHalf.subarray(b * 16, b * 16 + 16), b * 32 + 16);
+  }
+  for (const varType of ['fixedSmall', 'learnedRange'] as const) {
+    const out = d.vbTermsBpd(varType === 'learnedRange' ? learned : epsTheta, x0, xt, t, { meanType: 'epsilon', varType }).output;
+    const expected = t.map((ti, b) => {
+      const abar = d.alphasCumprod[ti];
+      const lvq = d.posteriorLogVarianceClipped[ti];
+      let acc = 0;
+      for (let j = b * 16; j < (b + 1) * 16; j++) {
+        const predX0 = xt[j] / Math.sqrt(abar) - Math.sqrt(1 / abar - 1) * epsTheta[j];
+        const diff = d.posteriorMeanCoef1[ti] * (x0.data[j] - predX0);
+        const frac = (varHalf[j] + 1) / 2;
+        const lvp = varType === 'fixedSmall' ? lvq : frac * Math.log(d.betas[ti]) + (1 - frac) * lvq;
+        acc += 0.5 * (-1 + lvp - lvq + Math.exp(lvq - lvp) + diff * diff * Math.exp(-lvp));
+      }
+      return acc / 16 / Math.LN2;
+    });
+    assertClose(out, expected, { rtol: 1e-5 }, `vbTermsBpd (${varType}) near-equal means`);
+    if (varType === 'fixedSmall') assert.ok(expected.every((v) => v > 0 && v < 1e-8), `tiny KL terms: ${expected}`);
+  }
 });
 
 test('priorBpd is KL(N(√ᾱ_T x_0, 1−ᾱ_T) ‖ N(0, 1)) averaged, in bits', () => {

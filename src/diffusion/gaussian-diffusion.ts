@@ -424,20 +424,82 @@ export class GaussianDiffusion implements ScheduleTables {
     t: Timesteps,
     opts: VbOptions,
   ): { output: Float64Array; predX0: Float32Array } {
-    const { B } = batchDims(x0);
+    const { B, perExample } = batchDims(x0);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
-    checkLength(xt, x0.data.length, 'xt');
-    const xtBatch: ShapedArray = { data: xt, shape: x0.shape };
-    const q = this.qPosteriorMeanVariance(x0, xt, ts);
-    const p = this.pMeanVariance(modelOutput, xtBatch, ts, { ...opts, clipDenoised: opts.clipDenoised ?? false });
-    const kl = meanFlat(normalKl(q.mean, q.logVarianceClipped, p.mean, p.logVariance), B);
-    const halfLogVar = p.logVariance.map((lv) => 0.5 * lv);
-    const decoderNll = meanFlat(discretizedGaussianLogLikelihood(x0.data, p.mean, halfLogVar), B);
+    const n = x0.data.length;
+    checkLength(xt, n, 'xt');
+    // Everything in float64: the means μ̃_t and μ_θ are never rounded to float32, and the KL takes
+    // their difference μ̃_t − μ_θ = coef1·(x_0 − x̂_0) directly (the x_t terms of eq. 7 cancel), so
+    // near-equal means (a good model at small t) keep their precision.
+    const p = this.pMeanLogVariance64(modelOutput, { data: xt, shape: x0.shape }, ts, opts.meanType, opts.varType, opts.clipDenoised ?? false);
+    const meanDiff = new Float64Array(n);
+    const qLogVar = new Float64Array(n);
+    const pMean = new Float64Array(n);
+    const pHalfLogVar = new Float64Array(n);
+    for (let b = 0; b < B; b++) {
+      const c1 = this.posteriorMeanCoef1[ts[b]];
+      const c2 = this.posteriorMeanCoef2[ts[b]];
+      const lv = this.posteriorLogVarianceClipped[ts[b]];
+      for (let j = b * perExample; j < (b + 1) * perExample; j++) {
+        meanDiff[j] = c1 * (x0.data[j] - p.predX0[j]);
+        qLogVar[j] = lv;
+        pMean[j] = c1 * p.predX0[j] + c2 * xt[j];
+        pHalfLogVar[j] = 0.5 * p.logVariance[j];
+      }
+    }
+    const kl = meanFlat(normalKl(meanDiff, qLogVar, 0, p.logVariance), B);
+    const decoderNll = meanFlat(discretizedGaussianLogLikelihood(x0.data, pMean, pHalfLogVar), B);
     const output = new Float64Array(B);
     for (let b = 0; b < B; b++) {
       output[b] = (ts[b] === 0 ? -decoderNll[b] : kl[b]) / LN2;
     }
-    return { output, predX0: p.predX0 };
+    return { output, predX0: Float32Array.from(p.predX0) };
+  }
+
+  /**
+   * x̂_0 (clipped if asked) and log Σ_θ of {@link pMeanVariance}, in float64 (for the VLB terms).
+   * Rounding `predX0` to float32 gives pMeanVariance's `predX0` (clipping to ±1 commutes with rounding).
+   */
+  private pMeanLogVariance64(
+    modelOutput: Float32Array,
+    xt: ShapedArray,
+    ts: Int32Array,
+    meanType: MeanType,
+    varType: VarType,
+    clip: boolean,
+  ): { predX0: Float64Array; logVariance: Float64Array } {
+    const { B, perExample } = batchDims(xt);
+    const n = xt.data.length;
+    const { output, varValues } = splitModelOutput(modelOutput, n, B, varType);
+    const predX0 = new Float64Array(n);
+    const logVariance = new Float64Array(n);
+    for (let b = 0; b < B; b++) {
+      const t = ts[b];
+      // x̂_0 from ε (eq. 15), x_0, or v; then log Σ: fixed, or N&D eq. (15)
+      let ca: number;
+      let cb: number;
+      if (meanType === 'epsilon') [ca, cb] = [this.sqrtRecipAlphasCumprod[t], this.negSqrtRecipm1AlphasCumprod[t]];
+      else if (meanType === 'v') [ca, cb] = [this.sqrtAlphasCumprod[t], this.negSqrtOneMinusAlphasCumprod[t]];
+      else if (meanType === 'x0') [ca, cb] = [0, 1];
+      else throw new Error(`unknown meanType '${String(meanType)}'`);
+      const minLog = this.posteriorLogVarianceClipped[t];
+      const maxLog = this.logBetas[t];
+      for (let j = b * perExample; j < (b + 1) * perExample; j++) {
+        const x = ca * xt.data[j] + cb * output[j];
+        predX0[j] = clip ? Math.min(1, Math.max(-1, x)) : x;
+        if (varType === 'learnedRange') {
+          const frac = (varValues![j] + 1) / 2;
+          logVariance[j] = frac * maxLog + (1 - frac) * minLog;
+        } else if (varType === 'fixedLarge') {
+          logVariance[j] = this.logFixedLargeVariance[t];
+        } else if (varType === 'fixedSmall') {
+          logVariance[j] = minLog;
+        } else {
+          throw new Error(`unknown varType '${String(varType)}'`);
+        }
+      }
+    }
+    return { predX0, logVariance };
   }
 
   /**
