@@ -56,3 +56,6 @@ export const MAX_IDX_RANK = 8;
 
 /** Bytes of a gzip-compressed IDX file once inflated (MNIST's training images are 47 MB). */
 export const MAX_IDX_BYTES = 2 ** 30;
+
+/** onnxruntime intra-op threads (--threads): each is an OS thread with its own stack. */
+export const MAX_THREADS = 1024;

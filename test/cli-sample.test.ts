@@ -62,7 +62,7 @@ test('sample: bad input is one line on stderr and exit code 2', async () => {
   assertUserError(await sample('--sampler', 'foo'), /argument 'foo' is invalid/);
   assertUserError(await runCli(['sample', '--checkpoint', out('nope'), '--n', '1']), /no such file or directory: .*nope/);
   assertUserError(await sample('--steps', '101', '--out', out('x.png')), /--steps must be an integer in \[2, 100\]/);
-  assertUserError(await sample('--steps', '1'), /--steps must be an integer >= 2/);
+  assertUserError(await sample('--steps', '1'), /--steps must be an integer in \[2, 100000\], got '1'/);
   assertUserError(await sample('--sampler', 'ddpm', '--eta', '0.5'), /--eta applies to --sampler ddim only/);
   assertUserError(await sample('--eta', '2'), /--eta must be a number in \[0, 1\]/);
   assertUserError(await sample('--spacing', 'bogus'), /--spacing must be one of/);

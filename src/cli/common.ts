@@ -1,5 +1,8 @@
 /** Shared CLI plumbing: runtime flags, number parsing, errors that print without a stack. */
+import os from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
+import { MAX_THREADS } from '../limits.ts';
+import { checkUNetMemory, type UNetConfig } from '../models/unet.ts';
 
 /** An error meant for the user: printed as one line, exit code 2 (bad input) or 1. */
 export class UserError extends Error {
@@ -9,12 +12,35 @@ export class UserError extends Error {
   }
 }
 
-export function parseIntArg(name: string, min = 0): (v: string) => number {
+/** An integer flag in [min, max]; max defaults to the largest safe integer (so '1e300' is refused, not rounded). */
+export function parseIntArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
   return (v) => {
     const n = Number(v);
-    if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${v}'`);
+    if (v.trim() === '' || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got '${v}'`);
+    }
     return n;
   };
+}
+
+/**
+ * Refuse, before any work, a model that cannot `mode` at `batch` images per call in this machine's memory
+ * (checkUNetMemory's estimate against os.totalmem()). `where` names the file the config came from.
+ */
+export function checkModelFits(unet: UNetConfig, mode: 'train' | 'sample', batch: number, where: string): void {
+  try {
+    checkUNetMemory(unet, mode, batch, os.totalmem());
+  } catch (e) {
+    throw new UserError(`${where}: ${(e as Error).message}`);
+  }
+}
+
+/** Refuse, before any work, outputs that need more than half of this machine's memory. */
+export function checkOutputMemory(bytes: number, what: string): void {
+  const allowed = os.totalmem() / 2;
+  if (bytes > allowed) {
+    throw new UserError(`${what} need ${(bytes / 1e9).toPrecision(2)} GB in memory, over the ${(allowed / 1e9).toFixed(1)} GB allowed (half of this machine's memory)`);
+  }
 }
 
 export function parseFloatArg(name: string, min = -Infinity, max = Infinity): (v: string) => number {
@@ -28,7 +54,7 @@ export function parseFloatArg(name: string, min = -Infinity, max = Infinity): (v
 /** --threads and --ep, shared by every command that runs a model. */
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', parseIntArg('--threads', 1))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', parseIntArg('--threads', 1, MAX_THREADS))
     .option('--ep <provider>', 'execution provider: cpu, cuda or webgpu', 'cpu');
 }
 

@@ -20,7 +20,8 @@ import type { Denoiser } from '../models/denoiser.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
 import { SAMPLER_KINDS, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
-import { UserError, addRuntimeOptions, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
 
 interface EvalOptions {
@@ -45,13 +46,13 @@ export function evalCommand(): Command {
     .description('evaluate a model: NLL bound in bits/dim on MNIST test images, FID-LeNet / class histogram of generated (or given) samples')
     .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
     .option('--nll <n>', 'NLL bound (all T steps, Ho et al. eq. 5) on the first n MNIST test images; costs T model calls per batch', parseIntArg('--nll', 1))
-    .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2))
+    .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2, MAX_SAMPLES))
     .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
     .addOption(new Option('--sampler <kind>', 'sampler for --fid').choices(SAMPLER_KINDS).default('ddim'))
-    .option('--steps <k>', 'sampling steps for --fid, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2))
+    .option('--steps <k>', 'sampling steps for --fid, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2, MAX_T))
     .option('--eta <eta>', 'DDIM η for --fid (default 0)', parseFloatArg('--eta', 0, 1))
-    .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0), 0)
-    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1), 256)
+    .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 256)
     .addOption(
       new Option('--var-type <type>', "reverse-process variance for the NLL and DDPM sampling (default: the model's, fixedLarge for the baseline)").choices([
         'fixedLarge',
@@ -153,6 +154,10 @@ async function runEval(opts: EvalOptions): Promise<void> {
     if ((diffusion.varType === 'learnedRange') !== (varType === 'learnedRange')) {
       throw new UserError(`--var-type ${varType}: the model was trained with ${diffusion.varType}; a learned variance cannot be swapped for a fixed one or back`);
     }
+    // before any work: the model at the batch size and the generated images must fit this machine
+    const n = Math.max(opts.nll ?? 0, opts.fid ?? 0);
+    checkModelFits(unet, 'sample', Math.min(opts.batchSize, n), model.file);
+    if (opts.fid !== undefined) checkOutputMemory(2 * 4 * 784 * opts.fid, `--fid ${opts.fid}: the samples and their copy for the classifier`);
     report.model = { file: model.file, step: model.step ?? null, description: describeModel(model) };
     log(`model: ${model.file} (${describeModel(model)})`);
     const denoiser = await openDenoiser(model, opts);

@@ -8,7 +8,8 @@ import { countParams } from '../models/unet.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
 import { checkOpset, exportDenoiserFile, readDenoiserFile } from '../sample/onnx-file.ts';
-import { UserError, addRuntimeOptions, parseIntArg } from './common.ts';
+import { MAX_BATCH_SIZE } from '../limits.ts';
+import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
 import { describeModel, loadModel, packageVersion } from './model.ts';
 
 interface ExportOptions {
@@ -48,7 +49,7 @@ export function exportCommand(): Command {
     .option('--checkpoint <dir>', 'checkpoint or model directory (default: the shipped models/mnist-28)')
     .requiredOption('--out <file.onnx>', 'the ONNX file (written atomically)')
     .option('--opset-check', 'also check that only standard ONNX operators of the declared opset are used, and that the model runs with graph optimisations off')
-    .option('--check-batch <n>', 'batch size of the random verification batch', parseIntArg('--check-batch', 1), 4);
+    .option('--check-batch <n>', 'batch size of the random verification batch', parseIntArg('--check-batch', 1, MAX_BATCH_SIZE), 4);
   addRuntimeOptions(cmd);
   cmd.addHelpText('after', USAGE_NOTES);
   cmd.action(async (opts: ExportOptions) => {
@@ -77,6 +78,7 @@ async function runExport(opts: ExportOptions): Promise<void> {
     throw new UserError((e as Error).message);
   }
   const model = await loadModel(opts.checkpoint, { allowOnnx: false });
+  checkModelFits(model.unet, 'sample', opts.checkBatch, model.file); // the verification runs the model at --check-batch
   const weights = model.weights!;
 
   // 2. export and write

@@ -9,9 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/optim.ts';
 import { Denoiser } from '../models/denoiser.ts';
-import { initUNet, type UNetConfig } from '../models/unet.ts';
+import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
-import { Rng } from '../rng.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { CheckpointError, checkWeights, loadModelDir } from '../train/checkpoint.ts';
@@ -100,7 +99,8 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
   }
   try {
     const { config, weights, file, dir } = await loadModelDir(p);
-    checkWeights(file, weights, initUNet(config.model, new Rng(0)));
+    // the expected names and shapes, without building the model (a 1 KB config may describe gigabytes of weights)
+    checkWeights(file, weights, Object.fromEntries(unetParamSpecs(config.model).map((s) => [s.name, s])));
     return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
   } catch (e) {
     if (e instanceof UserError) throw e;

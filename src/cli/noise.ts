@@ -3,10 +3,11 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
-import { decodeImage, makeGrid, readImage, writePng } from '../io/image.ts';
+import { decodeImage, makeGrid, readImage, readImageHeader, writePng } from '../io/image.ts';
+import { MAX_GRID_PIXELS, MAX_IMAGE_SIZE, MAX_SEED, MAX_T } from '../limits.ts';
 import { Rng } from '../rng.ts';
 import { forwardProcess } from '../sample/forward.ts';
-import { UserError, parseIntArg } from './common.ts';
+import { UserError, checkOutputMemory, parseIntArg } from './common.ts';
 
 interface NoiseOptions {
   image: string;
@@ -29,9 +30,9 @@ export function noiseCommand(): Command {
     .option('--t <list>', 'timesteps, comma-separated integers in [0, T) (index t is the paper\'s t+1)', '0,100,250,500,999')
     .requiredOption('--out <file.png>', 'the strip: x_0, then x_t for each t; top row closed form, bottom row chain')
     .addOption(new Option('--schedule <kind>', 'β schedule').choices(['linear', 'cosine', 'sigmoid', 'scaledLinear']).default('linear'))
-    .option('--T <steps>', 'diffusion steps T', parseIntArg('--T', 2), 1000)
-    .option('--seed <s>', 'random seed', parseIntArg('--seed', 0), 0)
-    .option('--size <px>', `resize the shorter side to px and centre-crop to a square (default: keep, but at most ${MAX_DEFAULT_SIZE})`, parseIntArg('--size', 1))
+    .option('--T <steps>', 'diffusion steps T', parseIntArg('--T', 2, MAX_T), 1000)
+    .option('--seed <s>', 'random seed', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--size <px>', `resize the shorter side to px and centre-crop to a square (default: keep, but at most ${MAX_DEFAULT_SIZE})`, parseIntArg('--size', 1, MAX_IMAGE_SIZE))
     .addOption(new Option('--channels <c>', '1 (grayscale) or 3 (RGB); default: 1 for a gray image, else 3').choices(['1', '3']));
   cmd.action(async (opts: NoiseOptions) => {
     await runNoise(opts);
@@ -56,18 +57,19 @@ async function loadImage(file: string, size: number | undefined, channels: 1 | 3
     throw new UserError(`--image: no such file: ${file}`);
   }
   try {
-    // 1. size and channels when not given: look at the image once
-    if (size === undefined || channels === undefined) {
-      const rgb = await decodeImage(file, { channels: 3 });
-      if (size === undefined && Math.min(rgb.width, rgb.height) > MAX_DEFAULT_SIZE) {
+    // 1. size and channels when not given: the size from the header (no decode), the channels from the pixels
+    if (size === undefined) {
+      const { width, height } = await readImageHeader(file);
+      if (Math.min(width, height) > MAX_DEFAULT_SIZE) {
         size = MAX_DEFAULT_SIZE;
-        process.stderr.write(`note: ${rgb.width}x${rgb.height} image resized and cropped to ${size}x${size} (pass --size to choose)\n`);
+        process.stderr.write(`note: ${width}x${height} image resized and cropped to ${size}x${size} (pass --size to choose)\n`);
       }
-      if (channels === undefined) {
-        let gray = true;
-        for (let i = 0; i < rgb.data.length && gray; i += 3) gray = rgb.data[i] === rgb.data[i + 1] && rgb.data[i] === rgb.data[i + 2];
-        channels = gray ? 1 : 3;
-      }
+    }
+    if (channels === undefined) {
+      const rgb = await decodeImage(file, { channels: 3, size });
+      let gray = true;
+      for (let i = 0; i < rgb.data.length && gray; i += 3) gray = rgb.data[i] === rgb.data[i + 1] && rgb.data[i] === rgb.data[i + 2];
+      channels = gray ? 1 : 3;
     }
     return await readImage(file, { channels, size });
   } catch (e) {
@@ -82,6 +84,12 @@ async function runNoise(opts: NoiseOptions): Promise<void> {
   const ts = parseTimesteps(opts.t, opts.T);
   if (path.extname(opts.out).toLowerCase() !== '.png') throw new UserError(`--out must end in .png, got '${opts.out}'`);
   const img = await loadImage(opts.image, opts.size, opts.channels === undefined ? undefined : (Number(opts.channels) as 1 | 3));
+  // the strip (2 rows of 1 + |t| images) must fit in memory and in a PNG before the process runs
+  const stripPixels = ((ts.length + 1) * (img.width + 2) + 2) * (2 * (img.height + 2) + 2);
+  if (stripPixels > MAX_GRID_PIXELS) {
+    throw new UserError(`--t: ${ts.length} timesteps of ${img.width}x${img.height} images make a ${stripPixels.toLocaleString('en-US')}-pixel strip, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} limit (MAX_GRID_PIXELS)`);
+  }
+  checkOutputMemory(4 * 2 * 2 * (ts.length + 1) * img.data.length, `--t: ${ts.length} timesteps (closed form and chain) of ${img.channels}x${img.height}x${img.width}`);
   const diffusion = GaussianDiffusion.fromConfig({ kind: opts.schedule, T: opts.T });
 
   // 2. the forward process both ways

@@ -7,8 +7,9 @@ import { makeGrid, writeGif, writeImageGrid, writePng } from '../io/image.ts';
 import { SAMPLER_KINDS, SPACINGS, evenSteps, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
-import { UserError, addRuntimeOptions, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
-import { describeModel, loadModel, openDenoiser } from './model.ts';
+import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
 
 interface SampleOptions {
   checkpoint?: string;
@@ -34,19 +35,19 @@ export function sampleCommand(): Command {
   const cmd = new Command('sample')
     .description('generate images from a trained model: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) or DDIM (Song et al. 2021)')
     .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
-    .option('--n <count>', 'number of images', parseIntArg('--n', 1), 64)
+    .option('--n <count>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
     .addOption(new Option('--sampler <kind>', 'ddpm (ancestral) or ddim').choices(SAMPLER_KINDS).default('ddim'))
-    .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2))
+    .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2, MAX_T))
     .option('--eta <eta>', 'DDIM η in [0, 1]: 0 deterministic, 1 = DDPM posterior variance (default 0)', parseFloatArg('--eta', 0, 1))
     .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm)`, 'auto')
-    .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0), 0)
+    .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
     .option('--out <file.png>', 'the sample grid', 'samples.png')
     .option('--out-dir <dir>', 'also write every image as its own PNG (sample_00000.png, ...), e.g. for `ddpm eval --samples`')
-    .option('--nrow <k>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1))
+    .option('--nrow <k>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1, MAX_SAMPLES))
     .option('--trajectory <file>', 'also draw x_t (above) and the predicted x_0 (below) along the reverse process: .png grid or animated .gif')
-    .option('--trajectory-samples <k>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1), 4)
-    .option('--frames <k>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1))
-    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1), 64)
+    .option('--trajectory-samples <k>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1, MAX_SAMPLES), 4)
+    .option('--frames <k>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1, MAX_T))
+    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64)
     .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
     .option('--no-clip', 'do not clip the predicted x_0');
   addRuntimeOptions(cmd);
@@ -70,6 +71,28 @@ function checkExt(flag: string, file: string, exts: readonly string[]): string {
   return ext;
 }
 
+/** Side of a grid of `count` images of side `size` (makeGrid's default padding of 2). */
+const gridSide = (count: number, size: number) => count * (size + 2) + 2;
+
+/**
+ * Before any work: the model at the batch size, the samples (and trajectory) in memory, and the PNG grids must
+ * fit (--n 1e8 used to load the model, then fail allocating the samples).
+ */
+function checkSampleSize(model: LoadedModel, opts: SampleOptions, frames: number): void {
+  const { inChannels: c, imageSize: s } = model.unet;
+  checkModelFits(model.unet, 'sample', Math.min(opts.batchSize, opts.n), model.file);
+  const k = opts.trajectory ? Math.min(opts.trajectorySamples, opts.n) : 0;
+  checkOutputMemory(4 * c * s * s * (opts.n + 2 * k * frames), `--n ${opts.n}: ${opts.n} samples${k > 0 ? ` and a ${k}x${frames} trajectory` : ''} of ${c}x${s}x${s}`);
+  const cols = Math.min(opts.nrow ?? Math.ceil(Math.sqrt(opts.n)), opts.n);
+  const grid = gridSide(cols, s) * gridSide(Math.ceil(opts.n / cols), s);
+  if (grid > MAX_GRID_PIXELS) {
+    throw new UserError(`--n ${opts.n}: the grid of ${s}x${s} images would have ${grid.toLocaleString('en-US')} pixels, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} a PNG grid may have (MAX_GRID_PIXELS); lower --n`);
+  }
+  if (k > 0 && gridSide(frames, s) * gridSide(2 * k, s) > MAX_GRID_PIXELS) {
+    throw new UserError(`--trajectory: ${k} image(s) x ${frames} frames of ${s}x${s} exceed the ${MAX_GRID_PIXELS.toLocaleString('en-US')}-pixel grid limit (MAX_GRID_PIXELS); lower --trajectory-samples or --frames`);
+  }
+}
+
 async function runSample(opts: SampleOptions): Promise<void> {
   // 1. options that need no model
   checkExt('--out', opts.out, ['.png']);
@@ -86,11 +109,12 @@ async function runSample(opts: SampleOptions): Promise<void> {
     throw new UserError((e as Error).message);
   }
   const steps = sampler.timesteps.length;
+  const frames = opts.frames ?? (trajExt === '.gif' ? Math.min(steps, 100) : 10);
+  checkSampleSize(model, opts, frames);
   const denoiser = await openDenoiser(model, opts);
   const loadSec = (performance.now() - t0) / 1000;
   const { unet } = model;
   const imageShape = [unet.inChannels, unet.imageSize, unet.imageSize] as const;
-  const frames = opts.frames ?? (trajExt === '.gif' ? Math.min(steps, 100) : 10);
   const batches = Math.ceil(opts.n / opts.batchSize);
   process.stdout.write(
     `sampling ${opts.n} image(s) with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +

@@ -12,7 +12,8 @@ import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS } from '../models/unet.ts';
-import { UserError, addRuntimeOptions, formatDuration } from './common.ts';
+import { MAX_GRID_PIXELS } from '../limits.ts';
+import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
 
 export function trainCommand(): Command {
   const d = defaultTrainConfig();
@@ -81,6 +82,24 @@ export async function loadDataset(config: TrainConfig): Promise<Dataset> {
   return imageFolderDataset(data);
 }
 
+/**
+ * Before any work: the model must train at the batch size in this machine's memory, and the periodic sample grid
+ * (sampleCount images in one call) must fit too.
+ */
+function checkTrainSize(config: TrainConfig, where: string): void {
+  const { model, run } = config;
+  checkModelFits(model, 'train', config.data.batchSize, where);
+  if (run.sampleEvery > 0) {
+    checkModelFits(model, 'sample', run.sampleCount, `${where} (--sample-count ${run.sampleCount})`);
+    const side = (k: number) => k * (model.imageSize + 2) + 2;
+    const cols = Math.ceil(Math.sqrt(run.sampleCount));
+    const grid = side(cols) * side(Math.ceil(run.sampleCount / cols));
+    if (grid > MAX_GRID_PIXELS) {
+      throw new UserError(`--sample-count ${run.sampleCount}: the sample grid would have ${grid.toLocaleString('en-US')} pixels, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} limit (MAX_GRID_PIXELS)`);
+    }
+  }
+}
+
 function lrDecayNote({ optim: o }: TrainConfig): string {
   if (o.decay === 'none' || o.decaySteps === 0) return '';
   return ` (${o.decay} decay to ${o.decayTo} over steps ${o.decayStart}..${o.decayStart + o.decaySteps})`;
@@ -101,6 +120,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     throw new UserError((e as Error).message);
   }
   if (opts.resume && !resuming) process.stderr.write(`note: no checkpoint in ${ckptDir}; starting a new run\n`);
+  checkTrainSize(config, resuming ? path.join(ckptDir, 'config.json') : 'config');
   const dataset = await loadDataset(config);
   mkdirSync(out, { recursive: true });
   const logFile = path.join(out, 'log.jsonl');
