@@ -1,6 +1,6 @@
 /**
- * Generating images: a sampler (DDPM, Ho et al. 2020 Algorithm 2; or DDIM, Song et al. 2021) on a
- * respaced process, run over a large request in batches, with an optional record of x_t and x̂_0
+ * Generating images: a sampler (DDPM, Ho et al. 2020 Algorithm 2; DDIM, Song et al. 2021; or
+ * DPM-Solver++(2M), Lu et al. 2022) on a respaced process, run over a large request in batches, with an optional record of x_t and x̂_0
  * along the reverse process. Shared by `ddpm sample` and the browser (no node:* imports; the model is
  * any `DiffusionModel`, e.g. `Denoiser.predict`).
  *
@@ -9,36 +9,39 @@
  */
 import type { DiffusionModel } from '../diffusion/batch.ts';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
-import type { TimestepSpec } from '../diffusion/respace.ts';
+import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
+import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
 import { DdimSampler, DdpmSampler, sampleLoop, type Sampler } from '../diffusion/samplers.ts';
 import { Rng } from '../rng.ts';
 import type { DiffusionConfig } from '../train/config.ts';
 
-export type SamplerKind = 'ddpm' | 'ddim';
-export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim'];
+export type SamplerKind = 'ddpm' | 'ddim' | 'dpm++';
+export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim', 'dpm++'];
 
 /**
  * How the kept timesteps are chosen for `steps` < T:
- * - auto: improved-diffusion's "ddimN" (fixed stride) for DDIM, "N" (evenly spread, first and last kept) for DDPM;
- * - uniform: "N"; ddim: "ddimN"; leading / trailing / linspace: diffusers' spacings (Lin et al. 2023, Table 2);
+ * - auto: improved-diffusion's "ddimN" (fixed stride) for DDIM, "N" (evenly spread, first and last kept) for DDPM,
+ *   diffusers' linspace for DPM-Solver++ (its scheduler's default);
+ * - uniform: "N"; ddim: "ddimN"; leading / trailing / linspace: diffusers' spacings (Lin et al. 2023, Table 2),
+ *   for DPM-Solver++ those of its scheduler (linspace and leading lay out N + 1 points and drop t = 0);
  * - a list of section counts "a,b,c" (improved-diffusion): a, b, c steps from equal thirds of [0, T).
  */
 export const SPACINGS = ['auto', 'uniform', 'ddim', 'leading', 'trailing', 'linspace'] as const;
 
 export interface SamplerSpec {
   sampler: SamplerKind;
-  /** kept timesteps; default T for DDPM (the full chain), min(50, T) for DDIM */
+  /** kept timesteps; default T for DDPM (the full chain), min(50, T) for DDIM, min(20, T) for DPM-Solver++ */
   steps?: number;
   /** one of {@link SPACINGS} or section counts "a,b,c"; default 'auto' */
   spacing?: string;
-  /** DDIM η in [0, 1] (Song et al. eq. 16); default 0. DDPM only accepts undefined. */
+  /** DDIM η in [0, 1] (Song et al. eq. 16); default 0. DDPM and DPM-Solver++ only accept undefined. */
   eta?: number;
   /** clip x̂_0 to [−1, 1] at every step (default true) */
   clip?: boolean;
 }
 
 export function defaultSteps(kind: SamplerKind, T: number): number {
-  return kind === 'ddpm' ? T : Math.min(50, T);
+  return kind === 'ddpm' ? T : Math.min(kind === 'dpm++' ? 20 : 50, T);
 }
 
 /** The timesteps to keep, as a respacing spec (undefined = all T). Throws a message naming the option at fault. */
@@ -54,8 +57,9 @@ export function timestepSpec(kind: SamplerKind, T: number, steps: number | undef
   }
   const n = steps ?? defaultSteps(kind, T);
   if (!Number.isInteger(n) || n < 2 || n > T) throw new Error(`--steps must be an integer in [2, ${T}] (T = ${T}), got ${n}`);
-  const mode = spacing === 'auto' ? (kind === 'ddim' ? 'ddim' : 'uniform') : spacing;
+  const mode = spacing === 'auto' ? { ddpm: 'uniform', ddim: 'ddim', 'dpm++': 'linspace' }[kind] : spacing;
   if (n === T && (mode === 'uniform' || mode === 'ddim')) return undefined; // the full chain
+  if (kind === 'dpm++' && (mode === 'linspace' || mode === 'leading')) return Array.from(dpmSolverTimesteps(T, n, mode));
   switch (mode) {
     case 'uniform':
       return String(n);
@@ -76,6 +80,11 @@ export function makeSampler(diffusion: Pick<DiffusionConfig, 'schedule' | 'meanT
     if (spec.eta !== undefined) throw new Error('--eta applies to --sampler ddim only (DDPM is DDIM with η = 1)');
     return new DdpmSampler(base, { meanType, varType, timesteps, clipDenoised });
   }
+  if (spec.sampler === 'dpm++') {
+    if (spec.eta !== undefined) throw new Error('--eta applies to --sampler ddim only (DPM-Solver++ is deterministic)');
+    return new DpmSolverSampler(base, { meanType, varType, timesteps, clipDenoised });
+  }
+  if (spec.sampler !== 'ddim') throw new Error(`--sampler must be one of ${SAMPLER_KINDS.join(', ')}, got '${String(spec.sampler)}'`);
   const eta = spec.eta ?? 0;
   if (!(eta >= 0 && eta <= 1)) throw new Error(`--eta must be in [0, 1], got ${eta}`);
   try {
