@@ -40,3 +40,10 @@ test('generate with dpm++: deterministic given x_T, images independent of the ba
   const tr = await generate({ model: dummy, sampler, imageShape, n: 2, seed: 4, trajectory: { samples: 2, steps: [9] } });
   assert.deepEqual(tr.trajectory!.predX0[0], tr.samples, 'the last step to σ = 0 returns x̂_0');
 });
+
+test('the browser-safe entry (and so the Node entry) exports the editing and fast-sampling API', async () => {
+  const br = await import('../src/browser.ts');
+  for (const name of ['DpmSolverSampler', 'dpmSolverTimesteps', 'inpaint', 'repaintSchedule', 'expandMask', 'sdedit', 'sdeditStartStep', 'ddimInvert', 'keptIndex', 'BaseSampler']) {
+    assert.equal(typeof (br as Record<string, unknown>)[name], 'function', name);
+  }
+});
