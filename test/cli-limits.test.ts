@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -16,7 +16,7 @@ import { Rng } from '../src/rng.ts';
 import { exportDenoiserFile, META_UNET } from '../src/sample/onnx-file.ts';
 import { defaultTrainConfig } from '../src/train/config.ts';
 import { assertUserError, runCli } from './cli-helpers.ts';
-import { pngDeclaring } from './hostile-files.ts';
+import { pngDeclaring, safetensorsDeclaring } from './hostile-files.ts';
 
 let dir: string;
 const at = (name: string) => path.join(dir, name);
@@ -94,6 +94,18 @@ test('a 1 KB config.json next to tiny weights is refused from the config alone (
   // a legal config whose weights do not match: names the tensor, without building the model
   const mismatch = await modelDir('mismatch', { preset: 'tiny' });
   assertUserError(await runCli(['sample', '--checkpoint', mismatch, '--out', at('h.png')]), /ema\.safetensors: missing tensor 'temb\.0\.weight'/);
+});
+
+test('weights whose header does not fit the config are refused from the header, before the data is read', async () => {
+  // a sparse 2.1 GB file (no disk used): reading its data would fail (or take 2 GB); its header is enough
+  const d = await modelDir('sparse', { preset: 'tiny' });
+  const n = 2 ** 29 + 2 ** 20;
+  const st = safetensorsDeclaring({ w: { dtype: 'F32', shape: [n], data_offsets: [0, 4 * n] } });
+  const file = path.join(d, 'ema.safetensors');
+  await writeFile(file, st);
+  await truncate(file, st.length + 4 * n);
+  const r = await runCli(['sample', '--checkpoint', d, '--out', at('x.png')]);
+  assertUserError(r, /sparse[/\\]ema\.safetensors: missing tensor 'temb\.0\.weight'/);
 });
 
 test('sample: a legal config that cannot sample in this memory (attention at 512x512) is refused before the session', async () => {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { loadImageFolder, pixelBudget } from '../src/data/folder.ts';
 import { IdxError, parseIdx } from '../src/data/mnist.ts';
 import { scheduleConfig } from '../src/diffusion/schedule.ts';
 import { decodeImage, readImageHeader } from '../src/io/image.ts';
-import { readSafetensorsHeaderFile } from '../src/io/safetensors-file.ts';
+import { readSafetensorsFile, readSafetensorsHeaderFile } from '../src/io/safetensors-file.ts';
 import { parseSafetensorsHeader, SafetensorsError, serializeSafetensors } from '../src/io/safetensors.ts';
 import { MAX_DECODE_PIXELS } from '../src/limits.ts';
 import {
@@ -257,6 +257,9 @@ test('safetensors: a header declaring 2^60 bytes, or offsets past the file, is r
     await assert.rejects(readSafetensorsHeaderFile(file), /w\.safetensors: header length \d+ exceeds the 100000000-byte limit/);
     writeFileSync(file, new Uint8Array(3));
     await assert.rejects(readSafetensorsHeaderFile(file), /file of 3 bytes is too small/);
+    // a whole file over 2 GiB (sparse: no disk used) cannot be read at once: the error names it
+    truncateSync(file, 2 ** 31 + 8);
+    await assert.rejects(readSafetensorsFile(file), (e: Error) => e instanceof SafetensorsError && /w\.safetensors: File size \(2147483656\) is greater than 2 GiB/.test(e.message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

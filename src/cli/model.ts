@@ -13,7 +13,8 @@ import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
-import { CheckpointError, checkWeights, loadModelDir } from '../train/checkpoint.ts';
+import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
+import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../train/checkpoint.ts';
 import type { DiffusionConfig } from '../train/config.ts';
 import { UserError } from './common.ts';
 
@@ -69,6 +70,38 @@ async function checkpointStep(dir: string): Promise<number | undefined> {
   }
 }
 
+/** The parameter names and shapes of a config, without building the model (a 1 KB config may describe gigabytes). */
+function expectedShapes(unet: UNetConfig): Record<string, { shape: readonly number[] }> {
+  return Object.fromEntries(unetParamSpecs(unet).map((s) => [s.name, s]));
+}
+
+/**
+ * Before any tensor data is read: the config, then the names and shapes the weights file declares in its header,
+ * against the config's parameter shapes. Problems reading are left to loadModelDir, which reads the same files
+ * authoritatively (and again if a trainer swaps the checkpoint meanwhile); only a mismatch is reported here.
+ */
+async function precheckWeights(dir: string): Promise<void> {
+  let unet: UNetConfig;
+  let file: string | undefined;
+  let declared: Record<string, { shape: readonly number[] }>;
+  try {
+    const d = await resolveCheckpointDir(dir);
+    if (d === null) return;
+    unet = (await readConfig(d)).model;
+    for (const name of ['ema.safetensors', 'params.safetensors']) {
+      if ((await kindOf(path.join(d, name))) === 'file') {
+        file = path.join(d, name);
+        break;
+      }
+    }
+    if (file === undefined) return;
+    declared = Object.fromEntries((await readSafetensorsHeaderFile(file)).entries.map((e) => [e.name, e]));
+  } catch {
+    return;
+  }
+  checkWeights(file, declared, expectedShapes(unet));
+}
+
 /**
  * Read the model named by `--checkpoint` (or the shipped default). Every failure is a one-line
  * UserError: missing path, unreadable or invalid config, weights that do not fit the config.
@@ -98,9 +131,9 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
     return loadOnnx(path.join(p, 'model.onnx'));
   }
   try {
+    await precheckWeights(p);
     const { config, weights, file, dir } = await loadModelDir(p);
-    // the expected names and shapes, without building the model (a 1 KB config may describe gigabytes of weights)
-    checkWeights(file, weights, Object.fromEntries(unetParamSpecs(config.model).map((s) => [s.name, s])));
+    checkWeights(file, weights, expectedShapes(config.model));
     return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
   } catch (e) {
     if (e instanceof UserError) throw e;

@@ -58,7 +58,14 @@ export async function readSafetensorsHeaderFile(file: string): Promise<Safetenso
 
 /** Read and validate a whole safetensors file; errors name the file. */
 export async function readSafetensorsFile(file: string): Promise<ParsedSafetensors> {
-  const bytes = await fsp.readFile(file);
+  let bytes: Buffer;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (err) {
+    // Node reads at most 2 GiB whole (over MAX_PARAMS float32 weights): say which file, not just the size
+    if ((err as { code?: string }).code === 'ERR_FS_FILE_TOO_LARGE') throw new SafetensorsError(`${file}: ${(err as Error).message}`);
+    throw err;
+  }
   try {
     return parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch (err) {

@@ -119,7 +119,7 @@ export async function readWeights(file: string): Promise<Record<string, ParamVal
 }
 
 /** Check that weights have exactly the expected names and shapes. */
-export function checkWeights(file: string, got: Record<string, ParamValue>, expected: Record<string, { shape: readonly number[] }>): void {
+export function checkWeights(file: string, got: Record<string, { shape: readonly number[] }>, expected: Record<string, { shape: readonly number[] }>): void {
   for (const [k, v] of Object.entries(expected)) {
     const g = got[k];
     if (!g) throw new CheckpointError(`${file}: missing tensor '${k}'`);
