@@ -304,7 +304,7 @@ export function unetMemoryEstimate(cfg: UNetConfig, batch: number): UNetMemory {
   let total = cfg.baseChannels * R * R; // cin conv, per image (elements)
   let skips = total;
   let largest = total;
-  const add = (elems: number, skip = 0) => {
+  const tensors = (elems: number, skip = 0) => {
     total += elems;
     skips += skip;
     largest = Math.max(largest, elems);
@@ -312,13 +312,13 @@ export function unetMemoryEstimate(cfg: UNetConfig, batch: number): UNetMemory {
   for (const [part, specs] of [['down', lay.down], ['mid', lay.mid], ['up', lay.up]] as const) {
     for (const s of specs) {
       const px = s.r * s.r;
-      if (s.kind === 'res') add((2 * s.cin + 8 * s.cout) * px, part === 'down' ? s.cout * px : 0);
-      else if (s.kind === 'attn') add(9 * s.c * px + 3 * px * px);
-      else if (s.kind === 'down') add(s.c * (px / 4), s.c * (px / 4));
-      else add(2 * s.c * px * 4);
+      if (s.kind === 'res') tensors((2 * s.cin + 8 * s.cout) * px, part === 'down' ? s.cout * px : 0);
+      else if (s.kind === 'attn') tensors(9 * s.c * px + 3 * px * px);
+      else if (s.kind === 'down') tensors(s.c * (px / 4), s.c * (px / 4));
+      else tensors(2 * s.c * px * 4);
     }
   }
-  add((3 * lay.outC + cfg.outChannels) * R * R);
+  tensors((3 * lay.outC + cfg.outChannels) * R * R);
   return {
     params,
     trainBytes: 4 * (TRAIN_STATE_COPIES * params + 2 * batch * total),
