@@ -166,3 +166,19 @@ test('kill during the recovery of a swap interrupted between its renames: the ne
   assert.deepEqual(ops, ['recover-rename', 'recover-fsync-parent', 'recover-rm-old']);
   await killAtEveryOperation('recover', template, source, 3, ops, () => 3, refs);
 });
+
+test('a run killed while writing its time snapshot writes it again on resume', async () => {
+  // --snapshot-minutes 1e-6: the time mark passes at step 1
+  const snapArgs = (out: string) => [...soakArgs(out, data, 2, true), '--snapshot-minutes', '0.000001'];
+  const traced = await runDdpm(snapArgs(path.join(dir, 'snap-traced')));
+  assert.equal(traced.code, 0, describe(traced));
+  const ops = [...traced.stderr.matchAll(/^ckpt-op (\d+) (\S+) (.*)$/gm)];
+  const k = ops.find((m) => m[2] === 'fsync' && m[3]!.includes('snapshot-0.000001min.new'))![1]!; // mid-write
+  const out = path.join(dir, 'snap');
+  const killed = await runDdpm(snapArgs(out), { fault: Number(k) });
+  assert.equal(killed.signal, 'SIGKILL', describe(killed));
+  const r = await runDdpm(snapArgs(out));
+  assert.equal(r.code, 0, describe(r));
+  assert.equal(await diskState(path.join(out, 'snapshot-0.000001min')), 'checkpoint');
+  assert.equal(fingerprint(path.join(out, 'snapshot-0.000001min')).step, 1);
+});

@@ -252,11 +252,13 @@ export class Trainer {
         window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
       }
       if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
-      if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
+      // the snapshot before the step's checkpoint: killed while writing it, the run resumes from a checkpoint taken
+      // before the time mark and writes the snapshot again
       const snap = run.snapshotMinutes;
       if (snap > 0 && elapsedBefore < snap * 60 && this.state.elapsedSec >= snap * 60) {
         await this.snapshot(`snapshot-${snap}min`);
       }
+      if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
     }
     if (this.lastSavedStep !== this.state.step) await this.checkpoint();
     return { steps: this.state.step, stopped };
