@@ -1,8 +1,9 @@
 /** Shared CLI plumbing: runtime flags, number parsing, errors that print without a stack. */
 import os from 'node:os';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MAX_THREADS } from '../limits.ts';
 import { checkUNetMemory, type UNetConfig } from '../models/unet.ts';
+import { EXECUTION_PROVIDERS } from '../node/ort.ts';
 
 /** An error meant for the user: printed as one line, exit code 2 (bad input) or 1. */
 export class UserError extends Error {
@@ -55,7 +56,7 @@ export function parseFloatArg(name: string, min = -Infinity, max = Infinity): (v
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', parseIntArg('--threads', 1, MAX_THREADS))
-    .option('--ep <provider>', 'execution provider: cpu, cuda or webgpu', 'cpu');
+    .addOption(new Option('--ep <provider>', 'execution provider (checked before any work)').choices(EXECUTION_PROVIDERS).default('cpu'));
 }
 
 export function formatDuration(sec: number): string {

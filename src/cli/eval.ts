@@ -17,7 +17,7 @@ import { classifierScores, classify, featureStats, frechetDistance, quantizeLike
 import { evaluateNll } from '../eval/nll.ts';
 import { LeNet } from '../models/classifier.ts';
 import type { Denoiser } from '../models/denoiser.ts';
-import { nodeRuntime, ort } from '../node/ort.ts';
+import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
 import { SAMPLER_KINDS, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
@@ -117,12 +117,8 @@ async function runEval(opts: EvalOptions): Promise<void> {
   if (opts.checkpoint !== undefined && opts.nll === undefined && opts.fid === undefined) {
     throw new UserError('--checkpoint is only used with --nll or --fid (--samples scores the images alone)');
   }
-  let runtime: RuntimeOptions;
-  try {
-    runtime = nodeRuntime(opts);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
+  const runtime: RuntimeOptions = nodeRuntime(opts);
+  await ensureExecutionProvider(opts.ep);
   const log: Log = (line) => {
     // with --json, stdout carries only the JSON; the human lines go to stderr
     (opts.json ? process.stderr : process.stdout).write(line + '\n');

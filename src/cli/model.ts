@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/optim.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
-import { nodeRuntime, ort } from '../node/ort.ts';
+import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
@@ -150,6 +150,7 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
   } catch (e) {
     throw new UserError((e as Error).message);
   }
+  await ensureExecutionProvider(runtime.ep); // checked once per process; an --ep that cannot run is one line, not m.file's fault
   try {
     if (m.onnxBytes) return await Denoiser.fromOnnx(ort, m.unet, m.onnxBytes, rt);
     return await Denoiser.create(ort, m.unet, m.weights!, rt);

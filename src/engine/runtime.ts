@@ -22,6 +22,22 @@ export interface RuntimeOptions {
   threads?: number;
   /** Graph optimisation level passed to onnxruntime. */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Least severity of onnxruntime's own log lines for the session (default: onnxruntime's, i.e. `ort.env.logLevel`). */
+  logLevel?: LogLevel;
+}
+
+export type LogLevel = 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
+const LOG_SEVERITY: Record<LogLevel, 0 | 1 | 2 | 3 | 4> = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 };
+
+/**
+ * An onnxruntime error message as one plain line: terminal colour codes removed, the first line only, without the
+ * source location and failed condition of ORT_ENFORCE ("/onnxruntime_src/...cc:136 f() cond was false. <message>").
+ */
+export function conciseOrtMessage(msg: string): string {
+  let line = msg.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim().split('\n')[0]!.trim();
+  line = line.replace(/^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : /, '');
+  const enforce = /^\S+:\d+ .* was false\. (.+)$/.exec(line);
+  return enforce ? enforce[1]! : line;
 }
 
 export type FeedValue = Float32Array | BigInt64Array | Int32Array | Uint8Array;
@@ -68,14 +84,15 @@ export class CompiledFunction {
         interOpNumThreads: 1,
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         executionMode: 'sequential',
+        ...(opts.logLevel ? { logSeverityLevel: LOG_SEVERITY[opts.logLevel] } : {}),
       });
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
+      const msg = conciseOrtMessage(e instanceof Error ? e.message : String(e));
       const hint =
         ep === 'cuda' ? ' (CUDA is opt-in: see the README section "GPU"; it needs NVIDIA drivers and the onnxruntime CUDA binaries)'
         : ep === 'webgpu' ? ' (WebGPU needs a GPU and drivers; use --ep cpu otherwise)'
         : '';
-      throw new Error(`could not create an onnxruntime session on '${ep}'${hint}: ${msg.split('\n')[0]}`);
+      throw new Error(`could not create an onnxruntime session on '${ep}'${hint}: ${msg}`);
     }
     return new CompiledFunction(session, info, bytes, ort, ep);
   }
