@@ -1,16 +1,17 @@
-/** `ddpm export`: the denoiser as a standalone ONNX file (src/sample/onnx-file.ts), written atomically and verified. */
+/** `ddpm export`: the denoiser as a standalone ONNX file (src/sample/onnx-file.ts), verified, then written atomically. */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { writeFileAtomic } from '../io/atomic.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { countParams } from '../models/unet.ts';
-import { nodeRuntime, ort } from '../node/ort.ts';
+import type { RuntimeOptions } from '../engine/runtime.ts';
+import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
 import { checkOpset, exportDenoiserFile, readDenoiserFile } from '../sample/onnx-file.ts';
 import { MAX_BATCH_SIZE } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
-import { describeModel, loadModel, packageVersion } from './model.ts';
+import { describeModel, loadModel, packageVersion, type LoadedModel } from './model.ts';
+import { checkOutputFile, writeOutputs } from './output.ts';
 
 interface ExportOptions {
   checkpoint?: string;
@@ -69,32 +70,33 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): { diff: number; scale: nu
 }
 
 async function runExport(opts: ExportOptions): Promise<void> {
-  // 1. options, model
+  // 1. options, the output path and the execution provider, model
   if (path.extname(opts.out).toLowerCase() !== '.onnx') throw new UserError(`--out must end in .onnx, got '${opts.out}'`);
-  let rt;
-  try {
-    rt = nodeRuntime(opts);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
+  await checkOutputFile('--out', opts.out);
+  const rt = nodeRuntime(opts);
+  await ensureExecutionProvider(opts.ep);
   const model = await loadModel(opts.checkpoint, { allowOnnx: false });
   checkModelFits(model.unet, 'sample', opts.checkBatch, model.file); // the verification runs the model at --check-batch
   const weights = model.weights!;
 
-  // 2. export and write
+  // 2. export, then write atomically: the file is verified under its temporary name (steps 3 and 4) and replaces
+  //    --out only if it passes, so a failed check leaves no .onnx (and an older one as it was)
   const bytes = exportDenoiserFile(model.unet, weights, { diffusion: model.diffusion, version: packageVersion(), step: model.step });
-  await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
-  await writeFileAtomic(opts.out, bytes);
+  await writeOutputs([{ flag: '--out', file: opts.out, data: bytes, fsync: true, verify: (tmp) => verifyExport(tmp, model, rt, opts) }]);
   process.stdout.write(
     `wrote ${opts.out}: ${(bytes.length / 1e6).toFixed(2)} MB, ${countParams(weights).toLocaleString('en-US')} parameters, ` +
       `from ${model.file} (${describeModel(model)})\n`,
   );
+}
 
+/** Steps 3 and 4 of runExport on the staged file `file`; throws when it is not fit to replace --out. */
+async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions, opts: ExportOptions): Promise<void> {
   // 3. read it back: metadata round trip, then the file in onnxruntime vs the compiled forward (weights fed as inputs)
-  const back = new Uint8Array(await fsp.readFile(opts.out));
+  const weights = model.weights!;
+  const back = new Uint8Array(await fsp.readFile(file));
   const meta = readDenoiserFile(back);
   if (JSON.stringify(meta.unet) !== JSON.stringify(model.unet) || JSON.stringify(meta.diffusion) !== JSON.stringify(model.diffusion)) {
-    throw new Error(`${opts.out}: the configs read back from the metadata differ from the checkpoint's`);
+    throw new Error(`${opts.out}: the configs read back from the metadata differ from the checkpoint's; nothing written`);
   }
   const { unet } = model;
   const B = opts.checkBatch;
@@ -102,19 +104,27 @@ async function runExport(opts: ExportOptions): Promise<void> {
   const T = model.diffusion.schedule.T;
   const t = Int32Array.from({ length: B }, (_, i) => (B === 1 ? T - 1 : Math.round((i * (T - 1)) / (B - 1)))); // both ends of the process
   const compiled = await Denoiser.create(ort, unet, weights, { ...rt, weightsAsInputs: true });
-  const exported = await Denoiser.fromOnnx(ort, meta.unet, back, rt);
   let ref: Float32Array;
   let got: Float32Array;
   try {
-    ref = await compiled.predict(x, t);
-    got = await exported.predict(x, t);
+    const exported = await Denoiser.fromOnnx(ort, meta.unet, back, rt);
+    try {
+      ref = await compiled.predict(x, t);
+      got = await exported.predict(x, t);
+    } finally {
+      await exported.release();
+    }
   } finally {
     await compiled.release();
-    await exported.release();
+  }
+  if (!ref.every(Number.isFinite)) {
+    throw new UserError(`${model.file}: the model's output on the check batch is not finite (NaN or Inf in the weights?); --out ${opts.out} not written`);
   }
   const { diff, scale } = maxAbsDiff(got, ref);
   process.stdout.write(`check: onnxruntime on ${opts.out} vs compiled forward, batch ${B}, t = [${[...t].join(', ')}]: max abs diff ${diff.toExponential(2)} (max |out| ${scale.toFixed(3)})\n`);
-  if (!(diff <= MAX_REL_DIFF * Math.max(1, scale))) throw new Error(`exported model disagrees with the compiled forward: max abs diff ${diff} > ${MAX_REL_DIFF * Math.max(1, scale)}`);
+  if (!(diff <= MAX_REL_DIFF * Math.max(1, scale))) {
+    throw new Error(`exported model disagrees with the compiled forward: max abs diff ${diff} > ${MAX_REL_DIFF * Math.max(1, scale)}; --out ${opts.out} not written`);
+  }
 
   // 4. optionally, opset conformance and an unoptimised run
   if (opts.opsetCheck) {
@@ -132,7 +142,7 @@ async function runExport(opts: ExportOptions): Promise<void> {
     const d2 = maxAbsDiff(plainOut, ref).diff;
     process.stdout.write(`opset: runs with graph optimisations off, max abs diff ${d2.toExponential(2)}\n`);
     if (!(d2 <= MAX_REL_DIFF * Math.max(1, scale))) report.problems.push(`unoptimised run differs by ${d2}`);
-    if (report.problems.length > 0) throw new Error(`opset check failed: ${report.problems.join('; ')}`);
+    if (report.problems.length > 0) throw new Error(`opset check failed: ${report.problems.join('; ')}; --out ${opts.out} not written`);
     process.stdout.write('opset: ok (standard operators only)\n');
   }
 }

@@ -4,7 +4,9 @@ import { ImageFolderError } from '../data/folder.ts';
 import { IdxError } from '../data/mnist.ts';
 import { SafetensorsError } from '../io/safetensors.ts';
 import { CheckpointError } from '../train/checkpoint.ts';
+import { ExecutionProviderError } from '../node/ort.ts';
 import { UserError } from './common.ts';
+import { errnoWords } from './output.ts';
 import { packageVersion } from './model.ts';
 import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
@@ -23,6 +25,11 @@ export function program(): Command {
   return p;
 }
 
+/** An error as the one line the user sees: no terminal colour codes (native libraries add them), no newlines. */
+function oneLine(msg: string): string {
+  return msg.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\s*\n\s*/g, ' ').trim();
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   try {
@@ -30,17 +37,23 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
+    if (process.env.DDPM_DEBUG) console.error(e);
     if (e instanceof UserError) {
-      process.stderr.write(`error: ${e.message}\n`);
+      process.stderr.write(`error: ${oneLine(e.message)}\n`);
       return e.exitCode;
     }
-    if (e instanceof CheckpointError || e instanceof ImageFolderError || e instanceof IdxError || e instanceof SafetensorsError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      return 2; // a missing or corrupt checkpoint, image folder or data file is bad input
+    if (
+      e instanceof CheckpointError || e instanceof ImageFolderError || e instanceof IdxError || e instanceof SafetensorsError ||
+      e instanceof ExecutionProviderError
+    ) {
+      process.stderr.write(`error: ${oneLine(e.message)}\n`);
+      return 2; // a missing or corrupt checkpoint, image folder or data file, or an --ep this machine lacks, is bad input
     }
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`error: ${msg}\n`);
-    if (process.env.DDPM_DEBUG) console.error(e);
+    // An OS error the commands did not expect (user paths are mapped to UserErrors where they are used): name the path.
+    const err = e as NodeJS.ErrnoException;
+    const words = errnoWords(e);
+    const msg = words !== undefined && err.path ? `${err.path}: ${words}` : e instanceof Error ? e.message : String(e);
+    process.stderr.write(`error: ${oneLine(msg)}\n`);
     return 1;
   }
 }

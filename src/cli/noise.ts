@@ -3,11 +3,12 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
-import { decodeImage, makeGrid, readImage, readImageHeader, writePng } from '../io/image.ts';
+import { decodeImage, encodePng, makeGrid, readImage, readImageHeader } from '../io/image.ts';
 import { MAX_GRID_PIXELS, MAX_IMAGE_SIZE, MAX_SEED, MAX_T } from '../limits.ts';
 import { Rng } from '../rng.ts';
 import { forwardProcess } from '../sample/forward.ts';
 import { UserError, checkOutputMemory, parseIntArg } from './common.ts';
+import { checkOutputFile, writeOutputs } from './output.ts';
 
 interface NoiseOptions {
   image: string;
@@ -83,6 +84,7 @@ async function runNoise(opts: NoiseOptions): Promise<void> {
   // 1. options and the image
   const ts = parseTimesteps(opts.t, opts.T);
   if (path.extname(opts.out).toLowerCase() !== '.png') throw new UserError(`--out must end in .png, got '${opts.out}'`);
+  await checkOutputFile('--out', opts.out);
   const img = await loadImage(opts.image, opts.size, opts.channels === undefined ? undefined : (Number(opts.channels) as 1 | 3));
   // the strip (2 rows of 1 + |t| images) must fit in memory and in a PNG before the process runs
   const stripPixels = ((ts.length + 1) * (img.width + 2) + 2) * (2 * (img.height + 2) + 2);
@@ -105,8 +107,8 @@ async function runNoise(opts: NoiseOptions): Promise<void> {
     batch.set(r.closed, (1 + j) * per);
     batch.set(r.chain, (cols + 1 + j) * per);
   });
-  await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
-  await writePng(opts.out, makeGrid(batch, [2 * cols, img.channels, img.height, img.width], { nrow: cols }));
+  const strip = makeGrid(batch, [2 * cols, img.channels, img.height, img.width], { nrow: cols });
+  await writeOutputs([{ flag: '--out', file: opts.out, data: await encodePng(strip) }]);
 
   // 4. the numbers: schedule values, and both rows against N(√ᾱ x_0, (1 − ᾱ) I)
   const out = process.stdout;

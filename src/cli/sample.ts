@@ -1,15 +1,16 @@
 /** `ddpm sample`: options in, images out; the sampling lives in src/sample/generate.ts. */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import { makeGrid, writeGif, writeImageGrid, writePng } from '../io/image.ts';
+import { encodeGif, encodePng, makeGrid } from '../io/image.ts';
+import { ensureExecutionProvider } from '../node/ort.ts';
 import { SAMPLER_KINDS, SPACINGS, evenSteps, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
+import { checkOutputDir, checkOutputFile, writeOutputs, type Output } from './output.ts';
 
 interface SampleOptions {
   checkpoint?: string;
@@ -98,6 +99,12 @@ async function runSample(opts: SampleOptions): Promise<void> {
   checkExt('--out', opts.out, ['.png']);
   const trajExt = opts.trajectory ? checkExt('--trajectory', opts.trajectory, ['.png', '.gif']) : undefined;
   if (opts.frames !== undefined && !opts.trajectory) throw new UserError('--frames needs --trajectory');
+  if (opts.trajectory && path.resolve(opts.trajectory) === path.resolve(opts.out)) throw new UserError(`--trajectory and --out name the same file: ${opts.out}`);
+  // every output path and the execution provider before the model is read (sampling can take hours)
+  await checkOutputFile('--out', opts.out);
+  if (opts.outDir !== undefined) await checkOutputDir('--out-dir', opts.outDir);
+  if (opts.trajectory) await checkOutputFile('--trajectory', opts.trajectory);
+  await ensureExecutionProvider(opts.ep);
 
   // 2. the model's configs, then the sampler (validates --steps/--spacing/--eta against T)
   const t0 = performance.now();
@@ -149,27 +156,29 @@ async function runSample(opts: SampleOptions): Promise<void> {
   }
   const sampleSec = (performance.now() - t1) / 1000;
 
-  // 4. images
-  await fsp.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
-  await writeImageGrid(opts.out, result.samples, result.shape, { nrow: opts.nrow ?? Math.ceil(Math.sqrt(opts.n)) });
+  // 4. images: all encoded in memory, then written all or nothing (writeOutputs), so a failure (a full disk) leaves
+  //    neither a grid without its --out-dir files nor part of a --out-dir set
+  const outputs: Output[] = [];
   const written = [opts.out];
   if (opts.outDir) {
     // one file per image, 8-bit like the grid, so any tool (and `ddpm eval --samples`) can score them
-    await fsp.mkdir(opts.outDir, { recursive: true });
     const [n, c, h, w] = result.shape;
     const per = c * h * w;
     for (let i = 0; i < n; i++) {
       const one = result.samples.subarray(i * per, (i + 1) * per);
-      await writePng(path.join(opts.outDir, `sample_${String(i).padStart(5, '0')}.png`), makeGrid(one, [1, c, h, w], { nrow: 1, padding: 0 }));
+      const file = path.join(opts.outDir, `sample_${String(i).padStart(5, '0')}.png`);
+      outputs.push({ flag: '--out-dir', file, data: await encodePng(makeGrid(one, [1, c, h, w], { nrow: 1, padding: 0 })) });
     }
     written.push(`${n} PNG file(s) in ${opts.outDir}`);
   }
   if (opts.trajectory && result.trajectory) {
-    await fsp.mkdir(path.dirname(path.resolve(opts.trajectory)), { recursive: true });
-    if (trajExt === '.gif') await writeGif(opts.trajectory, trajectoryFrames(result.trajectory, imageShape));
-    else await writePng(opts.trajectory, trajectoryGrid(result.trajectory, imageShape));
+    const data = trajExt === '.gif' ? encodeGif(trajectoryFrames(result.trajectory, imageShape)) : await encodePng(trajectoryGrid(result.trajectory, imageShape));
+    outputs.push({ flag: '--trajectory', file: opts.trajectory, data });
     written.push(`${opts.trajectory} (${result.trajectory.samples} image(s), ${result.trajectory.steps.length} steps, t = ${result.trajectory.t[0]}..${result.trajectory.t.at(-1)})`);
   }
+  const grid = makeGrid(result.samples, result.shape, { nrow: opts.nrow ?? Math.ceil(Math.sqrt(opts.n)) });
+  outputs.push({ flag: '--out', file: opts.out, data: await encodePng(grid) });
+  await writeOutputs(outputs);
   const ips = opts.n / sampleSec;
   process.stdout.write(
     `done: ${opts.n} image(s) in ${sampleSec.toFixed(2)} s${sampleSec >= 60 ? ` (${formatDuration(sampleSec)})` : ''}: ${ips.toFixed(2)} img/s, ` +

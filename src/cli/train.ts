@@ -1,19 +1,20 @@
 /** `ddpm train`: flags come from the typed config (src/train/config.ts), the work from the Trainer. */
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { access, readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
 import type { Dataset } from '../data/loader.ts';
 import { mnistDataset } from '../data/mnist.ts';
-import { nodeRuntime, ort } from '../node/ort.ts';
+import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS } from '../models/unet.ts';
 import { MAX_GRID_PIXELS } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
+import { checkOutputDir, makeDirs, outputError, removeDirs } from './output.ts';
 
 export function trainCommand(): Command {
   const d = defaultTrainConfig();
@@ -110,6 +111,9 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const flags = flagValues(opts);
   let config: TrainConfig;
   const ckptDir = path.join(out, 'checkpoint');
+  // The run directory first: an existing writable directory, or one that can be created (it is created only once
+  // the start-up has succeeded, so a failed start leaves nothing behind).
+  await checkOutputDir('--out', out);
   // Repair an interrupted checkpoint write before deciding (a kill between its two renames leaves checkpoint.old and
   // a complete checkpoint.new but no checkpoint/): deciding on checkpoint/config.json would start over and overwrite it.
   const resuming = Boolean(opts.resume) && (await recoverCheckpoint(ckptDir));
@@ -121,8 +125,8 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   }
   if (opts.resume && !resuming) process.stderr.write(`note: no checkpoint in ${ckptDir}; starting a new run\n`);
   checkTrainSize(config, resuming ? path.join(ckptDir, 'config.json') : 'config');
+  await ensureExecutionProvider(opts.ep as string | undefined);
   const dataset = await loadDataset(config);
-  mkdirSync(out, { recursive: true });
   const logFile = path.join(out, 'log.jsonl');
   const { run } = config;
   const tty = process.stderr.isTTY;
@@ -164,6 +168,13 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
       onCheckpoint: (dir, step) => say(`checkpoint: ${dir} (step ${step})`),
     },
   });
+  let created: string[];
+  try {
+    created = await makeDirs('--out', out);
+  } catch (e) {
+    await trainer.release();
+    throw e;
+  }
   process.stdout.write(
     `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
       `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}; out ${out}\n`,
@@ -185,6 +196,11 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     const res = await trainer.train();
     if (tty && total > 0) bar.stop();
     process.stdout.write(`done: ${res.steps} steps (${res.stopped}); checkpoint in ${ckptDir}\n`);
+  } catch (e) {
+    if (tty && total > 0) bar.stop();
+    // a run directory this process made and nothing was written to is removed again
+    if (created.length > 0 && (await readdir(out).catch(() => ['?'])).length === 0) await removeDirs(created);
+    throw outputError('--out', out, e); // a full disk or a directory gone read-only, as one line naming the run
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
