@@ -202,6 +202,8 @@ export interface SoakSummary {
   statesChecked: number;
   /** runs trained to the end (and checked there) */
   runsCompleted: number;
+  /** kills that landed inside a checkpoint write or its recovery (between its first and last file operation) */
+  insideWrite: number;
   /** where the kills landed: "timer: in/after <op>" (last protocol operation started), "hook: before <op>" */
   landed: Record<string, number>;
   /** disk state right after each kill */
@@ -220,7 +222,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
   const ckpt = path.join(out, 'checkpoint');
   const rng = new Rng(o.seed);
   const s: SoakSummary = {
-    kills: 0, recoveries: 0, swapStates: 0, resumes: 0, statesChecked: 0, runsCompleted: 0,
+    kills: 0, insideWrite: 0, recoveries: 0, swapStates: 0, resumes: 0, statesChecked: 0, runsCompleted: 0,
     landed: {}, diskStates: {}, mismatches: [], seed: o.seed, steps: o.steps, wallSec: 0,
   };
   const bump = (m: Record<string, number>, k: string) => void (m[k] = (m[k] ?? 0) + 1);
@@ -288,6 +290,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakSummary> {
           ? 'timer: start-up'
           : child.lastOp === null || child.lastOp === 'done' ? 'timer: training step (between writes)' : `timer: in/after ${child.lastOp}`;
       bump(s.landed, where);
+      if ((where.startsWith('hook: before ') && where !== 'hook: before mkdir-new' && where !== 'hook: before done') || where.startsWith('timer: in/after ')) {
+        s.insideWrite++;
+      }
       const disk = await diskState(ckpt);
       bump(s.diskStates, disk);
       if (disk.includes('new') || disk.includes('old')) s.recoveries++;
