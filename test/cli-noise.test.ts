@@ -67,6 +67,8 @@ test('noise: bad timesteps, missing or corrupt images are one line on stderr and
   const out = path.join(dir, 'x.png');
   assertUserError(await runCli(['noise', '--image', image, '--t', '0,100', '--T', '100', '--out', out]), /--t: 100 is not an integer in \[0, 100\)/);
   assertUserError(await runCli(['noise', '--image', image, '--t', '-1', '--out', out]), /--t: -1 is not an integer/);
+  // a linear schedule at T < 20 has β > 1: refused as bad input before any work, naming the flags
+  assertUserError(await runCli(['noise', '--image', image, '--t', '0,5', '--T', '10', '--out', out]), /--schedule linear --T 10: .*use T >= 20/);
   assertUserError(await runCli(['noise', '--image', image, '--t', '5,,7', '--out', out]), /--t: expected comma-separated integers/);
   assertUserError(await runCli(['noise', '--image', image, '--t', '2.5', '--out', out]), /--t: 2\.5 is not an integer/);
   assertUserError(await runCli(['noise', '--image', path.join(dir, 'missing.png'), '--out', out]), /--image: no such file/);

@@ -181,3 +181,9 @@ test('scheduleTables rejects bad β', () => {
   const c: ScheduleConfig = scheduleConfig({ kind: 'cosine', T: 10 });
   assert.equal(new GaussianDiffusion(betasForSchedule(c)).numTimesteps, 10);
 });
+
+test('a schedule whose betas leave (0, 1] is refused by scheduleConfig itself (linear at T = 10)', () => {
+  assert.throws(() => scheduleConfig({ kind: 'linear', T: 10 }), /linear schedule with T = 10 gives betas\[5\] = 1\.11.*use T >= 20/);
+  assert.equal(scheduleConfig({ kind: 'linear', T: 20 }).T, 20); // β_T = 0.02·1000/20 = 1 exactly: allowed
+  assert.equal(betasForSchedule(scheduleConfig({ kind: 'linear', T: 20 }))[19], 1);
+});

@@ -83,6 +83,12 @@ const fmt = (v: number, w = 8, d = 4) => v.toFixed(d).padStart(w);
 async function runNoise(opts: NoiseOptions): Promise<void> {
   // 1. options and the image
   const ts = parseTimesteps(opts.t, opts.T);
+  let diffusion: GaussianDiffusion;
+  try {
+    diffusion = GaussianDiffusion.fromConfig({ kind: opts.schedule, T: opts.T });
+  } catch (e) {
+    throw new UserError(`--schedule ${opts.schedule} --T ${opts.T}: ${(e as Error).message}`);
+  }
   if (path.extname(opts.out).toLowerCase() !== '.png') throw new UserError(`--out must end in .png, got '${opts.out}'`);
   await checkOutputFile('--out', opts.out);
   const img = await loadImage(opts.image, opts.size, opts.channels === undefined ? undefined : (Number(opts.channels) as 1 | 3));
@@ -92,7 +98,6 @@ async function runNoise(opts: NoiseOptions): Promise<void> {
     throw new UserError(`--t: ${ts.length} timesteps of ${img.width}x${img.height} images make a ${stripPixels.toLocaleString('en-US')}-pixel strip, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} limit (MAX_GRID_PIXELS)`);
   }
   checkOutputMemory(4 * 2 * 2 * (ts.length + 1) * img.data.length, `--t: ${ts.length} timesteps (closed form and chain) of ${img.channels}x${img.height}x${img.width}`);
-  const diffusion = GaussianDiffusion.fromConfig({ kind: opts.schedule, T: opts.T });
 
   // 2. the forward process both ways
   const rows = forwardProcess(diffusion, img.data, ts, new Rng(opts.seed));

@@ -126,6 +126,7 @@ export function scheduleConfig(input: unknown): ScheduleConfig {
   } else if (!(c.betaStart > 0 && c.betaEnd > 0 && Number.isFinite(c.betaStart) && Number.isFinite(c.betaEnd))) {
     throw new Error(`schedule config: betaStart and betaEnd must be positive, got ${c.betaStart}, ${c.betaEnd}`);
   }
+  checkBetas(computeBetas(c), c); // e.g. the linear schedule at T < 20, where 0.02·1000/T > 1
   return c;
 }
 
@@ -189,7 +190,10 @@ export function rescaleZeroTerminalSnr(betas: Float64Array): Float64Array {
  * @throws if a β falls outside (0, 1] (e.g. the linear schedule at very small T, where 0.02·1000/T > 1)
  */
 export function betasForSchedule(config: ScheduleConfig): Float64Array {
-  const c = scheduleConfig(config);
+  return computeBetas(scheduleConfig(config)); // scheduleConfig has checked the betas
+}
+
+function computeBetas(c: ScheduleConfig): Float64Array {
   const T = c.T;
   let betas: Float64Array;
   switch (c.kind) {
@@ -214,15 +218,16 @@ export function betasForSchedule(config: ScheduleConfig): Float64Array {
     }
   }
   if (c.rescaleZeroTerminalSnr) betas = rescaleZeroTerminalSnr(betas);
-  checkBetas(betas);
   return betas;
 }
 
-function checkBetas(betas: Float64Array): void {
+function checkBetas(betas: Float64Array, c?: ScheduleConfig): void {
   if (betas.length < 2) throw new Error(`need at least 2 diffusion steps, got ${betas.length}`);
   for (let i = 0; i < betas.length; i++) {
     if (!(betas[i] > 0 && betas[i] <= 1)) {
-      throw new Error(`betas[${i}] = ${betas[i]} is outside (0, 1]`);
+      if (!c) throw new Error(`betas[${i}] = ${betas[i]} is outside (0, 1]`);
+      const hint = c.kind === 'linear' ? ` (the linear schedule scales β by 1000/T: use T >= ${Math.ceil(1000 * c.betaEnd)})` : '';
+      throw new Error(`schedule config: ${c.kind} schedule with T = ${c.T} gives betas[${i}] = ${betas[i]}, outside (0, 1]${hint}`);
     }
   }
 }
