@@ -45,6 +45,10 @@ test('train on an RGB image folder, then resume: the step count continues and th
   const log = (await readFile(path.join(out, 'log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l).step);
   assert.deepEqual(log, [1, 2, 3]);
   assert.deepEqual((await readdir(out)).sort(), ['checkpoint', 'log.jsonl']);
+  // a new run into the same directory (no --resume) is refused: its first write would replace the saved state
+  const before = await readFile(path.join(out, 'checkpoint', 'params.safetensors'));
+  assertUserError(await runCli(['train', '--data', images, '--out', out, '--steps', '1', ...base]), /already holds a checkpoint .*pass --resume/);
+  assert.ok(before.equals(await readFile(path.join(out, 'checkpoint', 'params.safetensors'))), 'the checkpoint is untouched');
 });
 
 test('resuming with a different model or optimiser config is refused; a new learning-rate schedule is taken', async () => {

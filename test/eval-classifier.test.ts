@@ -72,3 +72,22 @@ test('shipped classifier: >= 99% test accuracy recorded; FID-LeNet sanity on rea
     await net.release();
   }
 });
+
+test('loadClassifierDir reads the newest complete version after a write interrupted between its renames', async () => {
+  const { cp, mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { DEFAULT_CLASSIFIER_DIR } = await import('../src/eval/classifier-dir.ts');
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-lenet-'));
+  try {
+    const dir = path.join(tmp, 'lenet');
+    // dir renamed to .old, complete .new not yet renamed into place
+    await cp(DEFAULT_CLASSIFIER_DIR, `${dir}.old`, { recursive: true });
+    await cp(DEFAULT_CLASSIFIER_DIR, `${dir}.new`, { recursive: true });
+    const c = await loadClassifierDir(dir);
+    assert.equal(c.info.model.featureDim, (await loadClassifierDir()).info.model.featureDim);
+    await assert.rejects(loadClassifierDir(path.join(tmp, 'none')), /no such directory/);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+});

@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
 import type { Dataset } from '../data/loader.ts';
 import { mnistDataset } from '../data/mnist.ts';
+import { resolveCheckpointDir } from '../io/atomic.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
@@ -117,6 +118,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   // Repair an interrupted checkpoint write before deciding (a kill between its two renames leaves checkpoint.old and
   // a complete checkpoint.new but no checkpoint/): deciding on checkpoint/config.json would start over and overwrite it.
   const resuming = Boolean(opts.resume) && (await recoverCheckpoint(ckptDir));
+  // A new run never replaces another run's checkpoint: its first write would destroy the saved state.
+  if (!opts.resume && (await resolveCheckpointDir(ckptDir)) !== null) {
+    throw new UserError(`--out ${out} already holds a checkpoint (${ckptDir}); pass --resume to continue that run, or choose another --out`);
+  }
   try {
     config = applyOptions(resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config)), flags);
   } catch (e) {

@@ -10,7 +10,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/optim.ts';
-import { writeCheckpointDir } from '../io/atomic.ts';
+import { readCheckpointDirStable, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
 import { lenetConfig, lenetParamShapes, type LeNetConfig } from '../models/classifier.ts';
@@ -56,6 +56,13 @@ export async function saveClassifierDir(dir: string, c: ClassifierDir): Promise<
 }
 
 export async function loadClassifierDir(dir: string = DEFAULT_CLASSIFIER_DIR): Promise<ClassifierDir> {
+  // written with the checkpoint protocol: read the newest complete version, also after an interrupted write
+  const read = await readCheckpointDirStable(dir, readClassifierDir);
+  if (read === null) throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: no such directory (train one with 'npm run train:classifier')`);
+  return read.value;
+}
+
+async function readClassifierDir(dir: string): Promise<ClassifierDir> {
   const file = (name: string) => path.join(dir, name);
   let info: ClassifierInfo;
   try {
