@@ -28,7 +28,11 @@ function mutateUnetJson(text: string, rng: Rng): string {
   } else {
     obj[k] = rng.chance(0.8) ? rng.pick(DIM_VALUES) : rng.pick([0.5, '8', null, true, [8]]);
   }
-  return JSON.stringify(obj);
+  try {
+    return JSON.stringify(obj);
+  } catch {
+    return mutateJsonText(text, rng); // a value nested too deep for JSON.stringify (from an earlier edit)
+  }
 }
 
 function mutateModel(m: Model, rng: Rng): void {

@@ -603,6 +603,7 @@ export function writeJpeg(segs: readonly Segment[]): Uint8Array {
 }
 
 const JPEG_DIMS = [0, 1, 2, 8, 9, 255, 256, 4096, 8192, 16383, 16384, 65500, 65535];
+const JPEG_BOMBS: readonly [number, number][] = [[512, 65500], [65500, 512], [4096, 8192], [5792, 5792], [65500, 65500], [1, 65500], [65500, 1]];
 const SOF_MARKERS = [0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc9, 0xca, 0xcb, 0xcd, 0xcf];
 
 /** An APP1 Exif segment with an orientation tag and, sometimes, a lying IFD count or offset. */
@@ -630,7 +631,12 @@ function mutateJpegSegments(segs: Segment[], rng: Rng): void {
       const dv = new DataView(sof.data.buffer, sof.data.byteOffset);
       const f = rng.int(4);
       if (f === 0) sof.data[0] = rng.pick([8, 12, 16, 0, 2, 255]);
-      else if (f === 3) { dv.setUint16(1, rng.pick(JPEG_DIMS)); dv.setUint16(3, rng.pick(JPEG_DIMS)); }
+      else if (f === 3) {
+        // [h, w]: random, or near the pixel limit with an extreme aspect ratio
+        const [h, w] = rng.chance(0.5) ? rng.pick(JPEG_BOMBS) : [rng.pick(JPEG_DIMS), rng.pick(JPEG_DIMS)];
+        dv.setUint16(1, h);
+        dv.setUint16(3, w);
+      }
       else dv.setUint16(f === 1 ? 1 : 3, rng.pick(JPEG_DIMS));
       return;
     }
