@@ -6,6 +6,8 @@
 // the key of `rng` and on e, never on how much was drawn before. The loader's whole state is therefore
 // (epoch, position), and a run restarted from `loader.state()` sees exactly the batches it would have seen.
 
+import { describeValue } from '../describe.ts';
+
 /** A random stream, as much of it as the loader needs: a uniform integer in [0, n). */
 export interface IntegerRng {
   integer(n: number): number;
@@ -116,14 +118,14 @@ export interface LoaderState {
  */
 export function checkLoaderState(s: unknown): LoaderState {
   if (typeof s !== 'object' || s === null || Array.isArray(s)) {
-    throw new Error(`expected an object {epoch, position, n}, got ${JSON.stringify(s)}`);
+    throw new Error(`expected an object {epoch, position, n}, got ${describeValue(s)}`);
   }
   const allowed = ['epoch', 'position', 'n'];
   const o = s as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new Error(`unknown key '${k}'`);
   for (const k of allowed) {
     const v = o[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`bad ${k} ${JSON.stringify(v)} (expected a non-negative integer)`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`bad ${k} ${describeValue(v)} (expected a non-negative integer)`);
   }
   const { epoch, position, n } = o as unknown as LoaderState;
   if (n < 1) throw new Error(`bad n ${n} (a dataset has at least one image)`);

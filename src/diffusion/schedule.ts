@@ -14,6 +14,7 @@
  */
 
 import { MAX_T } from '../limits.ts';
+import { describeValue } from '../describe.ts';
 
 /** Schedule families. */
 export type ScheduleKind = 'linear' | 'scaledLinear' | 'sigmoid' | 'cosine';
@@ -105,16 +106,16 @@ export function scheduleConfig(input: unknown): ScheduleConfig {
   const obj = input as Record<string, unknown>;
   const kind = obj.kind;
   if (typeof kind !== 'string' || !Object.prototype.hasOwnProperty.call(DEFAULTS, kind)) {
-    throw new Error(`schedule config: unknown kind ${JSON.stringify(kind)} (expected one of ${Object.keys(DEFAULTS).join(', ')})`);
+    throw new Error(`schedule config: unknown kind ${describeValue(kind)} (expected one of ${Object.keys(DEFAULTS).join(', ')})`);
   }
   const defaults = DEFAULTS[kind as ScheduleKind] as unknown as Record<string, unknown>;
   const out: Record<string, unknown> = { ...defaults };
   for (const [key, value] of Object.entries(obj)) {
-    if (!(key in defaults)) {
+    if (!Object.hasOwn(defaults, key)) {
       throw new Error(`schedule config (${kind}): unknown key '${key}' (allowed: ${Object.keys(defaults).join(', ')})`);
     }
     if (typeof value !== typeof defaults[key]) {
-      throw new Error(`schedule config (${kind}): '${key}' must be a ${typeof defaults[key]}, got ${JSON.stringify(value)}`);
+      throw new Error(`schedule config (${kind}): '${key}' must be a ${typeof defaults[key]}, got ${describeValue(value)}`);
     }
     out[key] = value;
   }

@@ -14,6 +14,8 @@
 // is compact JSON with "__metadata__" first and tensors in data order, padded with spaces to a multiple of 8.
 // Its golden `test_serialization` is pinned in test/io-safetensors.test.ts.
 
+import { describeValue } from '../describe.ts';
+
 export type Dtype =
   | 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3'
   | 'I16' | 'U16' | 'F16' | 'BF16'
@@ -125,13 +127,13 @@ function numel(shape: readonly number[]): number {
 }
 
 function checkShape(shape: unknown, where: string): number[] {
-  if (!Array.isArray(shape)) throw new SafetensorsError(`${where}: shape must be an array, got ${JSON.stringify(shape)}`);
+  if (!Array.isArray(shape)) throw new SafetensorsError(`${where}: shape must be an array, got ${describeValue(shape)}`);
   for (const d of shape) {
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
-      throw new SafetensorsError(`${where}: shape ${JSON.stringify(shape)} must hold non-negative integers`);
+      throw new SafetensorsError(`${where}: shape ${describeValue(shape)} must hold non-negative integers`);
     }
   }
-  if (!Number.isSafeInteger(numel(shape))) throw new SafetensorsError(`${where}: shape ${JSON.stringify(shape)} overflows`);
+  if (!Number.isSafeInteger(numel(shape))) throw new SafetensorsError(`${where}: shape ${describeValue(shape)} overflows`);
   return shape as number[];
 }
 
@@ -164,7 +166,7 @@ export function serializeSafetensors(
     const t = tensors[name];
     const where = `tensor '${name}'`;
     const dtype = t.dtype ?? inferDtype(t.data);
-    if (!isDtype(dtype)) throw new SafetensorsError(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+    if (!isDtype(dtype)) throw new SafetensorsError(`${where}: unknown dtype ${describeValue(dtype)}`);
     const info = DTYPES[dtype];
     if (!(t.data instanceof (info.ctor as unknown as new (n: number) => TensorData))) {
       throw new SafetensorsError(`${where}: dtype ${dtype} needs a ${info.ctor.name}, got ${t.data.constructor.name}`);
@@ -281,7 +283,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.len
         throw new SafetensorsError(`"${METADATA_KEY}" must be an object of strings`);
       }
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw new SafetensorsError(`metadata '${k}' must be a string, got ${JSON.stringify(v)}`);
+        if (typeof v !== 'string') throw new SafetensorsError(`metadata '${k}' must be a string, got ${describeValue(v)}`);
         setOwn(metadata, k, v);
       }
       continue;
@@ -291,13 +293,13 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.len
       throw new SafetensorsError(`${where}: entry must be an object`);
     }
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
-    if (!isDtype(dtype)) throw new SafetensorsError(`${where}: unknown dtype ${JSON.stringify(dtype)}`);
+    if (!isDtype(dtype)) throw new SafetensorsError(`${where}: unknown dtype ${describeValue(dtype)}`);
     const dims = checkShape(shape, where);
     if (
       !Array.isArray(offsets) || offsets.length !== 2 ||
       !offsets.every((o) => typeof o === 'number' && Number.isSafeInteger(o) && o >= 0)
     ) {
-      throw new SafetensorsError(`${where}: data_offsets must be [begin, end] non-negative integers, got ${JSON.stringify(offsets)}`);
+      throw new SafetensorsError(`${where}: data_offsets must be [begin, end] non-negative integers, got ${describeValue(offsets)}`);
     }
     const [begin, end] = offsets as number[];
     if (begin > end) throw new SafetensorsError(`${where}: data_offsets [${begin},${end}] has begin > end`);

@@ -33,6 +33,7 @@ import {
 } from '../engine/tensor.ts';
 import type { Rng } from '../rng.ts';
 import type { Dim } from '../engine/graph.ts';
+import { describeValue } from '../describe.ts';
 import { IMAGE_CHANNELS, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PARAMS, MAX_RES_BLOCKS } from '../limits.ts';
 
 export interface UNetConfig {
@@ -76,32 +77,32 @@ export const UNET_CONFIGS: Record<string, UNetConfig> = {
 export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig = MNIST_28): UNetConfig {
   if (partial === null || typeof partial !== 'object' || Array.isArray(partial)) throw new Error('U-Net config must be an object');
   for (const k of Object.keys(partial)) {
-    if (!(k in base)) throw new Error(`unknown U-Net config key '${k}' (known: ${Object.keys(base).join(', ')})`);
+    if (!Object.hasOwn(base, k)) throw new Error(`unknown U-Net config key '${k}' (known: ${Object.keys(base).join(', ')})`);
   }
   const c = { ...base, ...partial } as UNetConfig;
   if (partial.inChannels !== undefined && partial.outChannels === undefined) c.outChannels = c.inChannels;
   const int = (v: unknown, name: string, max: number) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) {
-      throw new Error(`U-Net config: ${name} must be an integer in [1, ${max}], got ${JSON.stringify(v)}`);
+      throw new Error(`U-Net config: ${name} must be an integer in [1, ${max}], got ${describeValue(v)}`);
     }
   };
   int(c.imageSize, 'imageSize', MAX_IMAGE_SIZE);
   if (!IMAGE_CHANNELS.includes(c.inChannels)) {
-    throw new Error(`U-Net config: inChannels must be ${IMAGE_CHANNELS.join(' or ')} (grayscale or RGB), got ${JSON.stringify(c.inChannels)}`);
+    throw new Error(`U-Net config: inChannels must be ${IMAGE_CHANNELS.join(' or ')} (grayscale or RGB), got ${describeValue(c.inChannels)}`);
   }
   int(c.outChannels, 'outChannels', 2 * Math.max(...IMAGE_CHANNELS)); // 2x for a learned variance
   int(c.baseChannels, 'baseChannels', MAX_CHANNELS);
   int(c.numResBlocks, 'numResBlocks', MAX_RES_BLOCKS);
   int(c.groups, 'groups', MAX_CHANNELS);
   if (!Array.isArray(c.channelMults) || c.channelMults.length === 0 || c.channelMults.length > MAX_LEVELS) {
-    throw new Error(`U-Net config: channelMults must be an array of 1 to ${MAX_LEVELS} levels, got ${JSON.stringify(c.channelMults)}`);
+    throw new Error(`U-Net config: channelMults must be an array of 1 to ${MAX_LEVELS} levels, got ${describeValue(c.channelMults)}`);
   }
   c.channelMults.forEach((m, i) => int(m, `channelMults[${i}]`, MAX_CHANNELS));
   if (!Array.isArray(c.attnResolutions) || c.attnResolutions.length > MAX_LEVELS) {
-    throw new Error(`U-Net config: attnResolutions must be an array of at most ${MAX_LEVELS} resolutions, got ${JSON.stringify(c.attnResolutions)}`);
+    throw new Error(`U-Net config: attnResolutions must be an array of at most ${MAX_LEVELS} resolutions, got ${describeValue(c.attnResolutions)}`);
   }
   c.attnResolutions.forEach((r, i) => int(r, `attnResolutions[${i}]`, c.imageSize));
-  if (typeof c.dropout !== 'number' || !(c.dropout >= 0 && c.dropout < 1)) throw new Error(`U-Net config: dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+  if (typeof c.dropout !== 'number' || !(c.dropout >= 0 && c.dropout < 1)) throw new Error(`U-Net config: dropout must be in [0, 1), got ${describeValue(c.dropout)}`);
   if (c.imageSize % 2 ** (c.channelMults.length - 1) !== 0) {
     throw new Error(`U-Net config: imageSize ${c.imageSize} is not divisible by 2^${c.channelMults.length - 1} (one halving per extra level)`);
   }

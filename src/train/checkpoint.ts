@@ -9,6 +9,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { describeValue } from '../describe.ts';
 import { checkLoaderState, type LoaderState } from '../data/loader.ts';
 import type { ParamValue } from '../engine/optim.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
@@ -32,21 +33,21 @@ export function validateTrainState(raw: unknown, file: string): TrainState {
   const bad = (msg: string): never => {
     throw new CheckpointError(`${file}: ${msg}`);
   };
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(`expected an object, got ${JSON.stringify(raw)}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(`expected an object, got ${describeValue(raw)}`);
   const s = raw as Record<string, unknown>;
   const keys = ['step', 'loader', 'elapsedSec', 'images'];
   for (const k of Object.keys(s)) if (!keys.includes(k)) bad(`unknown key '${k}' (known: ${keys.join(', ')})`);
   for (const k of keys) if (!(k in s)) bad(`missing '${k}'`);
   const count = (k: string): number => {
     const v = s[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`'${k}' must be a non-negative integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`'${k}' must be a non-negative integer, got ${describeValue(v)}`);
     return v as number;
   };
   const step = count('step');
   const images = count('images');
   const elapsedSec = s.elapsedSec;
   if (typeof elapsedSec !== 'number' || !Number.isFinite(elapsedSec) || elapsedSec < 0) {
-    bad(`'elapsedSec' must be a finite number >= 0, got ${JSON.stringify(elapsedSec)}`);
+    bad(`'elapsedSec' must be a finite number >= 0, got ${describeValue(elapsedSec)}`);
   }
   let loader: LoaderState | null = null;
   if (s.loader !== null) {

@@ -10,6 +10,7 @@ import type { MeanType, VarType } from '../diffusion/batch.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { scheduleConfig, type ScheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
 import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
+import { describeValue } from '../describe.ts';
 import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 export interface DiffusionConfig {
@@ -77,7 +78,7 @@ export interface TrainConfig {
 }
 
 export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
-  const model = UNET_CONFIGS[preset];
+  const model = Object.hasOwn(UNET_CONFIGS, preset) ? UNET_CONFIGS[preset] : undefined; // not 'constructor' & co.
   if (!model) throw new Error(`unknown model config '${preset}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
   return {
     preset,
@@ -212,13 +213,13 @@ export function applyOptions(base: TrainConfig, values: Record<string, string | 
 function checkKeys(obj: unknown, allowed: object, where: string): Record<string, unknown> {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new Error(`config: '${where}' must be an object`);
   for (const k of Object.keys(obj)) {
-    if (!(k in allowed)) throw new Error(`config: unknown key '${where ? `${where}.` : ''}${k}' (allowed: ${Object.keys(allowed).join(', ')})`);
+    if (!Object.hasOwn(allowed, k)) throw new Error(`config: unknown key '${where ? `${where}.` : ''}${k}' (allowed: ${Object.keys(allowed).join(', ')})`);
   }
   return obj as Record<string, unknown>;
 }
 
 function checkType(v: unknown, dflt: unknown, where: string): void {
-  if (typeof v !== typeof dflt) throw new Error(`config: '${where}' must be a ${typeof dflt}, got ${JSON.stringify(v)}`);
+  if (typeof v !== typeof dflt) throw new Error(`config: '${where}' must be a ${typeof dflt}, got ${describeValue(v)}`);
 }
 
 /**
@@ -252,13 +253,13 @@ export function validateTrainConfig(input: unknown): TrainConfig {
   if (!LR_DECAYS.includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not one of ${LR_DECAYS.join(', ')}`);
   const data = section('data');
   const run = section('run');
-  const presetModel = UNET_CONFIGS[preset as string] ?? d.model;
+  const presetModel = Object.hasOwn(UNET_CONFIGS, preset as string) ? UNET_CONFIGS[preset as string]! : d.model;
   let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel);
   const learned = diffusion.varType === 'learnedRange';
   if (model.outChannels !== model.inChannels * (learned ? 2 : 1)) model = { ...model, outChannels: model.inChannels * (learned ? 2 : 1) };
   for (const def of TRAIN_OPTIONS) {
     const v = getPath({ diffusion, optim, data, run, model }, def.path);
-    if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${v}`);
+    if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${describeValue(v)}`);
     const problem = typeof v === 'number' ? numberProblem(def, v) : undefined;
     if (problem) throw new Error(`config: '${def.path}' ${problem}, got ${v}`);
   }
