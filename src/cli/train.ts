@@ -50,7 +50,7 @@ function flagValues(opts: Record<string, unknown>): Record<string, string | bool
 }
 
 async function baseConfig(spec: string): Promise<TrainConfig> {
-  if (UNET_CONFIGS[spec]) return defaultTrainConfig(spec);
+  if (Object.hasOwn(UNET_CONFIGS, spec)) return defaultTrainConfig(spec);
   if (spec.endsWith('.json')) {
     let text: string;
     try {
