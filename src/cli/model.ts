@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/optim.ts';
 import { Denoiser } from '../models/denoiser.ts';
+import { conciseOrtMessage } from '../engine/runtime.ts';
 import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
@@ -151,12 +152,29 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
     throw new UserError((e as Error).message);
   }
   await ensureExecutionProvider(runtime.ep); // checked once per process; an --ep that cannot run is one line, not m.file's fault
+  let denoiser: Denoiser;
   try {
-    if (m.onnxBytes) return await Denoiser.fromOnnx(ort, m.unet, m.onnxBytes, rt);
-    return await Denoiser.create(ort, m.unet, m.weights!, rt);
+    if (!m.onnxBytes) return await Denoiser.create(ort, m.unet, m.weights!, rt);
+    denoiser = await Denoiser.fromOnnx(ort, m.unet, m.onnxBytes, rt);
   } catch (e) {
     throw new UserError(`${m.file}: ${(e as Error).message}`);
   }
+  // A user's .onnx may load and still fail when run (a node reading the wrong input, a shape that only
+  // breaks at run time): one call at batch 1 finds that here, as one line naming the file, before any work.
+  try {
+    await checkRuns(denoiser, m.unet);
+  } catch (e) {
+    await denoiser.release();
+    throw new UserError(`${m.file}: onnxruntime cannot run this model: ${conciseOrtMessage((e as Error).message)}`);
+  }
+  return denoiser;
+}
+
+/** One model call at batch 1 (x = 0, t = 0); throws when it fails or returns the wrong number of values. */
+async function checkRuns(d: Denoiser, unet: UNetConfig): Promise<void> {
+  const { inChannels: c, outChannels: o, imageSize: s } = unet;
+  const out = await d.predict(new Float32Array(c * s * s), new Int32Array(1));
+  if (out.length !== o * s * s) throw new Error(`it returns ${out.length} values for one image, expected ${o}x${s}x${s}`);
 }
 
 /** A short description, e.g. "1x28x28, linear T=1000, epsilon/fixedLarge, step 5000". */

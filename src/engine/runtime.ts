@@ -36,8 +36,8 @@ const LOG_SEVERITY: Record<LogLevel, 0 | 1 | 2 | 3 | 4> = { verbose: 0, info: 1,
 export function conciseOrtMessage(msg: string): string {
   let line = msg.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').trim().split('\n')[0]!.trim();
   line = line.replace(/^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : /, '');
-  const enforce = /^\S+:\d+ .* was false\. (.+)$/.exec(line);
-  return enforce ? enforce[1]! : line;
+  // at the start, or after "Status Message: " in a run-time error ("Non-zero status code returned while running ...")
+  return line.replace(/(^|\s)\S+:\d+ .*? was false\. /, '$1');
 }
 
 export type FeedValue = Float32Array | BigInt64Array | Int32Array | Uint8Array;

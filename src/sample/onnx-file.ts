@@ -21,6 +21,7 @@ import { OPSET } from '../engine/onnx.ts';
 import { exportDenoiserOnnx } from '../models/denoiser.ts';
 import { unetConfig, type UNetConfig } from '../models/unet.ts';
 import { validateTrainConfig, type DiffusionConfig } from '../train/config.ts';
+import { describeValue } from '../describe.ts';
 
 const { onnx } = onnxProto;
 
@@ -90,7 +91,8 @@ function checkSignature(graph: GraphProto, unet: UNetConfig): void {
     if (!dims) continue; // no declared shape: nothing to compare
     const got = dims.map((d) => (d.dimValue !== undefined && d.dimValue !== null && !d.dimParam ? Number(d.dimValue) : null));
     const fmt = (ds: (number | null)[]) => `[${ds.map((d) => d ?? 'N').join(', ')}]`;
-    if (got.length !== want.length || want.some((w, i) => w !== null && got[i] !== null && got[i] !== w)) {
+    // the batch size N must be free (samplers run any batch size, the last batch is smaller), as `ddpm export` leaves it
+    if (got.length !== want.length || got[0] !== null || want.some((w, i) => w !== null && got[i] !== null && got[i] !== w)) {
       throw new Error(`ONNX metadata (ddpm-ts.unet) says ${kind} '${name}' is ${fmt(want)}, the graph declares ${fmt(got)}`);
     }
   }
@@ -124,8 +126,17 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
     throw new Error(`ONNX metadata: outChannels ${unet.outChannels} does not fit varType '${diffusion.varType}' (expected ${expectOut})`);
   }
   checkSignature(model.graph, unet);
-  const step = metadata[META_STEP] !== undefined ? Number(metadata[META_STEP]) : undefined;
-  return { unet, diffusion, version: metadata[META_VERSION], step: Number.isInteger(step) ? step : undefined, metadata };
+  return { unet, diffusion, version: metadata[META_VERSION], step: readStep(metadata[META_STEP]), metadata };
+}
+
+/** The training step as `ddpm export` writes it: a non-negative integer in decimal ("-1", "1e3", "0x10" are refused). */
+function readStep(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const step = Number(raw);
+  if (!/^(0|[1-9][0-9]*)$/.test(raw) || !Number.isSafeInteger(step)) {
+    throw new Error(`metadata '${META_STEP}' must be a non-negative integer, got ${describeValue(raw)}`);
+  }
+  return step;
 }
 
 // ---------------------------------------------------------------------------------------------
