@@ -508,6 +508,7 @@ function mutatePngChunks(chunks: Chunk[], rng: Rng): void {
       const type = rng.pick(PNG_ANCILLARY);
       let data = rng.bytes(rng.pick([0, 1, 3, 4, 8, 13, 26, 100, 768, 4096]));
       if ((type === 'zTXt' || type === 'iCCP') && rng.chance(0.5)) data = concatBytes([new TextEncoder().encode('k\0\0'), zerosZlib(rng.pick([10, 1 << 20, 1 << 28]))]);
+      if (type === 'eXIf' && rng.chance(0.7)) data = exifSegment(rng).data.subarray(6); // TIFF with an orientation tag
       chunks.splice(rng.range(1, Math.max(1, chunks.length - 1)), 0, { type, data });
       return;
     }

@@ -15,7 +15,7 @@ import sharp from 'sharp';
 import { main } from '../../src/cli/main.ts';
 import { UserError } from '../../src/cli/common.ts';
 import { loadModel } from '../../src/cli/model.ts';
-import { ImageFolderError } from '../../src/data/folder.ts';
+import { ImageFolderError, loadImageFolder } from '../../src/data/folder.ts';
 import { IdxError, parseIdx } from '../../src/data/mnist.ts';
 import { decodeImage, readImage } from '../../src/io/image.ts';
 import { parseSafetensors, SafetensorsError, serializeSafetensors } from '../../src/io/safetensors.ts';
@@ -486,12 +486,10 @@ function mutateModelDir(seed: Uint8Array, rng: Rng, other: Uint8Array): Uint8Arr
   return packDir(files);
 }
 
-async function writeDir(dir: string, files: Record<string, Uint8Array>): Promise<void> {
-  for (const name of await fsp.readdir(dir)) if (!(name in files)) await fsp.rm(path.join(dir, name), { recursive: true, force: true });
-  for (const [name, data] of Object.entries(files)) {
-    if (!DIR_NAMES.includes(name) && name !== 'model.onnx') continue; // a container never writes outside its folder
-    await fsp.writeFile(path.join(dir, name), data);
-  }
+/** Make `dir` hold exactly `files`; names that `allowed` refuses are left out (a container never writes outside its folder). */
+async function writeDir(dir: string, files: Record<string, Uint8Array>, allowed: (name: string) => boolean): Promise<void> {
+  for (const name of await fsp.readdir(dir)) if (!Object.hasOwn(files, name)) await fsp.rm(path.join(dir, name), { recursive: true, force: true });
+  for (const [name, data] of Object.entries(files)) if (allowed(name)) await fsp.writeFile(path.join(dir, name), data);
 }
 
 const modelDir: Target = {
@@ -519,11 +517,70 @@ const modelDir: Target = {
       run: async (input) => {
         const files = unpackDir(input);
         if (!files) return { kind: 'rejected', error: 'container' }; // not a model directory at all: nothing to read
-        await writeDir(dir, files);
+        await writeDir(dir, files, (name) => DIR_NAMES.includes(name));
         return classify(
           () => loadModel(dir),
           (e) => e instanceof UserError,
           (m) => unetProblem(m.unet),
+        );
+      },
+      close: async () => {},
+    };
+  },
+};
+
+const FOLDER_NAME = /^[a-z0-9]{1,8}\.(png|jpg|jpeg|webp)$/;
+
+/** A folder of images: mutate some with the PNG / JPEG mutators, copy one many times (eight bombs at once), drop, rename. */
+function mutateImageFolder(seed: Uint8Array, rng: Rng, other: Uint8Array): Uint8Array {
+  const files = unpackDir(seed);
+  if (!files || rng.chance(0.03)) return mutateBytes(seed, rng, other);
+  for (let k = rng.count(3); k > 0; k--) {
+    const names = Object.keys(files);
+    if (names.length === 0) break;
+    const name = rng.pick(names);
+    const op = rng.int(10);
+    if (op === 0) delete files[name];
+    else if (op === 1) for (let c = rng.range(2, 12); c > 0; c--) files[`c${c}${name}`.slice(0, 8) + name.slice(name.lastIndexOf('.'))] = files[name]!;
+    else if (op === 2) {
+      const data = files[name]!;
+      delete files[name];
+      files[name.replace(/\.\w+$/, rng.pick(['.png', '.jpg', '.webp']))] = data; // content and extension disagree
+    } else files[name] = name.endsWith('.png') ? mutatePng(files[name]!, rng) : mutateJpeg(files[name]!, rng);
+  }
+  return packDir(files);
+}
+
+/** `ddpm train --data <folder>` and `eval --samples` read a whole folder, several decodes at once. */
+const imageFolder: Target = {
+  name: 'image-folder',
+  ext: 'dir',
+  entry: 'loadImageFolder (src/data/folder.ts) on a folder of mutated PNG/JPEG files',
+  async seeds() {
+    const [p, j] = [await png.seeds(), await jpeg.seeds()];
+    const pick = (from: Record<string, Uint8Array>, names: string[], ext: string) =>
+      Object.fromEntries(names.map((n, i) => [`${String.fromCharCode(97 + i)}${ext}`, from[n]!]));
+    return {
+      'pngs.dir': packDir(pick(p, ['gray8.png', 'rgb8x6.png', 'rgba5x7.png', 'interlaced.png'], '.png')),
+      'jpegs.dir': packDir(pick(j, ['gray8.jpg', 'rgb16-420.jpg', 'progressive.jpg', 'exif-rot6.jpg'], '.jpg')),
+      'mixed.dir': packDir({ ...pick(p, ['gray16.png', 'palette.png'], '.png'), 'x.jpg': j['rgb8-444.jpg']! }),
+    };
+  },
+  mutate: mutateImageFolder,
+  async open(tmp) {
+    const dir = path.join(tmp, 'images');
+    await fsp.mkdir(dir, { recursive: true });
+    return {
+      run: async (input) => {
+        const files = unpackDir(input);
+        if (!files) return { kind: 'rejected', error: 'container' };
+        await writeDir(dir, files, (name) => FOLDER_NAME.test(name));
+        const h = input.length + (input[input.length >> 1] ?? 0);
+        const opts = { size: h & 1 ? 8 : 28, channels: (h & 2 ? 1 : 3) as 1 | 3, onCorrupt: (h & 4 ? 'skip' : 'error') as 'skip' | 'error', warn: () => {} };
+        return classify(
+          () => loadImageFolder(dir, opts),
+          (e) => e instanceof ImageFolderError,
+          (d) => (d.n >= 1 && d.images.length === d.n * opts.channels * opts.size * opts.size ? undefined : `${d.n} images in ${d.images.length} bytes`),
         );
       },
       close: async () => {},
@@ -578,7 +635,7 @@ const sampleOnnx: Target = {
   },
 };
 
-export const TARGETS: readonly Target[] = [safetensors, idx, png, jpeg, config, state, onnx, modelDir, sampleOnnx];
+export const TARGETS: readonly Target[] = [safetensors, idx, png, jpeg, imageFolder, config, state, onnx, modelDir, sampleOnnx];
 
 /**
  * Not a reader: a target that fails on purpose, as its input says (ok, reject, type, crash, exit, hang, rss),
