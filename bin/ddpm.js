@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-// ddpm-ts command line. The sources are TypeScript, run through tsx (a dependency), so no build step is needed.
-import { register } from 'tsx/esm/api';
+// ddpm-ts command line: runs the compiled CLI in dist/ (`npm run build`; `npm ci` and `npm pack` build it).
+import { existsSync } from 'node:fs';
 
-register();
-// `ddpm ... | head` closes the pipe early: that is not an error
-process.stdout.on('error', (e) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv);
+const entry = new URL('../dist/cli/bin.js', import.meta.url);
+if (existsSync(entry)) {
+  await import(entry.href);
+} else {
+  process.stderr.write('error: dist/ is missing: run `npm run build` in the ddpm-ts checkout\n');
+  process.exitCode = 1;
+}

@@ -30,7 +30,8 @@ import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const DDPM = path.join(ROOT, 'bin', 'ddpm.js');
+// the CLI from source (bin/ddpm.js runs the compiled copy in dist/, which may be stale here)
+const DDPM = ['--import', 'tsx', path.join(ROOT, 'src', 'cli', 'bin.ts')];
 
 /** 8 grayscale 8x8 PNGs (bright squares at different places): the soak's data set, 2 batches of 4 per epoch. */
 export async function writeSoakImages(dir: string): Promise<void> {
@@ -129,7 +130,7 @@ export interface RunOptions {
  * `killAfterStartMs` after its start banner, or `killAfterSpawnMs` after spawning, if given.
  */
 export function runDdpm(args: string[], opts: RunOptions = {}): Promise<ChildRun> {
-  return runNode([DDPM, ...args], opts);
+  return runNode([...DDPM, ...args], opts);
 }
 
 /** `node <nodeArgs>` in the repository root, as runDdpm. */

@@ -198,14 +198,14 @@ test('train: a bad --out is refused first; a start-up failure leaves no run dire
   assert.ok(existsSync(path.join(run, 'checkpoint', 'config.json')));
 });
 
-const BIN = fileURLToPath(new URL('../bin/ddpm.js', import.meta.url));
+const BIN = fileURLToPath(new URL('../src/cli/bin.ts', import.meta.url));
 
-/** `node bin/ddpm.js <args>` in a child process: its real stderr, with whatever native code writes to fd 2. */
+/** `ddpm <args>` (the CLI from source, as bin/ddpm.js runs it from dist/) in a child process: its real stderr, with whatever native code writes to fd 2. */
 function ddpm(args: string[]): Promise<CliResult> {
   return new Promise((resolve) => {
     const env = { ...process.env };
     delete env.DDPM_DEBUG;
-    execFile(process.execPath, [BIN, ...args], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', BIN, ...args], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
