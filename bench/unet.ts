@@ -2,7 +2,7 @@
  * U-Net benchmark for the reference config `mnist-28` at batch 64 (issue: train and sample end to end):
  * training img/s (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising
  * img-steps/s (one U-Net evaluation per image per step, no gradients), plus peak RSS.
- * With `--peer`, the PyTorch peer (../shared/peer/torch_unet.py, Debian's python3-torch) runs in the
+ * With `--peer`, the PyTorch peer (bench/peer/torch_unet.py, Debian's python3-torch) runs in the
  * same invocation so the ratio is measured on the same machine state. With `--profile`, the training step
  * also runs under onnxruntime's profiler and the JSON gets its kernel time per op type (ms per step, share).
  * Prints one JSON object last.
@@ -10,10 +10,9 @@
  *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer --profile]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { trainingLossesGraph } from '../src/diffusion/graph-losses.ts';
 import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { adamw } from '../src/engine/optim.ts';
@@ -23,6 +22,7 @@ import { Denoiser } from '../src/models/denoiser.ts';
 import { MNIST_28, countParams, initUNet, unet } from '../src/models/unet.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
+import { PYTHON, TORCH_UNET, checkTorch } from './peer/python.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: number) => {
@@ -34,6 +34,7 @@ const B = flag('batch', 64);
 const steps = flag('steps', 5);
 const runPeer = args.includes('--peer');
 const runProfile = args.includes('--profile');
+if (runPeer) checkTorch('--peer'); // before the minutes of our own benchmark
 
 const cfg = MNIST_28;
 const params = initUNet(cfg, new Rng(0));
@@ -125,9 +126,7 @@ const ours = {
 
 let peer: Record<string, unknown> | null = null;
 if (runPeer) {
-  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/peer/torch_unet.py');
-  if (!existsSync(script)) throw new Error(`--peer: ${script} not found`);
-  const out = execFileSync('/usr/bin/python3', [script, '--threads', String(threads), '--batch', String(B), '--steps', String(steps), '--json'], { encoding: 'utf8' });
+  const out = execFileSync(PYTHON, [TORCH_UNET, '--threads', String(threads), '--batch', String(B), '--steps', String(steps), '--json'], { encoding: 'utf8' });
   peer = JSON.parse(out.trim().split('\n').pop()!);
 }
 

@@ -1,7 +1,8 @@
 /**
  * Independent check of the U-Net: a ddpm-ts mnist-28 checkpoint must load into the PyTorch reference
  * module (strict state_dict) and give the same ε_θ(x_t, t) as ddpm-ts on the same inputs.
- * Needs Debian's python3-torch (apt-get install python3-torch), so it is a script, not a CI test.
+ * The reference is bench/peer/torch_unet.py. Needs Debian's python3-torch (apt-get install python3-torch), so it
+ * is a script, not a CI test.
  *
  *   node --import tsx scripts/crosscheck-torch.ts [checkpoint dir, default models/mnist-28]
  */
@@ -10,12 +11,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PYTHON, checkTorch } from '../bench/peer/python.ts';
 import { Denoiser } from '../src/models/denoiser.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+checkTorch('the cross-check');
 const dir = process.argv[2] ?? path.join(here, '..', 'models', 'mnist-28');
 const { config, weights, file } = await loadModelDir(dir);
 if (config.preset !== 'mnist-28' || ![1, 2].includes(config.model.outChannels)) {
@@ -30,7 +33,7 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'ddpm-xcheck-'));
 try {
   writeFileSync(path.join(tmp, 'x.bin'), x);
   writeFileSync(path.join(tmp, 'y.bin'), y);
-  const out = execFileSync('/usr/bin/python3', [path.join(here, 'crosscheck_torch.py'), file, path.join(tmp, 'x.bin'), t.join(','), path.join(tmp, 'y.bin')], { encoding: 'utf8' });
+  const out = execFileSync(PYTHON, [path.join(here, 'crosscheck_torch.py'), file, path.join(tmp, 'x.bin'), t.join(','), path.join(tmp, 'y.bin')], { encoding: 'utf8' });
   const res = JSON.parse(out.trim().split('\n').pop()!) as { max_abs_diff: number };
   console.log(JSON.stringify({ checkpoint: file, ...res, ok: res.max_abs_diff < 1e-4 }));
   if (!(res.max_abs_diff < 1e-4)) process.exitCode = 1;

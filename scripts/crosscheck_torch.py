@@ -1,4 +1,4 @@
-"""Cross-check against the PyTorch reference U-Net (../shared/peer/torch_unet.py, Debian's python3-torch).
+"""Cross-check against the PyTorch reference U-Net (bench/peer/torch_unet.py, Debian's python3-torch).
 
 Loads a ddpm-ts checkpoint's safetensors into the reference module with load_state_dict(strict=True) and
 compares its output with the one ddpm-ts computed on the same inputs. Called by scripts/crosscheck-torch.ts.
@@ -8,7 +8,7 @@ import json, os, struct, sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'peer'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'bench', 'peer'))
 from torch_unet import UNet  # noqa: E402
 
 

@@ -5,7 +5,7 @@
  * The model knows nothing about diffusion: it maps (x_t, t) to an output with `outChannels` channels
  * (ε, x0 or v; twice the channels when the variance is learned).
  *
- * Parameter names mirror the PyTorch reference (`../shared/peer/torch_unet.py`) state_dict keys, and
+ * Parameter names mirror the PyTorch reference (`bench/peer/torch_unet.py`) state_dict keys, and
  * Linear weights are stored [out, in] as torch does, so a checkpoint loads into either implementation.
  */
 import type { ParamValue } from '../engine/optim.ts';
