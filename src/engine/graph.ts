@@ -6,45 +6,54 @@
  * A shape entry is a number, or a string naming a symbolic dimension (e.g. the batch `'N'`), which
  * the ONNX export writes as a `dim_param`.
  *
- * The primitive set is deliberately small: every primitive has one shape rule (tensor.ts), one VJP
- * rule (autodiff.ts), one reference implementation (interp.ts) and one ONNX lowering (onnx.ts).
- * Everything else (silu, groupNorm, softmax cross-entropy, upsampling, ...) is composed from these.
+ * The primitive set (`PRIMITIVES`) is deliberately small; everything else (silu, groupNorm, softmax
+ * cross-entropy, upsampling, ...) is composed from it in tensor.ts.
  */
 
 export type DType = 'float32' | 'int64' | 'bool';
 export type Dim = number | string;
 export type Shape = readonly Dim[];
 
-/** Primitive ops. Attribute semantics are documented in `Attrs`. */
-export type OpType =
-  | 'Input' // graph input, attrs.name
-  | 'Constant' // attrs.value: Float64Array (float32) | BigInt64Array (int64) | Uint8Array (bool), attrs.shape
+/**
+ * The primitive ops. Each has one entry in each of four tables, all under ops/ and keyed by op:
+ * its shape rule (ops/shape.ts), its VJP (ops/vjp.ts), its reference implementation (ops/interp.ts)
+ * and its ONNX lowering (ops/lower.ts). The tables are typed `Record<Primitive, ...>`, so a name added
+ * here makes the compiler list the rules it still lacks. Attribute semantics are noted per op.
+ */
+export const PRIMITIVES = [
   // elementwise binary, numpy broadcasting
-  | 'Add' | 'Sub' | 'Mul' | 'Div' | 'Max' | 'Min' | 'Pow' // Pow: tensor ** tensor (broadcast)
-  | 'Less' | 'Greater' | 'Equal' // -> bool
-  | 'Where' // (cond bool, a, b)
+  'Add', 'Sub', 'Mul', 'Div', 'Max', 'Min', 'Pow', // Pow: tensor ** tensor (broadcast)
+  'Less', 'Greater', 'Equal', // -> bool
+  'Where', // (cond bool, a, b)
   // elementwise unary
-  | 'Neg' | 'Exp' | 'Log' | 'Sqrt' | 'Tanh' | 'Sigmoid' | 'Sin' | 'Cos' | 'Abs' | 'Relu' | 'Erf'
-  | 'Cast' // attrs.to: DType
-  | 'StopGradient' // identity forward, zero gradient (exported as Identity)
+  'Neg', 'Exp', 'Log', 'Sqrt', 'Tanh', 'Sigmoid', 'Sin', 'Cos', 'Abs', 'Relu', 'Erf',
+  'Cast', // attrs.to: DType
+  'StopGradient', // identity forward, zero gradient (exported as Identity)
   // linear algebra
-  | 'MatMul' // numpy matmul semantics for rank >= 2, leading dims broadcast
-  | 'Conv' // (x[N,C,H,W], w[O,C/g,kh,kw]) attrs.strides [2], attrs.pads [4] (top,left,bottom,right), attrs.group
-  | 'ConvTranspose' // (y[N,O,H,W], w[O,C/g,kh,kw]) attrs: strides, pads, group, outputPadding [2]; gradient of Conv wrt x
+  'MatMul', // numpy matmul semantics for rank >= 2, leading dims broadcast
+  'Conv', // (x[N,C,H,W], w[O,C/g,kh,kw]) attrs.strides [2], attrs.pads [4] (top,left,bottom,right), attrs.group
+  'ConvTranspose', // (y[N,O,H,W], w[O,C/g,kh,kw]) attrs: strides, pads, group, outputPadding [2]; gradient of Conv wrt x
   // shape
-  | 'Reshape' // attrs.shape (may contain symbolic dims)
-  | 'Transpose' // attrs.perm
-  | 'Expand' // attrs.shape: broadcast to shape
-  | 'Concat' // attrs.axis
-  | 'Slice' // attrs.starts, ends, axes, steps (all normalised: non-negative, in range)
-  | 'Pad' // attrs.pads [2*rank] (begins..., ends...), zero constant padding
-  | 'Gather' // (table, indices int64) axis 0 only: out = table[indices]
-  | 'ScatterAddRows' // (indices int64 [K], updates [K, ...rest]) attrs.rows -> [rows, ...rest], sum of updates per row
+  'Reshape', // attrs.shape (may contain symbolic dims)
+  'Transpose', // attrs.perm
+  'Expand', // attrs.shape: broadcast to shape
+  'Concat', // attrs.axis
+  'Slice', // attrs.starts, ends, axes, steps (all normalised: non-negative, in range)
+  'Pad', // attrs.pads [2*rank] (begins..., ends...), zero constant padding
+  'Gather', // (table, indices int64) axis 0 only: out = table[indices]
+  'ScatterAddRows', // (indices int64 [K], updates [K, ...rest]) attrs.rows -> [rows, ...rest], sum of updates per row
   // reductions
-  | 'ReduceSum' // attrs.axes (sorted, non-negative), attrs.keepdims
-  | 'ReduceMax' // attrs.axes, attrs.keepdims
-  | 'Softmax' // attrs.axis (last axis only in practice)
-  | 'LogSoftmax'; // attrs.axis
+  'ReduceSum', // attrs.axes (sorted, non-negative), attrs.keepdims
+  'ReduceMax', // attrs.axes, attrs.keepdims
+  'Softmax', // attrs.axis (last axis only in practice)
+  'LogSoftmax', // attrs.axis
+] as const;
+
+export type Primitive = (typeof PRIMITIVES)[number];
+
+/** Node ops: the two leaves (a graph input, attrs.name; a constant, attrs.value: Float64Array (float32) |
+ * BigInt64Array (int64) | Uint8Array (bool) and attrs.shape) and the primitives. */
+export type OpType = 'Input' | 'Constant' | Primitive;
 
 export interface Attrs {
   [key: string]: unknown;

@@ -1,13 +1,16 @@
 /**
  * ONNX export of traced graphs, with standard operators only (default domain, opset 17), so the
  * result runs on onnxruntime-node, onnxruntime-web (wasm / WebGPU) and anything else that reads ONNX.
+ * Each primitive's nodes come from its lowering (ops/lower.ts); this file owns value names, constants,
+ * graph inputs/outputs and the protobuf encoding.
  *
  * Export is deterministic: value names come from the position in a deterministic topological order
  * (never from global node ids), constants are deduplicated by content, and protobuf encoding of the
  * same message is byte-stable. The same traced function therefore always gives the same bytes.
  */
 import onnxProto from 'onnx-proto';
-import { topoSort, type DType, type Dim, type Node } from './graph.ts';
+import { topoSort, type DType, type Dim, type Node, type Primitive } from './graph.ts';
+import { lowerRules, type AttrValue, type LowerContext } from './ops/lower.ts';
 import type { Tensor } from './tensor.ts';
 
 const { onnx } = onnxProto;
@@ -43,8 +46,6 @@ export interface OnnxModelInfo {
   outputs: { name: string; shape: Dim[]; dtype: DType }[];
 }
 
-type AttrValue = number | number[] | string | { tensor: ReturnType<typeof tensorProto> } | { dtype: DType };
-
 function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.AttributeProto> {
   const A = onnx.AttributeProto.AttributeType;
   if (typeof v === 'number') {
@@ -54,7 +55,10 @@ function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.Attribu
   }
   if (typeof v === 'string') return onnx.AttributeProto.create({ name, type: A.STRING, s: new TextEncoder().encode(v) });
   if (Array.isArray(v)) return onnx.AttributeProto.create({ name, type: A.INTS, ints: v });
-  if ('tensor' in v) return onnx.AttributeProto.create({ name, type: A.TENSOR, t: v.tensor });
+  if ('tensor' in v) {
+    const { dtype, dims, data } = v.tensor;
+    return onnx.AttributeProto.create({ name, type: A.TENSOR, t: tensorProto(name, dtype, dims, rawBytes(dtype, data)) });
+  }
   return onnx.AttributeProto.create({ name, type: A.INT, i: DTYPE_CODE[v.dtype] });
 }
 
@@ -175,6 +179,7 @@ export function toOnnx(outputs: Record<string, Tensor>, opts: OnnxExportOptions 
     emit('Concat', parts, [vec], { axis: 0 });
     return vec;
   };
+  const ctx: LowerContext = { emit, fresh, i64, shapeVector, convTransposeAsConv };
 
   let counter = 0;
   for (const n of order) {
@@ -204,106 +209,7 @@ export function toOnnx(outputs: Record<string, Tensor>, opts: OnnxExportOptions 
     }
     const out = outputNameOf.get(n) ?? `v${counter++}`;
     names.set(n, out);
-    const ins = n.inputs.map((i) => names.get(i)!);
-    lower(n, ins, out);
-  }
-
-  function lower(n: Node, ins: string[], out: string): void {
-    const a = n.attrs;
-    switch (n.op) {
-      case 'Add': case 'Sub': case 'Mul': case 'Div': case 'Max': case 'Min': case 'Pow':
-      case 'Less': case 'Greater': case 'Equal': case 'Where':
-      case 'Neg': case 'Exp': case 'Log': case 'Sqrt': case 'Tanh': case 'Sigmoid': case 'Sin': case 'Cos':
-      case 'Abs': case 'Relu': case 'Erf': case 'MatMul':
-        return emit(n.op, ins, [out]);
-      case 'Cast':
-        return emit('Cast', ins, [out], { to: { dtype: a.to as DType } });
-      case 'StopGradient':
-        return emit('Identity', ins, [out]);
-      case 'Conv': {
-        const w = n.inputs[1]!;
-        return emit('Conv', ins, [out], {
-          kernel_shape: [w.shape[2] as number, w.shape[3] as number],
-          strides: a.strides as number[],
-          pads: a.pads as number[],
-          group: a.group as number,
-        });
-      }
-      case 'ConvTranspose': {
-        const w = n.inputs[1]!;
-        const [O, Cg, kh, kw] = w.shape as number[] as [number, number, number, number];
-        const strides = a.strides as number[];
-        const pads = a.pads as number[];
-        const group = a.group as number;
-        const outputPadding = a.outputPadding as number[];
-        const flippable = strides.every((s) => s === 1) && outputPadding.every((p) => p === 0)
-          && pads[0]! <= kh - 1 && pads[2]! <= kh - 1 && pads[1]! <= kw - 1 && pads[3]! <= kw - 1;
-        if (convTransposeAsConv && flippable) {
-          // stride-1 transposed conv == conv with the kernel flipped in space and in/out channels swapped
-          // per group: w [O, Cg, kh, kw] -> w' [C, O/group, kh, kw], pads k-1-p.
-          const Og = O / group;
-          let wt = fresh('wT');
-          emit('Reshape', [ins[1]!, i64([group, Og, Cg, kh, kw])], [wt]);
-          const wt2 = fresh('wT');
-          emit('Transpose', [wt], [wt2], { perm: [0, 2, 1, 3, 4] });
-          wt = fresh('wT');
-          emit('Reshape', [wt2, i64([group * Cg, Og, kh, kw])], [wt]);
-          const wf = fresh('wFlip');
-          const big = -(2 ** 62);
-          emit('Slice', [wt, i64([-1, -1]), i64([big, big]), i64([2, 3]), i64([-1, -1])], [wf]);
-          return emit('Conv', [ins[0]!, wf], [out], {
-            kernel_shape: [kh, kw],
-            strides: [1, 1],
-            pads: [kh - 1 - pads[0]!, kw - 1 - pads[1]!, kh - 1 - pads[2]!, kw - 1 - pads[3]!],
-            group,
-          });
-        }
-        return emit('ConvTranspose', ins, [out], { kernel_shape: [kh, kw], strides, pads, group, output_padding: outputPadding });
-      }
-      case 'Reshape': {
-        const src = n.inputs[0]!.shape;
-        const target = a.shape as Dim[];
-        // ONNX: 0 copies the input's dim at the same index; other symbolic dims are read at run time
-        const spec = target.map((d, i) => (typeof d !== 'number' && src[i] === d ? 0 : d));
-        return emit('Reshape', [ins[0]!, shapeVector(spec)], [out]);
-      }
-      case 'Transpose':
-        return emit('Transpose', ins, [out], { perm: a.perm as number[] });
-      case 'Expand': {
-        const src = n.inputs[0]!.shape;
-        const shape = a.shape as Dim[];
-        const off = shape.length - src.length;
-        // bidirectional broadcast: a 1 keeps the input's (possibly symbolic) dim
-        const target = shape.map((d, i) => (typeof d !== 'number' && i >= off && src[i - off] === d ? 1 : d));
-        return emit('Expand', [ins[0]!, shapeVector(target)], [out]);
-      }
-      case 'Concat':
-        return emit('Concat', ins, [out], { axis: a.axis as number });
-      case 'Slice':
-        return emit('Slice', [ins[0]!, i64(a.starts as number[]), i64(a.ends as number[]), i64(a.axes as number[]), i64(a.steps as number[])], [out]);
-      case 'Pad':
-        return emit('Pad', [ins[0]!, i64(a.pads as number[])], [out], { mode: 'constant' });
-      case 'Gather':
-        return emit('Gather', ins, [out], { axis: 0 });
-      case 'ScatterAddRows': {
-        const [idx, upd] = n.inputs as [Node, Node];
-        const zeros = fresh('zeros');
-        const zeroValue = tensorProto('value', n.dtype, [1], rawBytes(n.dtype, new Float32Array(1)));
-        emit('ConstantOfShape', [i64(n.shape as number[])], [zeros], { value: { tensor: zeroValue } });
-        const idx2 = fresh('idx');
-        emit('Reshape', [ins[0]!, i64([...(idx.shape as number[]), 1])], [idx2]);
-        void upd;
-        return emit('ScatterND', [zeros, idx2, ins[1]!], [out], { reduction: 'add' });
-      }
-      case 'ReduceSum':
-        return emit('ReduceSum', [ins[0]!, i64(a.axes as number[])], [out], { keepdims: a.keepdims ? 1 : 0 });
-      case 'ReduceMax':
-        return emit('ReduceMax', ins, [out], { axes: a.axes as number[], keepdims: a.keepdims ? 1 : 0 });
-      case 'Softmax': case 'LogSoftmax':
-        return emit(n.op, ins, [out], { axis: a.axis as number });
-      default:
-        throw new Error(`toOnnx: no lowering for op ${n.op}`);
-    }
+    lowerRules[n.op as Primitive](ctx, n, n.inputs.map((i) => names.get(i)!), out);
   }
 
   // outputs that are inputs/constants or repeated get an Identity

@@ -2,23 +2,16 @@
  * Symbolic tensors: the tracing front end.
  *
  * Calling these functions does no arithmetic; it builds `Node`s (graph.ts) with inferred static
- * shapes. Every shape rule lives here, and every mismatch throws at trace time with a message that
- * names the op and the shapes involved. Composite ops (silu, groupNorm, upsampleNearest2x, dropout,
- * ...) are written in terms of the primitives, so autodiff, the interpreter and the ONNX export only
- * ever see primitives.
+ * shapes. Each builder checks its arguments and normalises them into a primitive's attributes; the
+ * primitive's shape rule (ops/shape.ts) gives the output shape, so every mismatch throws at trace time
+ * with a message that names the op and the shapes involved. Composite ops (silu, groupNorm,
+ * upsampleNearest2x, dropout, ...) are written in terms of the primitives, so autodiff, the
+ * interpreter and the ONNX export only ever see primitives.
  */
-import {
-  Node,
-  broadcastShapes,
-  dimProduct,
-  sameShape,
-  shapeToString,
-  type Attrs,
-  type DType,
-  type Dim,
-  type OpType,
-  type Shape,
-} from './graph.ts';
+import { Node, dimProduct, sameShape, shapeToString, type Attrs, type DType, type Dim, type Primitive, type Shape } from './graph.ts';
+import { fail, requireFloat, shapeRules } from './ops/shape.ts';
+
+export { ShapeError } from './ops/shape.ts';
 
 export type TensorLike = Tensor | number;
 
@@ -54,26 +47,17 @@ export class Tensor {
   mean(axes?: number | readonly number[], keepdims = false): Tensor { return mean(this, axes, keepdims); }
 }
 
-export class ShapeError extends Error {
-  override name = 'ShapeError';
-}
-
-function fail(op: string, msg: string): never {
-  throw new ShapeError(`${op}: ${msg}`);
-}
-
-function make(op: OpType, inputs: readonly Tensor[], attrs: Attrs, shape: Shape, dtype: DType): Tensor {
-  return new Tensor(new Node(op, inputs.map((t) => t.node), attrs, shape, dtype));
+/** A node of primitive `op`, its shape and dtype from the op's shape rule. */
+function make(op: Primitive, inputs: readonly Tensor[], attrs: Attrs = {}): Tensor {
+  const ins = inputs.map((t) => t.node);
+  const { shape, dtype } = shapeRules[op](ins, attrs);
+  return new Tensor(new Node(op, ins, attrs, shape, dtype));
 }
 
 function normAxis(op: string, axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;
   if (!Number.isInteger(a) || a < 0 || a >= rank) fail(op, `axis ${axis} out of range for rank ${rank}`);
   return a;
-}
-
-function requireFloat(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) if (t.dtype !== 'float32') fail(op, `expects float32, got ${t.dtype} ${shapeToString(t.shape)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -84,7 +68,7 @@ export function input(name: string, shape: readonly Dim[], dtype: DType = 'float
   for (const d of shape) {
     if (typeof d === 'number' && (!Number.isInteger(d) || d < 0)) fail('input', `bad dim ${d} in ${shapeToString(shape)} for '${name}'`);
   }
-  return make('Input', [], { name }, [...shape], dtype);
+  return new Tensor(new Node('Input', [], { name }, [...shape], dtype));
 }
 
 /** A constant tensor. Float data is kept in float64 (the interpreter uses it; export rounds to float32). */
@@ -100,7 +84,7 @@ export function constant(
   else if (dtype === 'int64') {
     value = data instanceof BigInt64Array ? data.slice() : BigInt64Array.from(Array.from(data as ArrayLike<number>, (v) => BigInt(v)));
   } else value = Uint8Array.from(data as ArrayLike<number>, (v) => (v ? 1 : 0));
-  return make('Constant', [], { value, shape: [...shape] }, [...shape], dtype);
+  return new Tensor(new Node('Constant', [], { value, shape: [...shape] }, [...shape], dtype));
 }
 
 export function scalar(v: number, dtype: DType = 'float32'): Tensor {
@@ -121,13 +105,9 @@ function lift(x: TensorLike, like?: Tensor): Tensor {
 // ---------------------------------------------------------------------------------------------
 // Elementwise
 
-function binary(op: OpType, a: TensorLike, b: TensorLike, outDtype?: DType): Tensor {
+function binary(op: Primitive, a: TensorLike, b: TensorLike): Tensor {
   const ta = lift(a, b instanceof Tensor ? b : undefined);
-  const tb = lift(b, ta);
-  if (ta.dtype !== tb.dtype) fail(op, `dtype mismatch ${ta.dtype} vs ${tb.dtype}`);
-  const shape = broadcastShapes(ta.shape, tb.shape);
-  if (shape === null) fail(op, `cannot broadcast ${shapeToString(ta.shape)} with ${shapeToString(tb.shape)}`);
-  return make(op, [ta, tb], {}, shape, outDtype ?? ta.dtype);
+  return make(op, [ta, lift(b, ta)]);
 }
 
 export const add = (a: TensorLike, b: TensorLike): Tensor => binary('Add', a, b);
@@ -136,9 +116,9 @@ export const mul = (a: TensorLike, b: TensorLike): Tensor => binary('Mul', a, b)
 export const div = (a: TensorLike, b: TensorLike): Tensor => binary('Div', a, b);
 export const maximum = (a: TensorLike, b: TensorLike): Tensor => binary('Max', a, b);
 export const minimum = (a: TensorLike, b: TensorLike): Tensor => binary('Min', a, b);
-export const less = (a: TensorLike, b: TensorLike): Tensor => binary('Less', a, b, 'bool');
-export const greater = (a: TensorLike, b: TensorLike): Tensor => binary('Greater', a, b, 'bool');
-export const equal = (a: TensorLike, b: TensorLike): Tensor => binary('Equal', a, b, 'bool');
+export const less = (a: TensorLike, b: TensorLike): Tensor => binary('Less', a, b);
+export const greater = (a: TensorLike, b: TensorLike): Tensor => binary('Greater', a, b);
+export const equal = (a: TensorLike, b: TensorLike): Tensor => binary('Equal', a, b);
 
 /** x ** p. With a number exponent 2 this is x*x, 0.5 is sqrt (cheaper and exact to differentiate). */
 export function pow(x: Tensor, p: TensorLike): Tensor {
@@ -151,32 +131,21 @@ export function pow(x: Tensor, p: TensorLike): Tensor {
 
 /** cond ? a : b, broadcasting all three. */
 export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
-  if (cond.dtype !== 'bool') fail('where', `condition must be bool, got ${cond.dtype}`);
   const ta = lift(a, b instanceof Tensor ? b : undefined);
-  const tb = lift(b, ta);
-  if (ta.dtype !== tb.dtype) fail('where', `dtype mismatch ${ta.dtype} vs ${tb.dtype}`);
-  const s1 = broadcastShapes(ta.shape, tb.shape);
-  const shape = s1 && broadcastShapes(cond.shape, s1);
-  if (!shape) fail('where', `cannot broadcast cond ${shapeToString(cond.shape)}, a ${shapeToString(ta.shape)}, b ${shapeToString(tb.shape)}`);
-  return make('Where', [cond, ta, tb], {}, shape, ta.dtype);
+  return make('Where', [cond, ta, lift(b, ta)]);
 }
 
-function unary(op: OpType, x: Tensor): Tensor {
-  requireFloat(op, x);
-  return make(op, [x], {}, x.shape, x.dtype);
-}
-
-export const neg = (x: Tensor): Tensor => (x.dtype === 'float32' ? unary('Neg', x) : make('Neg', [x], {}, x.shape, x.dtype));
-export const exp = (x: Tensor): Tensor => unary('Exp', x);
-export const log = (x: Tensor): Tensor => unary('Log', x);
-export const sqrt = (x: Tensor): Tensor => unary('Sqrt', x);
-export const tanh = (x: Tensor): Tensor => unary('Tanh', x);
-export const sigmoid = (x: Tensor): Tensor => unary('Sigmoid', x);
-export const sin = (x: Tensor): Tensor => unary('Sin', x);
-export const cos = (x: Tensor): Tensor => unary('Cos', x);
-export const abs = (x: Tensor): Tensor => unary('Abs', x);
-export const relu = (x: Tensor): Tensor => unary('Relu', x);
-export const erf = (x: Tensor): Tensor => unary('Erf', x);
+export const neg = (x: Tensor): Tensor => make('Neg', [x]);
+export const exp = (x: Tensor): Tensor => make('Exp', [x]);
+export const log = (x: Tensor): Tensor => make('Log', [x]);
+export const sqrt = (x: Tensor): Tensor => make('Sqrt', [x]);
+export const tanh = (x: Tensor): Tensor => make('Tanh', [x]);
+export const sigmoid = (x: Tensor): Tensor => make('Sigmoid', [x]);
+export const sin = (x: Tensor): Tensor => make('Sin', [x]);
+export const cos = (x: Tensor): Tensor => make('Cos', [x]);
+export const abs = (x: Tensor): Tensor => make('Abs', [x]);
+export const relu = (x: Tensor): Tensor => make('Relu', [x]);
+export const erf = (x: Tensor): Tensor => make('Erf', [x]);
 export const square = (x: Tensor): Tensor => mul(x, x);
 export const rsqrt = (x: Tensor): Tensor => div(1, sqrt(x));
 /** SiLU / swish: x·σ(x). */
@@ -190,12 +159,12 @@ export function clip(x: Tensor, lo: number, hi: number): Tensor {
 
 export function cast(x: Tensor, to: DType): Tensor {
   if (x.dtype === to) return x;
-  return make('Cast', [x], { to }, x.shape, to);
+  return make('Cast', [x], { to });
 }
 
 /** Identity whose gradient is zero (improved-diffusion's `frozen_out` / torch's `detach`). */
 export function stopGradient(x: Tensor): Tensor {
-  return make('StopGradient', [x], {}, x.shape, x.dtype);
+  return make('StopGradient', [x]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,14 +172,7 @@ export function stopGradient(x: Tensor): Tensor {
 
 /** numpy matmul for rank >= 2: [..., n, k] @ [..., k, m] -> [..., n, m], leading dims broadcast. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  requireFloat('matmul', a, b);
-  if (a.rank < 2 || b.rank < 2) fail('matmul', `operands need rank >= 2, got ${shapeToString(a.shape)} @ ${shapeToString(b.shape)}`);
-  const k1 = a.shape[a.rank - 1]!;
-  const k2 = b.shape[b.rank - 2]!;
-  if (k1 !== k2) fail('matmul', `inner dims differ: ${shapeToString(a.shape)} @ ${shapeToString(b.shape)}`);
-  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  if (!batch) fail('matmul', `batch dims do not broadcast: ${shapeToString(a.shape)} @ ${shapeToString(b.shape)}`);
-  return make('MatMul', [a, b], {}, [...batch, a.shape[a.rank - 2]!, b.shape[b.rank - 1]!], 'float32');
+  return make('MatMul', [a, b]);
 }
 
 export interface Conv2dOptions {
@@ -232,27 +194,10 @@ function pads4(p: Conv2dOptions['padding']): [number, number, number, number] {
   return [p[0], p[1], p[2]!, p[3]!];
 }
 
-function convOutDim(op: string, inDim: Dim, k: number, s: number, p0: number, p1: number): number {
-  if (typeof inDim !== 'number') fail(op, `spatial dims must be static, got ${inDim}`);
-  const out = Math.floor((inDim + p0 + p1 - k) / s) + 1;
-  if (out <= 0) fail(op, `kernel ${k} larger than padded input ${inDim + p0 + p1}`);
-  return out;
-}
-
 /** 2-D cross-correlation, NCHW, weight [O, C/groups, kh, kw], optional bias [O]. */
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
-  requireFloat('conv2d', x, w);
-  if (x.rank !== 4 || w.rank !== 4) fail('conv2d', `expects x [N,C,H,W] and w [O,C/g,kh,kw], got x ${shapeToString(x.shape)}, w ${shapeToString(w.shape)}`);
-  const groups = opts.groups ?? 1;
-  const [N, C, H, W] = x.shape as [Dim, Dim, Dim, Dim];
-  const [O, Cg, kh, kw] = w.shape as [number, number, number, number];
-  if (typeof C !== 'number' || C !== Cg * groups) fail('conv2d', `input channels ${C} != weight channels ${Cg} x groups ${groups} (x ${shapeToString(x.shape)}, w ${shapeToString(w.shape)})`);
-  if (O % groups !== 0) fail('conv2d', `output channels ${O} not divisible by groups ${groups}`);
-  const strides = pair(opts.stride, 1);
-  const pads = pads4(opts.padding);
-  const Ho = convOutDim('conv2d', H, kh, strides[0], pads[0], pads[2]);
-  const Wo = convOutDim('conv2d', W, kw, strides[1], pads[1], pads[3]);
-  let y = make('Conv', [x, w], { strides, pads, group: groups }, [N, O, Ho, Wo], 'float32');
+  let y = make('Conv', [x, w], { strides: pair(opts.stride, 1), pads: pads4(opts.padding), group: opts.groups ?? 1 });
+  const O = y.shape[1]!;
   if (bias) {
     if (bias.rank !== 1 || bias.shape[0] !== O) fail('conv2d', `bias ${shapeToString(bias.shape)} does not match ${O} output channels`);
     y = add(y, reshape(bias, [1, O, 1, 1]));
@@ -269,15 +214,7 @@ export function convTranspose2d(
   w: Tensor,
   opts: { strides: [number, number]; pads: [number, number, number, number]; group: number; outputPadding: [number, number] },
 ): Tensor {
-  requireFloat('convTranspose2d', y, w);
-  const [N, O, Ho, Wo] = y.shape as [Dim, Dim, Dim, Dim];
-  const [Ow, Cg, kh, kw] = w.shape as [number, number, number, number];
-  if (O !== Ow) fail('convTranspose2d', `channels ${O} != weight rows ${Ow}`);
-  if (typeof Ho !== 'number' || typeof Wo !== 'number') fail('convTranspose2d', 'spatial dims must be static');
-  const { strides: s, pads: p, outputPadding: op } = opts;
-  const H = (Ho - 1) * s[0] - p[0] - p[2] + kh + op[0];
-  const W = (Wo - 1) * s[1] - p[1] - p[3] + kw + op[1];
-  return make('ConvTranspose', [y, w], { ...opts }, [N, Cg * opts.group, H, W], 'float32');
+  return make('ConvTranspose', [y, w], { ...opts });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,22 +222,18 @@ export function convTranspose2d(
 
 /** Reshape; one entry may be -1 (inferred). Symbolic dims must be carried over explicitly. */
 export function reshape(x: Tensor, shape: readonly Dim[]): Tensor {
-  const src = dimProduct(x.shape);
   const out = [...shape];
   const inferred = out.indexOf(-1);
   if (out.filter((d) => d === -1).length > 1) fail('reshape', `more than one -1 in ${shapeToString(shape)}`);
-  const known = dimProduct(out.filter((d) => d !== -1));
-  const symOk = known.symbols.join() === src.symbols.join();
-  if (!symOk) fail('reshape', `symbolic dims differ: ${shapeToString(x.shape)} -> ${shapeToString(shape)}`);
   if (inferred >= 0) {
+    const src = dimProduct(x.shape);
+    const known = dimProduct(out.filter((d) => d !== -1));
+    if (known.symbols.join() !== src.symbols.join()) fail('reshape', `symbolic dims differ: ${shapeToString(x.shape)} -> ${shapeToString(shape)}`);
     if (known.n === 0 || src.n % known.n !== 0) fail('reshape', `cannot infer -1: ${shapeToString(x.shape)} -> ${shapeToString(shape)}`);
     out[inferred] = src.n / known.n;
-  } else if (known.n !== src.n) {
-    fail('reshape', `element count differs: ${shapeToString(x.shape)} -> ${shapeToString(shape)}`);
   }
-  for (const d of out) if (typeof d === 'number' && (!Number.isInteger(d) || d < 0)) fail('reshape', `bad dim ${d} in ${shapeToString(shape)}`);
   if (sameShape(out, x.shape)) return x;
-  return make('Reshape', [x], { shape: out }, out, x.dtype);
+  return make('Reshape', [x], { shape: out });
 }
 
 export function flatten(x: Tensor, fromAxis = 1): Tensor {
@@ -308,39 +241,22 @@ export function flatten(x: Tensor, fromAxis = 1): Tensor {
 }
 
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
-  const rank = x.rank;
-  if (perm.length !== rank || [...perm].sort((a, b) => a - b).some((p, i) => p !== i)) {
-    fail('transpose', `perm [${perm}] is not a permutation of ${rank} axes (x ${shapeToString(x.shape)})`);
-  }
-  if (perm.every((p, i) => p === i)) return x;
-  return make('Transpose', [x], { perm: [...perm] }, perm.map((p) => x.shape[p]!), x.dtype);
+  if (perm.length === x.rank && perm.every((p, i) => p === i)) return x;
+  return make('Transpose', [x], { perm: [...perm] });
 }
 
 /** Broadcast x to `shape` (numpy rules: x's dims align to the right and must be 1 or equal). */
 export function expand(x: Tensor, shape: readonly Dim[]): Tensor {
-  const out = broadcastShapes(x.shape, shape);
-  if (!out || !sameShape(out, shape)) fail('expand', `cannot broadcast ${shapeToString(x.shape)} to ${shapeToString(shape)}`);
   if (sameShape(x.shape, shape)) return x;
-  return make('Expand', [x], { shape: [...shape] }, [...shape], x.dtype);
+  return make('Expand', [x], { shape: [...shape] });
 }
 
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 0) fail('concat', 'no inputs');
-  const first = xs[0]!;
-  const a = normAxis('concat', axis, first.rank);
-  let total = 0;
-  for (const t of xs) {
-    if (t.rank !== first.rank || t.dtype !== first.dtype || t.shape.some((d, i) => i !== a && d !== first.shape[i])) {
-      fail('concat', `shapes differ off axis ${a}: ${xs.map((u) => shapeToString(u.shape)).join(', ')}`);
-    }
-    const d = t.shape[a]!;
-    if (typeof d !== 'number') fail('concat', `axis ${a} must be static`);
-    total += d;
-  }
-  if (xs.length === 1) return first;
-  const shape = [...first.shape];
-  shape[a] = total;
-  return make('Concat', xs, { axis: a }, shape, first.dtype);
+  const attrs = { axis: normAxis('concat', axis, xs[0]!.rank) };
+  if (xs.length > 1) return make('Concat', xs, attrs);
+  shapeRules.Concat([xs[0]!.node], attrs); // the same checks as for more pieces (a static axis)
+  return xs[0]!;
 }
 
 /** x[start:end:step] along one axis (negative start/end count from the end, python style). */
@@ -355,9 +271,7 @@ export function slice(x: Tensor, axis: number, start: number, end?: number, step
   const len = Math.max(0, Math.ceil((e - s) / step));
   if (len === 0) fail('slice', `empty slice [${start}:${end}:${step}] of axis ${a} (dim ${dim})`);
   if (s === 0 && len === dim && step === 1) return x;
-  const shape = [...x.shape];
-  shape[a] = len;
-  return make('Slice', [x], { starts: [s], ends: [s + (len - 1) * step + 1], axes: [a], steps: [step] }, shape, x.dtype);
+  return make('Slice', [x], { starts: [s], ends: [s + (len - 1) * step + 1], axes: [a], steps: [step] });
 }
 
 /** Split along an axis into pieces of the given sizes. */
@@ -379,27 +293,17 @@ export function pad(x: Tensor, pads: readonly number[]): Tensor {
   const r = x.rank;
   if (pads.length !== 2 * r || pads.some((p) => !Number.isInteger(p) || p < 0)) fail('pad', `pads [${pads}] invalid for rank ${r}`);
   if (pads.every((p) => p === 0)) return x;
-  const shape = x.shape.map((d, i) => {
-    if (pads[i] === 0 && pads[i + r] === 0) return d;
-    if (typeof d !== 'number') fail('pad', `cannot pad symbolic axis ${i}`);
-    return d + pads[i]! + pads[i + r]!;
-  });
-  return make('Pad', [x], { pads: [...pads] }, shape, x.dtype);
+  return make('Pad', [x], { pads: [...pads] });
 }
 
 /** Rows of a table: table [R, ...] gathered by int64 indices [...idx] -> [...idx, ...]. */
 export function gather(table: Tensor, indices: Tensor): Tensor {
-  if (indices.dtype !== 'int64') fail('gather', `indices must be int64, got ${indices.dtype}`);
-  if (table.rank < 1) fail('gather', 'table must have rank >= 1');
-  return make('Gather', [table, indices], {}, [...indices.shape, ...table.shape.slice(1)], table.dtype);
+  return make('Gather', [table, indices]);
 }
 
 /** Adjoint of `gather`: sums `updates` [...idx, ...rest] into a zero table of `rows` rows. */
 export function scatterAddRows(indices: Tensor, updates: Tensor, rows: number): Tensor {
-  if (indices.dtype !== 'int64') fail('scatterAddRows', `indices must be int64, got ${indices.dtype}`);
-  const k = indices.rank;
-  if (!sameShape(updates.shape.slice(0, k), indices.shape)) fail('scatterAddRows', `updates ${shapeToString(updates.shape)} do not start with indices ${shapeToString(indices.shape)}`);
-  return make('ScatterAddRows', [indices, updates], { rows }, [rows, ...updates.shape.slice(k)], updates.dtype);
+  return make('ScatterAddRows', [indices, updates], { rows });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,12 +319,7 @@ function reduce(op: 'ReduceSum' | 'ReduceMax', name: string, x: Tensor, axes: nu
   requireFloat(name, x);
   const ax = normAxes(name, x, axes);
   if (ax.length === 0) return x;
-  const shape: Dim[] = [];
-  x.shape.forEach((d, i) => {
-    if (!ax.includes(i)) shape.push(d);
-    else if (keepdims) shape.push(1);
-  });
-  return make(op, [x], { axes: ax, keepdims }, shape, x.dtype);
+  return make(op, [x], { axes: ax, keepdims });
 }
 
 /** Sum over axes (all when omitted). */
@@ -449,14 +348,14 @@ export function softmax(x: Tensor, axis = -1): Tensor {
   requireFloat('softmax', x);
   const a = normAxis('softmax', axis, x.rank);
   if (a !== x.rank - 1) fail('softmax', `only the last axis is supported (got ${axis} for rank ${x.rank})`);
-  return make('Softmax', [x], { axis: a }, x.shape, x.dtype);
+  return make('Softmax', [x], { axis: a });
 }
 
 export function logSoftmax(x: Tensor, axis = -1): Tensor {
   requireFloat('logSoftmax', x);
   const a = normAxis('logSoftmax', axis, x.rank);
   if (a !== x.rank - 1) fail('logSoftmax', `only the last axis is supported (got ${axis} for rank ${x.rank})`);
-  return make('LogSoftmax', [x], { axis: a }, x.shape, x.dtype);
+  return make('LogSoftmax', [x], { axis: a });
 }
 
 // ---------------------------------------------------------------------------------------------
