@@ -10,6 +10,7 @@ import * as ortWeb from 'onnxruntime-web';
 import * as T from '../src/engine/tensor.ts';
 import { vjp } from '../src/engine/autodiff.ts';
 import { evaluate } from '../src/engine/interp.ts';
+import { PRIMITIVES, topoSort } from '../src/engine/graph.ts';
 import { toOnnx } from '../src/engine/onnx.ts';
 import { CompiledFunction, compile, type OrtModule } from '../src/engine/runtime.ts';
 import { UNET_CONFIGS, initUNet, unet } from '../src/models/unet.ts';
@@ -18,6 +19,9 @@ import { assertClose } from './helpers.ts';
 
 const ort = ortNode as unknown as OrtModule;
 type Fn = (...xs: T.Tensor[]) => T.Tensor;
+
+/** Every op that some `agree` call ran, forward or in a gradient. */
+const checked = new Set<string>();
 
 /** Forward and gradients (seeded with a fixed random cotangent) of f on ORT vs the interpreter in float32. */
 async function agree(name: string, f: Fn, shapes: number[][], gen: (r: Rng) => number = (r) => r.normal()) {
@@ -34,6 +38,7 @@ async function agree(name: string, f: Fn, shapes: number[][], gen: (r: Rng) => n
   const feeds: Record<string, Float32Array> = {};
   shapes.forEach((s, i) => (feeds[`x${i}`] = Float32Array.from({ length: s.reduce((a, b) => a * b, 1) }, () => gen(rng))));
   feeds.seed = rng.normalFloat32(seedShape.reduce((a, b) => a * b, 1));
+  for (const n of topoSort(Object.values(outputs).map((t) => t.node))) checked.add(n.op);
   const fn = await compile(ort, outputs, { threads: 1 });
   const got = await fn.run(Object.fromEntries(fn.info.inputs.map((i) => [i.name, feeds[i.name]!])));
   const names = Object.keys(outputs);
@@ -98,6 +103,11 @@ test('onnxruntime agrees with the interpreter: shape ops, reductions, softmax, c
   await agree('upsample', T.upsampleNearest2x, [[1, 2, 3, 3]]);
   const u = T.constant(Array.from({ length: 12 }, (_, i) => ((i * 7) % 12) / 12), [3, 4]);
   await agree('dropout', (a) => T.dropout(a, 0.3, u), [[3, 4]]);
+});
+
+test('every primitive was checked above: its shape rule, VJP, interpreter and lowering all ran', () => {
+  const unchecked = PRIMITIVES.filter((op) => !checked.has(op));
+  assert.deepEqual(unchecked, [], `no agree() case reaches ${unchecked.join(', ')}: add one`);
 });
 
 test('export is deterministic: the same function traced twice gives the same bytes', () => {
