@@ -199,7 +199,9 @@ function runWorker(args: WorkerArgs, o: Required<Pick<FuzzOptions, 'hangMs' | 'h
       result.index = rec[0]!;
       result.phase = rec[1]!;
       if (!done && !result.abnormal) {
-        const tail = stderrTail.trim().split('\n').slice(-3).join(' | ');
+        // the error line (a stack's first line) says more than the stack's last lines
+        const lines = stderrTail.trim().split('\n');
+        const tail = [...lines.filter((l) => /Error|error:|Abort|FATAL/.test(l)).slice(0, 1), ...lines.slice(-1)].join(' | ');
         result.abnormal =
           code === 70 || result.phase === PHASE.generating || result.phase === -1
             ? { kind: 'harness', message: `worker failed (exit ${code ?? signal}): ${tail}` }
