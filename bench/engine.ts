@@ -9,7 +9,8 @@ import * as ort from 'onnxruntime-node';
 import { vjp } from '../src/engine/autodiff.ts';
 import { compile } from '../src/engine/runtime.ts';
 import * as T from '../src/engine/tensor.ts';
-import { adamw, type ParamValue } from '../src/engine/optim.ts';
+import { adamw } from '../src/engine/optim.ts';
+import type { ParamValue } from '../src/engine/tree.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
 
 const args = process.argv.slice(2);

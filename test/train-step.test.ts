@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import * as T from '../src/engine/tensor.ts';
-import { adamw, learningRate, type ParamValue } from '../src/engine/optim.ts';
+import { adamw, learningRate } from '../src/engine/optim.ts';
 import { applyOptions, defaultTrainConfig, validateTrainConfig } from '../src/train/config.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
-import type { Tree } from '../src/engine/tree.ts';
+import type { ParamValue, Tree } from '../src/engine/tree.ts';
 
 /** Tiny LCG so this test does not depend on the project RNG. */
 function lcg(seed: number): () => number {

@@ -7,7 +7,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { conciseOrtMessage } from '../engine/runtime.ts';
 import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';

@@ -8,13 +8,7 @@
  * (decoupled weight decay, applied as p ← p − lr·λ·p, matching torch.optim.AdamW).
  */
 import { add, div, exp, minimum, mul, scalar, sqrt, sub, sum, type Tensor } from './tensor.ts';
-import { treeFlatten, treeFromFlat, treeMap, type Tree } from './tree.ts';
-
-/** A parameter (or optimiser state) value: float32 data with its shape. */
-export interface ParamValue {
-  shape: number[];
-  data: Float32Array;
-}
+import { treeFlatten, treeFromFlat, treeMap, type ParamValue, type Tree } from './tree.ts';
 
 export interface OptimizerState<T> {
   /** number of updates applied so far (a float32 scalar, for bias correction) */

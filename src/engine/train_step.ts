@@ -8,10 +8,10 @@
  */
 import { valueAndGrad } from './autodiff.ts';
 import { numel, type DType, type Dim } from './graph.ts';
-import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState, type ParamValue } from './optim.ts';
+import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState } from './optim.ts';
 import { compile, type CompiledFunction, type Feeds, type OrtModule, type RuntimeOptions } from './runtime.ts';
 import { Tensor, concat, input, reshape, split } from './tensor.ts';
-import { treeFlatten, treeMap, type Tree } from './tree.ts';
+import { treeFlatten, treeMap, type ParamValue, type Tree } from './tree.ts';
 
 export interface TrainStepSpec<I extends Record<string, Tensor>> {
   /** Initial parameter values; the tree's paths name the weights. */

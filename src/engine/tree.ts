@@ -5,6 +5,12 @@
  */
 export type Tree<T> = T | readonly Tree<T>[] | { readonly [key: string]: Tree<T> };
 
+/** A parameter (or optimiser state) value: float32 data with its shape, the leaf of a parameter tree. */
+export interface ParamValue {
+  shape: number[];
+  data: Float32Array;
+}
+
 function isBranch(x: unknown): x is readonly unknown[] | Record<string, unknown> {
   if (Array.isArray(x)) return true;
   if (x === null || typeof x !== 'object') return false;

@@ -13,7 +13,7 @@
  * the weights load into an equivalent torch module. Inputs are MNIST scaled to [-1, 1] like the
  * diffusion model's (x / 127.5 − 1).
  */
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import { CompiledFunction, type OrtModule, type RuntimeOptions } from '../engine/runtime.ts';
 import { toOnnx } from '../engine/onnx.ts';
 import { add, conv2d, input, matmul, max, relu, reshape, transpose, type Tensor } from '../engine/tensor.ts';

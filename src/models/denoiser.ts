@@ -5,7 +5,7 @@
  * The exported model has inputs `x` float32 [N, C, H, W] and `t` float32 [N] (the timestep index
  * 0..T−1) and output `out` [N, outChannels, H, W]; the batch size N is free.
  */
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import { toOnnx } from '../engine/onnx.ts';
 import { CompiledFunction, type OrtModule, type RuntimeOptions } from '../engine/runtime.ts';
 import { input, type Tensor } from '../engine/tensor.ts';

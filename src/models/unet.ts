@@ -8,7 +8,7 @@
  * Parameter names mirror the PyTorch reference (`bench/peer/torch_unet.py`) state_dict keys, and
  * Linear weights are stored [out, in] as torch does, so a checkpoint loads into either implementation.
  */
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import {
   add,
   concat,

@@ -16,7 +16,7 @@
  * No node:* imports: the browser reads the same file.
  */
 import onnxProto from 'onnx-proto';
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import { OPSET } from '../engine/onnx.ts';
 import { exportDenoiserOnnx } from '../models/denoiser.ts';
 import { unetConfig, type UNetConfig } from '../models/unet.ts';

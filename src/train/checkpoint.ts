@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describeValue } from '../describe.ts';
 import { checkLoaderState, type LoaderState } from '../data/loader.ts';
-import type { ParamValue } from '../engine/optim.ts';
+import type { ParamValue } from '../engine/tree.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
