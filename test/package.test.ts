@@ -1,0 +1,189 @@
+/**
+ * The package as a user gets it: `npm pack` (which builds dist/ through `prepare`), then `npm install <tarball>`
+ * into an empty project with no TypeScript, and three checks there:
+ * - plain `node` imports `ddpm-ts` (ESM, compiled JavaScript) and samples 4 images from the shipped model
+ *   through the public API, bit for bit what the sources give;
+ * - a minimal Vite app that imports the browser entry (`ddpm-ts/browser`, and `ddpm-ts` under the browser
+ *   condition) builds, with nothing from `node:*` in it (this repository's vite, the app as its root);
+ * - the installed `ddpm sample` writes samples.png from the shipped model.
+ * The dependencies come from npm's cache or the npm registry (--prefer-offline). Timings are printed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, createLogger } from 'vite';
+import { DdimSampler, GaussianDiffusion, sampleLoop } from '../src/diffusion/index.ts';
+import { Denoiser } from '../src/models/denoiser.ts';
+import { ort } from '../src/node/ort.ts';
+import { Rng } from '../src/rng.ts';
+import { loadModelDir } from '../src/train/checkpoint.ts';
+import { imageSize } from './cli-helpers.ts';
+import { assertClose } from './helpers.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PKG = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a program in `cwd` with an environment of a user's shell: none of the npm_* variables that `npm test`
+ * sets (they would point npm at this repository), no NODE_OPTIONS (no TypeScript loader), no CUDA download.
+ */
+function run(file: string, args: string[], cwd: string): Promise<Run> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k) && k !== 'NODE_OPTIONS') env[k] = v;
+  env.ONNXRUNTIME_NODE_INSTALL = 'skip';
+  return new Promise((resolve) => {
+    execFile(file, args, { cwd, env, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function ok(r: Run, what: string): void {
+  assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stderr}\n${r.stdout}`);
+}
+
+const timings: Record<string, number> = {};
+async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    timings[name] = +((performance.now() - t0) / 1000).toFixed(2);
+  }
+}
+
+/** 4 images from the shipped model: DDIM, 10 steps, η = 0, seed 0, one thread (so the bits are reproducible). */
+const SAMPLE_SCRIPT = `
+import { fileURLToPath } from 'node:url';
+import { DdimSampler, Denoiser, GaussianDiffusion, Rng, loadModelDir, ort, sampleLoop } from 'ddpm-ts';
+import * as browser from 'ddpm-ts/browser';
+
+const dir = fileURLToPath(new URL('./models/mnist-28', import.meta.resolve('ddpm-ts/package.json')));
+const { config, weights } = await loadModelDir(dir);
+const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
+const model = await Denoiser.create(ort, config.model, weights, { threads: 1 });
+const { meanType, varType } = config.diffusion;
+const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
+const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));
+await model.release();
+console.log(JSON.stringify({
+  dir,
+  x0: Buffer.from(x0.buffer, x0.byteOffset, x0.byteLength).toString('base64'),
+  browserEntry: typeof browser.GaussianDiffusion === 'function' && !('loadModelDir' in browser),
+}));
+`;
+
+async function sampleFromSources(): Promise<Float32Array> {
+  const { config, weights } = await loadModelDir(path.join(ROOT, 'models', 'mnist-28'));
+  const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
+  const model = await Denoiser.create(ort, config.model, weights, { threads: 1 });
+  const { meanType, varType } = config.diffusion;
+  const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
+  const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));
+  await model.release();
+  return x0;
+}
+
+const VITE_MAIN = `
+import { DdimSampler, GaussianDiffusion, Rng } from 'ddpm-ts/browser';
+import * as lib from 'ddpm-ts';
+const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
+const sampler = new DdimSampler(diffusion, { meanType: 'epsilon', eta: 0, timesteps: 'ddim10', clipDenoised: true });
+document.body.textContent = [sampler.constructor.name, new Rng(0).normalFloat32(2).join(' '), Object.keys(lib).length].join(' / ');
+`;
+
+test('npm pack, install the tarball into an empty project: node imports it and samples, a Vite app builds the browser entry, ddpm sample runs', { timeout: 900_000 }, async (t) => {
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-package-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
+  const app = path.join(tmp, 'app');
+
+  // 1. pack: `prepare` builds dist/ first
+  const packed = await timed('pack', () => run('npm', ['pack', '--json', '--pack-destination', tmp], ROOT));
+  ok(packed, 'npm pack');
+  const info = (JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[])[0]!;
+  const files = new Set(info.files.map((f) => f.path));
+  for (const f of ['package.json', 'bin/ddpm.js', 'dist/index.js', 'dist/index.d.ts', 'dist/index.js.map', 'dist/browser.js', 'dist/browser.d.ts', 'dist/cli/bin.js',
+    'models/mnist-28/config.json', 'models/mnist-28/ema.safetensors', 'models/lenet-mnist/weights.safetensors']) {
+    assert.ok(files.has(f), `the tarball lacks ${f}`);
+  }
+  const stray = [...files].filter((f) => /^(test|runs|web|scripts|bench|docs|dev|node_modules)\//.test(f));
+  assert.deepEqual(stray, [], 'the tarball holds files users do not need');
+
+  // 2. install it where there is no TypeScript
+  await mkdir(app);
+  await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module', allowScripts: { 'onnxruntime-node': false } }));
+  const tarball = path.join(tmp, info.filename);
+  const installed = await timed('install', () => run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], app));
+  ok(installed, 'npm install of the tarball');
+  for (const dev of ['typescript', 'tsx']) assert.ok(!existsSync(path.join(app, 'node_modules', dev)), `${dev} was installed with the package`);
+
+  await t.test('plain node imports the package and samples 4 images from the shipped model, bit for bit as the sources do', async () => {
+    await writeFile(path.join(app, 'sample.mjs'), SAMPLE_SCRIPT);
+    const r = await timed('node sample', () => run(process.execPath, ['sample.mjs'], app));
+    ok(r, 'node sample.mjs');
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { dir: string; x0: string; browserEntry: boolean };
+    assert.equal(out.dir, path.join(app, 'node_modules', 'ddpm-ts', 'models', 'mnist-28'));
+    assert.ok(out.browserEntry, 'ddpm-ts/browser: the diffusion core without the Node-only loaders');
+    const b = Buffer.from(out.x0, 'base64');
+    const got = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+    assert.equal(got.length, 4 * 28 * 28);
+    // digits: mostly black background, a few bright strokes (pure noise has ~16% of pixels below -0.9)
+    for (let i = 0; i < 4; i++) {
+      const img = got.subarray(i * 784, (i + 1) * 784);
+      const background = img.filter((v) => v < -0.9).length / 784;
+      const strokes = img.filter((v) => v > 0.5).length / 784;
+      assert.ok(background > 0.6 && background < 0.97 && strokes > 0.02 && strokes < 0.3, `image ${i}: background ${background}, strokes ${strokes}`);
+    }
+    assertClose(got, await sampleFromSources(), { atol: 0 }, 'installed package vs sources');
+  });
+
+  await t.test('a Vite app importing the browser entry builds, with nothing from node:*', async () => {
+    const web = path.join(app, 'web');
+    await mkdir(web);
+    await writeFile(path.join(web, 'index.html'), '<!doctype html><html><body><script type="module" src="./main.js"></script></body></html>\n');
+    await writeFile(path.join(web, 'main.js'), VITE_MAIN);
+    const warnings: string[] = [];
+    const logger = createLogger('warn');
+    logger.warn = (msg) => void warnings.push(msg);
+    logger.warnOnce = logger.warn;
+    const out = await timed('vite build', () =>
+      build({ root: web, configFile: false, customLogger: logger, logLevel: 'warn', build: { outDir: path.join(web, 'dist'), emptyOutDir: true } }),
+    );
+    const chunks = (Array.isArray(out) ? out : [out]).flatMap((o) => ('output' in o ? o.output : [])).filter((o) => o.type === 'chunk');
+    assert.ok(chunks.length > 0, 'no JavaScript was built');
+    const code = chunks.map((c) => c.code).join('\n');
+    assert.deepEqual(warnings.filter((w) => /externalized|node:/.test(w)), [], 'Vite had to externalize Node modules');
+    assert.doesNotMatch(code, /(from|import\(|require\()\s*["']node:/, 'the bundle imports node:*');
+    assert.doesNotMatch(code, /onnxruntime-node|sharp/, 'the bundle holds Node-only packages');
+    timings['bundle KB'] = Math.round(code.length / 1024);
+  });
+
+  await t.test('the installed ddpm sample writes samples.png from the shipped model', async () => {
+    const bin = path.join(app, 'node_modules', '.bin', 'ddpm');
+    const version = await run(bin, ['--version'], app);
+    ok(version, 'ddpm --version');
+    assert.equal(version.stdout.trim(), PKG.version);
+    const r = await timed('ddpm sample', () => run(bin, ['sample', '--n', '4', '--steps', '10', '--threads', '2'], app));
+    ok(r, 'ddpm sample');
+    assert.match(r.stdout, new RegExp(`model ${path.join(app, 'node_modules', 'ddpm-ts', 'models', 'mnist-28').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const png = await readFile(path.join(app, 'samples.png'));
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'samples.png is not a PNG');
+    const [w, h] = await imageSize(path.join(app, 'samples.png'));
+    assert.ok(w >= 2 * 28 && h >= 2 * 28, `samples.png is ${w}x${h}`);
+  });
+
+  const pkgInfo = { tarball_MB: +(info.size / 2 ** 20).toFixed(2), unpacked_MB: +(info.unpackedSize / 2 ** 20).toFixed(2), files: files.size };
+  t.diagnostic(`package: ${JSON.stringify(pkgInfo)}; seconds: ${JSON.stringify(timings)}`);
+  console.log(JSON.stringify({ package: pkgInfo, seconds: timings }));
+});
