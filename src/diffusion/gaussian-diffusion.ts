@@ -47,7 +47,8 @@ import {
   type Timesteps,
   type VarType,
 } from './batch.ts';
-import { discretizedGaussianLogLikelihood, meanFlat, meanSquaredError, minSnrWeights, normalKl, HYBRID_LAMBDA } from './losses.ts';
+import { vbTermsBpd as vbTermsBpdOf } from './loss-formulas.ts';
+import { float64Ops, hybridLoss, toFloat64, meanFlat, meanSquaredError, minSnrWeights, normalKl, HYBRID_LAMBDA } from './losses.ts';
 import {
   betasForSchedule,
   scheduleConfig,
@@ -426,33 +427,11 @@ export class GaussianDiffusion implements ScheduleTables {
   ): { output: Float64Array; predX0: Float32Array } {
     const { B, perExample } = batchDims(x0);
     const ts = resolveTimesteps(t, B, this.numTimesteps);
-    const n = x0.data.length;
-    checkLength(xt, n, 'xt');
-    // Everything in float64: the means μ̃_t and μ_θ are never rounded to float32, and the KL takes
-    // their difference μ̃_t − μ_θ = coef1·(x_0 − x̂_0) directly (the x_t terms of eq. 7 cancel), so
-    // near-equal means (a good model at small t) keep their precision.
+    checkLength(xt, x0.data.length, 'xt');
+    // Everything in float64: x̂_0 and log Σ_θ are never rounded to float32, and the shared definition
+    // forms μ̃_t − μ_θ without cancellation (loss-formulas.ts)
     const p = this.pMeanLogVariance64(modelOutput, { data: xt, shape: x0.shape }, ts, opts.meanType, opts.varType, opts.clipDenoised ?? false);
-    const meanDiff = new Float64Array(n);
-    const qLogVar = new Float64Array(n);
-    const pMean = new Float64Array(n);
-    const pHalfLogVar = new Float64Array(n);
-    for (let b = 0; b < B; b++) {
-      const c1 = this.posteriorMeanCoef1[ts[b]];
-      const c2 = this.posteriorMeanCoef2[ts[b]];
-      const lv = this.posteriorLogVarianceClipped[ts[b]];
-      for (let j = b * perExample; j < (b + 1) * perExample; j++) {
-        meanDiff[j] = c1 * (x0.data[j] - p.predX0[j]);
-        qLogVar[j] = lv;
-        pMean[j] = c1 * p.predX0[j] + c2 * xt[j];
-        pHalfLogVar[j] = 0.5 * p.logVariance[j];
-      }
-    }
-    const kl = meanFlat(normalKl(meanDiff, qLogVar, 0, p.logVariance), B);
-    const decoderNll = meanFlat(discretizedGaussianLogLikelihood(x0.data, pMean, pHalfLogVar), B);
-    const output = new Float64Array(B);
-    for (let b = 0; b < B; b++) {
-      output[b] = (ts[b] === 0 ? -decoderNll[b] : kl[b]) / LN2;
-    }
+    const output = vbTermsBpdOf(float64Ops(perExample), this, toFloat64(x0.data), toFloat64(xt), toFloat64(ts), p.predX0, p.logVariance) as Float64Array;
     return { output, predX0: Float32Array.from(p.predX0) };
   }
 
@@ -540,9 +519,7 @@ export class GaussianDiffusion implements ScheduleTables {
     if (opts.varType !== 'learnedRange') return { loss, mse, weight };
     const xt = this.qSample(x0, ts, noise);
     const vb = this.vbTermsBpd(modelOutput, x0, xt, ts, { meanType: opts.meanType, varType: opts.varType, clipDenoised: false }).output;
-    const lambda = opts.lambdaVlb ?? HYBRID_LAMBDA;
-    for (let b = 0; b < B; b++) loss[b] += lambda * this.numTimesteps * vb[b];
-    return { loss, mse, vb, weight };
+    return { loss: hybridLoss(loss, vb, this.numTimesteps, opts.lambdaVlb ?? HYBRID_LAMBDA), mse, vb, weight };
   }
 
   // ---------------------------------------------------------------- NLL

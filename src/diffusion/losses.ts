@@ -1,95 +1,172 @@
 /**
- * Numeric loss functions on typed arrays (no autodiff): the reference that the engine's ops for
- * training mirror one-to-one, and what NLL evaluation uses.
- *
- * Sources: Ho et al. 2020, eq. (5) (VLB as KL terms), eq. (13) and §3.3 (discretised decoder),
- * eq. (14) (L_simple); Nichol & Dhariwal 2021, eq. (16) (L_hybrid = L_simple + λ L_vlb);
- * improved-diffusion's `losses.py` (normal_kl, approx_standard_normal_cdf,
- * discretized_gaussian_log_likelihood); Hang et al. 2023, "Efficient Diffusion Training via
- * Min-SNR Weighting Strategy" (min-SNR-γ).
+ * The losses on float64 numbers: the `float64Ops` instance of the shared definitions in
+ * loss-formulas.ts, and the numeric API on typed arrays that NLL evaluation and the tests use (the
+ * training step traces the same definitions as engine ops, graph-losses.ts).
  *
  * Elementwise functions compute in float64 and return Float64Array; `meanFlat` reduces to one value
  * per example. Results are in nats unless the name says bits (bpd = nats / ln 2, per dimension).
+ * Min-SNR-γ weights (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting
+ * Strategy") are a float64 function of the timestep, defined here for both paths.
  */
 import type { MeanType } from './batch.ts';
+import * as F from './loss-formulas.ts';
+import type { Ops } from './loss-formulas.ts';
 
-type Operand = ArrayLike<number> | number;
+export { HALF_BIN, HYBRID_LAMBDA } from './loss-formulas.ts';
 
-function lengthOf(...xs: Operand[]): number {
-  let n = -1;
-  for (const x of xs) {
-    if (typeof x === 'number') continue;
-    if (n >= 0 && x.length !== n) throw new Error(`operand lengths differ: ${n} vs ${x.length}`);
-    n = x.length;
-  }
-  if (n < 0) throw new Error('at least one operand must be an array');
-  return n;
+/** A float64 operand: a scalar or an array. */
+export type Values = number | Float64Array;
+
+/** Values from any array, as float64 (copied unless already a Float64Array). */
+export const toFloat64 = (x: ArrayLike<number>): Float64Array => (x instanceof Float64Array ? x : Float64Array.from(x));
+const values = (x: number | ArrayLike<number>): Values => (typeof x === 'number' ? x : toFloat64(x));
+
+/** Elements per example when `n` values hold `batchSize` examples. */
+function perExampleOf(n: number, batchSize: number): number {
+  if (batchSize <= 0 || n % batchSize !== 0) throw new Error(`meanFlat: ${n} elements do not split into ${batchSize} examples`);
+  return n / batchSize;
 }
 
-const at = (x: Operand, i: number): number => (typeof x === 'number' ? x : x[i]);
+/** Examples in `n` values of `perExample` each. */
+function examplesOf(n: number, perExample: number): number {
+  if (n % perExample !== 0) throw new Error(`meanFlat: ${n} elements do not split into examples of ${perExample}`);
+  return n / perExample;
+}
 
 /**
- * KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) elementwise, in nats:
+ * The float64 instance of {@link Ops}. Arrays are elementwise; an array of n/perExample values (one
+ * per example) broadcasts over the perExample elements of each example; numbers broadcast. Any
+ * other lengths are an error. The arithmetic is JavaScript's, in float64.
+ * @param perExample elements per example (for `meanFlat` and per-example operands)
+ */
+export function float64Ops(perExample = 1): Ops<Values> {
+  // an array operand stretched to n elements (per-example values repeated over their example)
+  const stretch = (x: Float64Array, n: number): Float64Array => {
+    if (x.length === n) return x;
+    if (x.length * perExample !== n) throw new Error(`operand lengths differ: ${x.length} vs ${n}`);
+    const out = new Float64Array(n);
+    for (let b = 0; b < x.length; b++) out.fill(x[b]!, b * perExample, (b + 1) * perExample);
+    return out;
+  };
+  // Every op has its own loop over plain Float64Arrays, so that V8 compiles each to straight-line code
+  // (one shared loop calling the op as a function runs ~4x slower). A scalar is read with stride 0.
+  const size = (...xs: Values[]): number => Math.max(1, ...xs.map((x) => (typeof x === 'number' ? 1 : x.length)));
+  const arg = (x: Values, n: number): [Float64Array, number] => (typeof x === 'number' ? [Float64Array.of(x), 0] : [stretch(x, n), 1]);
+  const result = (out: Float64Array, ...xs: Values[]): Values => (xs.some((x) => typeof x !== 'number') ? out : out[0]!);
+  return {
+    add: (a, b) => {
+      const n = size(a, b), [x, sx] = arg(a, n), [y, sy] = arg(b, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! + y[i * sy]!;
+      return result(out, a, b);
+    },
+    sub: (a, b) => {
+      const n = size(a, b), [x, sx] = arg(a, n), [y, sy] = arg(b, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! - y[i * sy]!;
+      return result(out, a, b);
+    },
+    mul: (a, b) => {
+      const n = size(a, b), [x, sx] = arg(a, n), [y, sy] = arg(b, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! * y[i * sy]!;
+      return result(out, a, b);
+    },
+    maximum: (a, c) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = Math.max(x[i * sx]!, c);
+      return result(out, a);
+    },
+    square: (a) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! * x[i * sx]!;
+      return result(out, a);
+    },
+    exp: (a) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = Math.exp(x[i * sx]!);
+      return result(out, a);
+    },
+    log: (a) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = Math.log(x[i * sx]!);
+      return result(out, a);
+    },
+    tanh: (a) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i * sx]!);
+      return result(out, a);
+    },
+    less: (a, c) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! < c ? 1 : 0;
+      return result(out, a);
+    },
+    greater: (a, c) => {
+      const n = size(a), [x, sx] = arg(a, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = x[i * sx]! > c ? 1 : 0;
+      return result(out, a);
+    },
+    where: (cond, a, b) => {
+      const n = size(cond, a, b), [c, sc] = arg(cond, n), [x, sx] = arg(a, n), [y, sy] = arg(b, n), out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = c[i * sc] ? x[i * sx]! : y[i * sy]!;
+      return result(out, cond, a, b);
+    },
+    meanFlat: (x) => {
+      if (typeof x === 'number') return x;
+      const B = examplesOf(x.length, perExample);
+      const out = new Float64Array(B);
+      for (let b = 0; b < B; b++) {
+        let s = 0;
+        for (let j = b * perExample; j < (b + 1) * perExample; j++) s += x[j]!;
+        out[b] = s / perExample;
+      }
+      return out;
+    },
+    take: (table, t) => (typeof t === 'number' ? table[t]! : t.map((i) => table[i]!)),
+  };
+}
+
+/** A numeric operand of the API below: a number broadcasts. */
+type Operand = ArrayLike<number> | number;
+
+
+/** The operands as float64 values, at least one of them an array (so every result is one). */
+function operands(...xs: Operand[]): Values[] {
+  if (xs.every((x) => typeof x === 'number')) throw new Error('at least one operand must be an array');
+  return xs.map(values);
+}
+
+const elementwise = float64Ops();
+
+/**
+ * KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) elementwise, in nats ({@link F.normalKl}):
  * ½(−1 + logvar2 − logvar1 + e^{logvar1−logvar2} + (mean1 − mean2)² e^{−logvar2}).
  * Any argument may be a number (broadcast); arrays must have equal length.
  */
 export function normalKl(mean1: Operand, logvar1: Operand, mean2: Operand, logvar2: Operand): Float64Array {
-  const n = lengthOf(mean1, logvar1, mean2, logvar2);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const lv1 = at(logvar1, i);
-    const lv2 = at(logvar2, i);
-    const d = at(mean1, i) - at(mean2, i);
-    out[i] = 0.5 * (-1 + lv2 - lv1 + Math.exp(lv1 - lv2) + d * d * Math.exp(-lv2));
-  }
-  return out;
+  const [m1, lv1, m2, lv2] = operands(mean1, logvar1, mean2, logvar2);
+  const o = elementwise;
+  return F.normalKl(o, o.sub(m1!, m2!), lv1!, lv2!) as Float64Array;
 }
-
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
 /**
  * A fast approximation of the standard normal CDF (improved-diffusion / Ho et al.):
  * Φ(x) ≈ ½(1 + tanh(√(2/π)(x + 0.044715 x³))). Absolute error below 2e-4.
  */
 export function approxStandardNormalCdf(x: number): number {
-  return 0.5 * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+  return F.approxStandardNormalCdf(elementwise, x) as number;
 }
-
-/** Half the width of one 8-bit bin on [−1, 1]: the bins are 2/255 wide. */
-export const HALF_BIN = 1 / 255;
 
 /**
  * Log-likelihood (nats) of 8-bit data scaled to [−1, 1] under a Gaussian discretised to the 256
- * bins (Ho et al. §3.3, the decoder L_0): log ∫ N(y; μ, σ²) dy over [x − 1/255, x + 1/255], with the
- * first bin extended to −∞ (x < −0.999) and the last to +∞ (x > 0.999), so the 256 probabilities
- * sum to 1. Uses {@link approxStandardNormalCdf}; probabilities are clamped at 1e-12 before the log,
- * as improved-diffusion does.
+ * bins (Ho et al. §3.3, the decoder L_0), elementwise ({@link F.discretizedGaussianLogLikelihood}):
+ * the bins are [x − 1/255, x + 1/255], the outermost extended to ±∞; probabilities are clamped at
+ * 1e-12 before the log.
  * @param x data on the 8-bit grid in [−1, 1]
  * @param means Gaussian means, same length as x
  * @param logScales log σ (not log σ²), same length or a number
  */
-export function discretizedGaussianLogLikelihood(
-  x: ArrayLike<number>,
-  means: ArrayLike<number>,
-  logScales: Operand,
-): Float64Array {
-  const n = lengthOf(x, means, logScales);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const xi = x[i];
-    const centered = xi - means[i];
-    const invStdv = Math.exp(-at(logScales, i));
-    const cdfPlus = approxStandardNormalCdf(invStdv * (centered + HALF_BIN));
-    const cdfMin = approxStandardNormalCdf(invStdv * (centered - HALF_BIN));
-    if (xi < -0.999) {
-      out[i] = Math.log(Math.max(cdfPlus, 1e-12));
-    } else if (xi > 0.999) {
-      out[i] = Math.log(Math.max(1 - cdfMin, 1e-12));
-    } else {
-      out[i] = Math.log(Math.max(cdfPlus - cdfMin, 1e-12));
-    }
-  }
-  return out;
+export function discretizedGaussianLogLikelihood(x: ArrayLike<number>, means: ArrayLike<number>, logScales: Operand): Float64Array {
+  const [xs, ms, ls] = operands(x, means, logScales);
+  return F.discretizedGaussianLogLikelihood(elementwise, xs!, ms!, ls!) as Float64Array;
 }
 
 /**
@@ -97,46 +174,31 @@ export function discretizedGaussianLogLikelihood(
  * @returns one float64 value per example
  */
 export function meanFlat(x: ArrayLike<number>, batchSize: number): Float64Array {
-  if (batchSize <= 0 || x.length % batchSize !== 0) {
-    throw new Error(`meanFlat: ${x.length} elements do not split into ${batchSize} examples`);
-  }
-  const per = x.length / batchSize;
-  const out = new Float64Array(batchSize);
-  for (let b = 0; b < batchSize; b++) {
-    let s = 0;
-    for (let j = b * per; j < (b + 1) * per; j++) s += x[j];
-    out[b] = s / per;
-  }
-  return out;
+  return float64Ops(perExampleOf(x.length, batchSize)).meanFlat(toFloat64(x)) as Float64Array;
 }
 
 /**
- * Per-example mean squared error over the non-batch dimensions: the L_simple of Ho et al. eq. (14)
- * when `pred` is ε_θ and `target` is ε (or x_0, or v, for the other parameterisations).
+ * Per-example mean squared error over the non-batch dimensions ({@link F.meanSquaredError}): the
+ * L_simple of Ho et al. eq. (14) when `pred` is ε_θ and `target` is ε (or x_0, or v).
  */
 export function meanSquaredError(pred: ArrayLike<number>, target: ArrayLike<number>, batchSize: number): Float64Array {
-  const n = lengthOf(pred, target);
-  const sq = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    const d = pred[i] - target[i];
-    sq[i] = d * d;
-  }
-  return meanFlat(sq, batchSize);
+  const [p, t] = operands(pred, target);
+  return F.meanSquaredError(float64Ops(perExampleOf(pred.length, batchSize)), p!, t!) as Float64Array;
 }
 
 /**
  * Min-SNR-γ loss weights (Hang et al. 2023) per example, for an MSE on the given target:
  * ε: min(SNR, γ)/SNR; x_0: min(SNR, γ); v: min(SNR, γ)/(SNR + 1). These all weight the implied x_0
  * error by min(SNR, γ). Where SNR = 0 (a zero-terminal-SNR last step) the ε weight is taken as its
- * limit 1, as diffusers' training scripts do.
- * @param snr SNR_t = ᾱ_t/(1 − ᾱ_t) per example
+ * limit 1, as diffusers' training scripts do. The training graph looks these up per timestep.
+ * @param snr SNR_t = ᾱ_t/(1 − ᾱ_t) per example (or per timestep, for a table)
  * @param gamma the clamp γ (5 in the paper)
  */
 export function minSnrWeights(snr: ArrayLike<number>, gamma: number, meanType: MeanType): Float64Array {
   if (!(gamma > 0)) throw new Error(`minSnrWeights: gamma must be positive, got ${gamma}`);
   const out = new Float64Array(snr.length);
   for (let i = 0; i < snr.length; i++) {
-    const s = snr[i];
+    const s = snr[i]!;
     const clipped = Math.min(s, gamma);
     switch (meanType) {
       case 'epsilon':
@@ -153,26 +215,13 @@ export function minSnrWeights(snr: ArrayLike<number>, gamma: number, meanType: M
   return out;
 }
 
-/** λ of Nichol & Dhariwal's hybrid objective, eq. (16). */
-export const HYBRID_LAMBDA = 0.001;
-
 /**
- * L_hybrid = L_simple + λ·L_vlb per example (Nichol & Dhariwal eq. 16), where L_vlb is estimated
- * from the one sampled term as T·L_t (L_vlb = Σ_t L_t). With λ = 0.001 this is improved-diffusion's
- * `RESCALED_MSE`: mse + vb·T/1000. In training, L_vlb must not update the mean (stop-gradient on
- * μ_θ); numerically it is just this sum.
+ * L_hybrid = L_simple + λ·T·L_t per example ({@link F.hybridLoss}, Nichol & Dhariwal eq. 16).
  * @param mse L_simple per example
  * @param vbBpd the VLB term L_t per example, in bits/dim ({@link GaussianDiffusion.vbTermsBpd})
  * @param numTimesteps T
  */
-export function hybridLoss(
-  mse: ArrayLike<number>,
-  vbBpd: ArrayLike<number>,
-  numTimesteps: number,
-  lambda = HYBRID_LAMBDA,
-): Float64Array {
-  const n = lengthOf(mse, vbBpd);
-  const out = new Float64Array(n);
-  for (let i = 0; i < n; i++) out[i] = mse[i] + lambda * numTimesteps * vbBpd[i];
-  return out;
+export function hybridLoss(mse: ArrayLike<number>, vbBpd: ArrayLike<number>, numTimesteps: number, lambda = F.HYBRID_LAMBDA): Float64Array {
+  const [m, vb] = operands(mse, vbBpd);
+  return F.hybridLoss(elementwise, m!, vb!, numTimesteps, lambda) as Float64Array;
 }
