@@ -59,6 +59,15 @@ export interface Attrs {
   [key: string]: unknown;
 }
 
+/** The attributes of Conv and of ConvTranspose (which alone has `outputPadding`). */
+export interface ConvAttrs {
+  strides: [number, number];
+  /** top, left, bottom, right */
+  pads: [number, number, number, number];
+  group: number;
+  outputPadding?: [number, number];
+}
+
 let nextId = 0;
 
 /** One node of the DAG. `id` orders nodes by creation, which is a valid topological order. */

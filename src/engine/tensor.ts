@@ -8,7 +8,18 @@
  * upsampleNearest2x, dropout, ...) are written in terms of the primitives, so autodiff, the
  * interpreter and the ONNX export only ever see primitives.
  */
-import { Node, dimProduct, sameShape, shapeToString, type Attrs, type DType, type Dim, type Primitive, type Shape } from './graph.ts';
+import {
+  Node,
+  dimProduct,
+  sameShape,
+  shapeToString,
+  type Attrs,
+  type ConvAttrs,
+  type DType,
+  type Dim,
+  type Primitive,
+  type Shape,
+} from './graph.ts';
 import { fail, requireFloat, shapeRules } from './ops/shape.ts';
 
 export { ShapeError } from './ops/shape.ts';
@@ -212,7 +223,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dO
 export function convTranspose2d(
   y: Tensor,
   w: Tensor,
-  opts: { strides: [number, number]; pads: [number, number, number, number]; group: number; outputPadding: [number, number] },
+  opts: Required<ConvAttrs>,
 ): Tensor {
   return make('ConvTranspose', [y, w], { ...opts });
 }

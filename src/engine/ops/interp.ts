@@ -7,7 +7,7 @@
  *
  * Values: float tensors are held as Float64Array, int64 as BigInt64Array, bool as Uint8Array.
  */
-import { shapeToString, strides, type Dim, type DType, type Node, type Primitive, type Shape } from '../graph.ts';
+import { shapeToString, strides, type ConvAttrs, type Dim, type DType, type Node, type Primitive, type Shape } from '../graph.ts';
 
 export type Data = Float64Array | BigInt64Array | Uint8Array;
 
@@ -185,35 +185,31 @@ function matmul(a: Value, b: Value): Value {
   return { shape, data: out };
 }
 
-interface ConvAttrs {
-  strides: number[];
-  pads: number[];
-  group: number;
-  outputPadding?: number[];
-}
-
-/** y[n, o, ho, wo] = Σ_{c, i, j} x[n, g·Cg + c, ho·s − pt + i, wo·s − pl + j] · w[o, c, i, j], g = ⌊o / (O/group)⌋. */
-function conv(x: Value, w: Value, attrs: ConvAttrs): Value {
-  const [N, C, H, W] = x.shape as [number, number, number, number];
-  const [O, Cg, kh, kw] = w.shape as [number, number, number, number];
-  const [sh, sw] = attrs.strides as [number, number];
-  const [pt, pl, pb, pr] = attrs.pads as [number, number, number, number];
-  const G = attrs.group;
-  if (x.shape.length !== 4 || w.shape.length !== 4 || C !== Cg * G || O % G !== 0) {
-    throw new Error(`interp Conv: x ${shapeToString(x.shape)}, w ${shapeToString(w.shape)}, group ${G} do not fit`);
-  }
-  const Ho = Math.floor((H + pt + pb - kh) / sh) + 1;
-  const Wo = Math.floor((W + pl + pr - kw) / sw) + 1;
-  const X = x.data as Float64Array;
-  const Wt = w.data as Float64Array;
-  const out = new Float64Array(N * O * Ho * Wo);
-  const Og = O / G;
+/**
+ * Every tap of a grouped 2-D convolution between x [N, C, H, W] and y [N, O, Ho, Wo] through
+ * w [O, Cg, kh, kw]: calls tap(xi, wi, yi) with the flat offsets of
+ *   x[n, g·Cg + c, ho·s − pt + i, wo·s − pl + j],  w[o, c, i, j],  y[n, o, ho, wo],  g = ⌊o / (O/group)⌋,
+ * in the order n, o, ho, wo, c, i, j, skipping taps that fall outside x (in the padding).
+ */
+function forEachConvTap(
+  xShape: readonly number[],
+  yShape: readonly number[],
+  wShape: readonly number[],
+  attrs: ConvAttrs,
+  tap: (xi: number, wi: number, yi: number) => void,
+): void {
+  const [N, C, H, W] = xShape as [number, number, number, number];
+  const [, O, Ho, Wo] = yShape as [number, number, number, number];
+  const [, Cg, kh, kw] = wShape as [number, number, number, number];
+  const [sh, sw] = attrs.strides;
+  const [pt, pl] = attrs.pads;
+  const Og = O / attrs.group;
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
       const g = Math.floor(o / Og);
       for (let ho = 0; ho < Ho; ho++) {
         for (let wo = 0; wo < Wo; wo++) {
-          let s = 0;
+          const yi = ((n * O + o) * Ho + ho) * Wo + wo;
           for (let c = 0; c < Cg; c++) {
             for (let i = 0; i < kh; i++) {
               const h = ho * sh - pt + i;
@@ -221,16 +217,32 @@ function conv(x: Value, w: Value, attrs: ConvAttrs): Value {
               for (let j = 0; j < kw; j++) {
                 const v = wo * sw - pl + j;
                 if (v < 0 || v >= W) continue;
-                s += X[((n * C + g * Cg + c) * H + h) * W + v]! * Wt[((o * Cg + c) * kh + i) * kw + j]!;
+                tap(((n * C + g * Cg + c) * H + h) * W + v, ((o * Cg + c) * kh + i) * kw + j, yi);
               }
             }
           }
-          out[((n * O + o) * Ho + ho) * Wo + wo] = s;
         }
       }
     }
   }
-  return { shape: [N, O, Ho, Wo], data: out };
+}
+
+/** y[n, o, ho, wo] = Σ_{c, i, j} x[n, g·Cg + c, ho·s − pt + i, wo·s − pl + j] · w[o, c, i, j]. */
+function conv(x: Value, w: Value, attrs: ConvAttrs): Value {
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const [O, Cg, kh, kw] = w.shape as [number, number, number, number];
+  const [sh, sw] = attrs.strides;
+  const [pt, pl, pb, pr] = attrs.pads;
+  const G = attrs.group;
+  if (x.shape.length !== 4 || w.shape.length !== 4 || C !== Cg * G || O % G !== 0) {
+    throw new Error(`interp Conv: x ${shapeToString(x.shape)}, w ${shapeToString(w.shape)}, group ${G} do not fit`);
+  }
+  const shape = [N, O, Math.floor((H + pt + pb - kh) / sh) + 1, Math.floor((W + pl + pr - kw) / sw) + 1];
+  const X = x.data as Float64Array;
+  const Wt = w.data as Float64Array;
+  const out = new Float64Array(size(shape));
+  forEachConvTap(x.shape, shape, w.shape, attrs, (xi, wi, yi) => (out[yi] += X[xi]! * Wt[wi]!));
+  return { shape, data: out };
 }
 
 /**
@@ -241,42 +253,19 @@ function conv(x: Value, w: Value, attrs: ConvAttrs): Value {
 function convTranspose(y: Value, w: Value, attrs: ConvAttrs): Value {
   const [N, O, Ho, Wo] = y.shape as [number, number, number, number];
   const [Ow, Cg, kh, kw] = w.shape as [number, number, number, number];
-  const [sh, sw] = attrs.strides as [number, number];
-  const [pt, pl, pb, pr] = attrs.pads as [number, number, number, number];
-  const [oph, opw] = (attrs.outputPadding ?? [0, 0]) as [number, number];
+  const [sh, sw] = attrs.strides;
+  const [pt, pl, pb, pr] = attrs.pads;
+  const [oph, opw] = attrs.outputPadding ?? [0, 0];
   const G = attrs.group;
   if (y.shape.length !== 4 || w.shape.length !== 4 || O !== Ow || O % G !== 0) {
     throw new Error(`interp ConvTranspose: y ${shapeToString(y.shape)}, w ${shapeToString(w.shape)}, group ${G} do not fit`);
   }
-  const C = Cg * G;
-  const H = (Ho - 1) * sh - pt - pb + kh + oph;
-  const W = (Wo - 1) * sw - pl - pr + kw + opw;
+  const shape = [N, Cg * G, (Ho - 1) * sh - pt - pb + kh + oph, (Wo - 1) * sw - pl - pr + kw + opw];
   const Y = y.data as Float64Array;
   const Wt = w.data as Float64Array;
-  const out = new Float64Array(N * C * H * W);
-  const Og = O / G;
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < O; o++) {
-      const g = Math.floor(o / Og);
-      for (let ho = 0; ho < Ho; ho++) {
-        for (let wo = 0; wo < Wo; wo++) {
-          const yv = Y[((n * O + o) * Ho + ho) * Wo + wo]!;
-          for (let c = 0; c < Cg; c++) {
-            for (let i = 0; i < kh; i++) {
-              const h = ho * sh - pt + i;
-              if (h < 0 || h >= H) continue;
-              for (let j = 0; j < kw; j++) {
-                const v = wo * sw - pl + j;
-                if (v < 0 || v >= W) continue;
-                out[((n * C + g * Cg + c) * H + h) * W + v] += yv * Wt[((o * Cg + c) * kh + i) * kw + j]!;
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  return { shape: [N, C, H, W], data: out };
+  const out = new Float64Array(size(shape));
+  forEachConvTap(shape, y.shape, w.shape, attrs, (xi, wi, yi) => (out[xi] += Y[yi]! * Wt[wi]!));
+  return { shape, data: out };
 }
 
 /** Copy of x into `shape` where output element at multi-index idx reads x at `src(idx)` (or 0 when null). */

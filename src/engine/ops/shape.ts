@@ -11,6 +11,7 @@ import {
   sameShape,
   shapeToString,
   type Attrs,
+  type ConvAttrs,
   type Dim,
   type DType,
   type Node,
@@ -31,13 +32,6 @@ export function requireFloat(op: string, ...ts: { dtype: DType; shape: Shape }[]
 }
 
 export type ShapeRule = (ins: readonly Node[], attrs: Attrs) => { shape: Shape; dtype: DType };
-
-interface ConvAttrs {
-  strides: [number, number];
-  pads: [number, number, number, number];
-  group: number;
-  outputPadding: [number, number];
-}
 
 const same: ShapeRule = ([x]) => ({ shape: x!.shape, dtype: x!.dtype });
 
@@ -139,7 +133,7 @@ export const shapeRules: Record<Primitive, ShapeRule> = {
     const [Ow, Cg, kh, kw] = w!.shape as [number, number, number, number];
     if (O !== Ow) fail('convTranspose2d', `channels ${O} != weight rows ${Ow}`);
     if (typeof Ho !== 'number' || typeof Wo !== 'number') fail('convTranspose2d', 'spatial dims must be static');
-    const { strides: s, pads: p, group, outputPadding: op } = attrs as unknown as ConvAttrs;
+    const { strides: s, pads: p, group, outputPadding: op = [0, 0] } = attrs as unknown as ConvAttrs;
     const H = (Ho - 1) * s[0] - p[0] - p[2] + kh + op[0];
     const W = (Wo - 1) * s[1] - p[1] - p[3] + kw + op[1];
     return { shape: [N, Cg * group, H, W], dtype: 'float32' };

@@ -3,7 +3,7 @@
  * written with the tensor ops of tensor.ts (so a gradient is more graph). Broadcasting is undone by
  * `unbroadcast` (sum over the broadcast axes).
  */
-import { sameShape, type Node, type Primitive, type Shape } from '../graph.ts';
+import { sameShape, type ConvAttrs, type Node, type Primitive, type Shape } from '../graph.ts';
 import {
   Tensor,
   add,
@@ -63,9 +63,9 @@ export type VjpRule = (g: Tensor, node: Node, xs: Tensor[], y: Tensor) => (Tenso
  * input and row taps shift the cotangent, so each operand is copied k times instead of k² times; the
  * zero rows of Gi cost (R − Ho)/R extra multiply-adds.
  */
-export function conv2dWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], attrs: { strides: number[]; pads: number[]; group: number }): Tensor {
+export function conv2dWeightGrad(x: Tensor, g: Tensor, wShape: readonly number[], attrs: ConvAttrs): Tensor {
   const [O, Cg, kh, kw] = wShape as [number, number, number, number];
-  const [sh, sw] = attrs.strides as [number, number];
+  const [sh, sw] = attrs.strides;
   const p = attrs.pads;
   const group = attrs.group;
   const N = x.shape[0] as number;
@@ -145,7 +145,7 @@ export const vjpRules: Record<Primitive, VjpRule> = {
     return [unbroadcast(matmul(g, swapLast2(b!)), a!.shape), unbroadcast(matmul(swapLast2(a!), g), b!.shape)];
   },
   Conv: (g, n, [x, w]) => {
-    const attrs = n.attrs as { strides: [number, number]; pads: [number, number, number, number]; group: number };
+    const attrs = n.attrs as unknown as ConvAttrs;
     const [kh, kw] = [w!.shape[2] as number, w!.shape[3] as number];
     const [H, W] = [x!.shape[2] as number, x!.shape[3] as number];
     const [Ho, Wo] = [g.shape[2] as number, g.shape[3] as number];
@@ -161,7 +161,7 @@ export const vjpRules: Record<Primitive, VjpRule> = {
   // ConvTranspose is the adjoint of Conv in x, so its adjoint in y is Conv; in w it is Conv's weight
   // gradient with the roles of input and cotangent swapped (<conv(g, w), y> = <g, convT(y, w)>).
   ConvTranspose: (g, n, [y, w]) => {
-    const attrs = n.attrs as { strides: [number, number]; pads: [number, number, number, number]; group: number };
+    const attrs = n.attrs as unknown as ConvAttrs;
     const gy = conv2d(g, w!, null, { stride: attrs.strides, padding: attrs.pads, groups: attrs.group });
     const gw = conv2dWeightGrad(g, y!, w!.shape as number[], attrs);
     return [gy, gw];
