@@ -34,8 +34,8 @@ function numericModel(xt: Float32Array, t: Int32Array, learned: boolean): Float3
   return out;
 }
 
-function check(opts: GraphLossOptions, label: string) {
-  const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
+function check(opts: GraphLossOptions, label: string, rescaleZeroTerminalSnr = false) {
+  const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000, rescaleZeroTerminalSnr });
   const rng = new Rng(11);
   // data on the 8-bit grid in [-1, 1] (the decoder term is a likelihood on that grid); t includes 0
   const x0 = Float32Array.from({ length: n }, () => rng.integer(256) / 127.5 - 1);
@@ -56,6 +56,7 @@ function check(opts: GraphLossOptions, label: string) {
   const want = [mean(ref.loss), mean(ref.mse), ...(ref.vb ? [mean(ref.vb)] : [])];
   got.forEach((v, i) => {
     const w = want[i]!;
+    assert.ok(Number.isFinite(v), `${label}: ${['loss', 'mse', 'vb'][i]} graph ${v}`);
     assert.ok(Math.abs(v - w) <= 2e-5 * Math.max(1, Math.abs(w)), `${label}: ${['loss', 'mse', 'vb'][i]} graph ${v} vs numeric ${w} (diff ${v - w})`);
   });
 }
@@ -66,6 +67,10 @@ test('L_simple on ε, x0 and v targets: graph == numeric', () => {
 
 test('min-SNR-γ weighted L_simple: graph == numeric', () => {
   for (const meanType of ['epsilon', 'x0', 'v'] as const) check({ meanType, varType: 'fixedSmall', minSnrGamma: 5 }, `minSnr ${meanType}`);
+});
+
+test('min-SNR-γ on a zero-terminal-SNR schedule: the ε weight at SNR = 0 is 1 in the graph too (it was 0/0 = NaN)', () => {
+  for (const meanType of ['epsilon', 'x0', 'v'] as const) check({ meanType, varType: 'fixedSmall', minSnrGamma: 5 }, `zero-terminal minSnr ${meanType}`, true);
 });
 
 test('hybrid loss with learned variances (KL terms and the t = 0 decoder NLL): graph == numeric', () => {

@@ -1,7 +1,8 @@
 /**
  * The training objectives as engine ops, so they compile into the training step together with the
- * model, its gradient and the optimiser. They mirror the numeric versions in `gaussian-diffusion.ts`
- * / `losses.ts` term by term (a test checks that both agree).
+ * model, its gradient and the optimiser. Each loss is the shared definition in loss-formulas.ts,
+ * traced through the `tensorOps` instance; the numeric path (losses.ts, gaussian-diffusion.ts)
+ * evaluates the same definitions in float64 (a test checks that both agree).
  *
  * Ho et al. 2020, Algorithm 1: x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε (eq. 4), L_simple = ‖ε − ε_θ(x_t, t)‖² (eq. 14).
  * Nichol & Dhariwal 2021: learned variances (eq. 15) and L_hybrid = L_simple + λ L_vlb with the mean
@@ -31,7 +32,9 @@ import {
 } from '../engine/tensor.ts';
 import type { MeanType, VarType } from './batch.ts';
 import type { GaussianDiffusion } from './gaussian-diffusion.ts';
-import { HYBRID_LAMBDA } from './losses.ts';
+import * as F from './loss-formulas.ts';
+import type { Ops } from './loss-formulas.ts';
+import { minSnrWeights } from './losses.ts';
 
 export interface GraphLossOptions {
   meanType: MeanType;
@@ -54,39 +57,36 @@ export interface GraphLosses {
   vb?: Tensor;
 }
 
-/** Per-example table lookup: table[t] reshaped to broadcast over [B, C, H, W]. */
-function at(table: ArrayLike<number>, t: Tensor, rank: number): Tensor {
-  const tab = constant(Array.from(table), [table.length]);
-  const B = t.shape[0]!;
-  return reshape(gather(tab, t), [B, ...new Array<number>(rank - 1).fill(1)]);
+/**
+ * The engine-tensor instance of {@link Ops} for a batch of rank `rank` ([B, C, H, W]: 4): `take`
+ * gives per-example values shaped [B, 1, ..., 1] (once per table and timestep tensor, so repeated
+ * lookups share their nodes), and `meanFlat` reduces axes 1..rank−1 to [B].
+ */
+export function tensorOps(rank: number): Ops<Tensor> {
+  const axes = Array.from({ length: rank - 1 }, (_, i) => i + 1);
+  const lookups = new Map<Tensor, Map<ArrayLike<number>, Tensor>>(); // t -> table -> table[t]
+  const take = (table: ArrayLike<number>, t: Tensor): Tensor => {
+    let byTable = lookups.get(t);
+    if (!byTable) lookups.set(t, (byTable = new Map()));
+    let v = byTable.get(table);
+    if (!v) byTable.set(table, (v = reshape(gather(constant(table, [table.length]), t), [t.shape[0]!, ...axes.map(() => 1)])));
+    return v;
+  };
+  return { add, sub, mul, maximum, square, exp, log, tanh, less, greater, where, meanFlat: (x) => mean(x, axes), take };
 }
 
-/** KL(N(μ1, e^{lv1}) ‖ N(μ2, e^{lv2})), elementwise, in nats. */
+/** KL(N(μ1, e^{lv1}) ‖ N(μ2, e^{lv2})), elementwise, in nats ({@link F.normalKl}). */
 export function normalKlGraph(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor): Tensor {
-  // 0.5·(−1 + lv2 − lv1 + e^{lv1−lv2} + (μ1−μ2)²·e^{−lv2})
-  const t = add(add(sub(logvar2, logvar1), exp(sub(logvar1, logvar2))), mul(square(sub(mean1, mean2)), exp(mul(logvar2, -1))));
-  return mul(add(t, -1), 0.5);
-}
-
-/** Φ(x) ≈ ½(1 + tanh(√(2/π)(x + 0.044715x³))), as improved-diffusion's approx_standard_normal_cdf. */
-function approxStandardNormalCdf(x: Tensor): Tensor {
-  const inner = mul(add(x, mul(mul(square(x), x), 0.044715)), Math.sqrt(2 / Math.PI));
-  return mul(add(tanh(inner), 1), 0.5);
+  return F.normalKl(tensorOps(mean1.rank), sub(mean1, mean2), logvar1, logvar2);
 }
 
 /**
  * log-likelihood of x (on the 8-bit grid scaled to [−1, 1]) under a Gaussian discretised into bins of
- * width 2/255, with the outermost bins extended to ±∞ (Ho et al. §3.3), elementwise, in nats.
+ * width 2/255, with the outermost bins extended to ±∞ (Ho et al. §3.3), elementwise, in nats
+ * ({@link F.discretizedGaussianLogLikelihood}).
  */
 export function discretizedGaussianLogLikelihoodGraph(x: Tensor, means: Tensor, logScales: Tensor): Tensor {
-  const centered = sub(x, means);
-  const invStdv = exp(mul(logScales, -1));
-  const cdfPlus = approxStandardNormalCdf(mul(add(centered, 1 / 255), invStdv));
-  const cdfMin = approxStandardNormalCdf(mul(sub(centered, 1 / 255), invStdv));
-  const logCdfPlus = log(maximum(cdfPlus, 1e-12));
-  const logOneMinusCdfMin = log(maximum(sub(1, cdfMin), 1e-12));
-  const cdfDelta = sub(cdfPlus, cdfMin);
-  return where(less(x, -0.999), logCdfPlus, where(greater(x, 0.999), logOneMinusCdfMin, log(maximum(cdfDelta, 1e-12))));
+  return F.discretizedGaussianLogLikelihood(tensorOps(x.rank), x, means, logScales);
 }
 
 /**
@@ -101,30 +101,23 @@ export function trainingLossesGraph(
   noise: Tensor,
   opts: GraphLossOptions,
 ): GraphLosses {
-  const r = x0.rank;
-  const B = x0.shape[0]!;
+  const o = tensorOps(x0.rank);
   const C = x0.shape[1] as number;
   // 1. x_t ~ q(x_t | x_0), eq. (4)
-  const sqrtAc = at(diffusion.sqrtAlphasCumprod, t, r);
-  const sqrt1mAc = at(diffusion.sqrtOneMinusAlphasCumprod, t, r);
+  const sqrtAc = o.take(diffusion.sqrtAlphasCumprod, t);
+  const sqrt1mAc = o.take(diffusion.sqrtOneMinusAlphasCumprod, t);
   const xt = add(mul(sqrtAc, x0), mul(sqrt1mAc, noise));
   // 2. the model, called with the timestep as a float
   const out = model(xt, cast(t, 'float32'));
   const learned = opts.varType === 'learnedRange';
   const pred = learned ? slice(out, 1, 0, C) : out;
-  // 3. L_simple against the chosen target
+  // 3. L_simple against the chosen target, weighted per timestep by min-SNR-γ if asked
   const target = opts.meanType === 'epsilon' ? noise : opts.meanType === 'x0' ? x0 : sub(mul(sqrtAc, noise), mul(sqrt1mAc, x0));
-  const axes = Array.from({ length: r - 1 }, (_, i) => i + 1);
-  const msePer = mean(square(sub(target, pred)), axes); // (B)
+  const msePer = F.meanSquaredError(o, pred, target); // (B)
   let weighted = msePer;
   if (opts.minSnrGamma !== undefined) {
-    const gamma = opts.minSnrGamma;
-    const w = Array.from(diffusion.alphasCumprod, (a) => {
-      const snr = a / (1 - a);
-      const m = Math.min(snr, gamma);
-      return opts.meanType === 'epsilon' ? m / snr : opts.meanType === 'x0' ? m : m / (snr + 1);
-    });
-    weighted = mul(msePer, reshape(at(w, t, 2), [B]));
+    const w = minSnrWeights(diffusion.snr, opts.minSnrGamma, opts.meanType); // per timestep
+    weighted = mul(msePer, gather(constant(w, [w.length]), t));
   }
   const result: GraphLosses = { loss: mean(weighted), mse: mean(msePer) };
   if (!learned) return result;
@@ -132,39 +125,27 @@ export function trainingLossesGraph(
   // 4. L_vlb term with the mean frozen (N&D §3.1): only the variance learns from it.
   const frozen = concat([stopGradient(pred), slice(out, 1, C, 2 * C)], 1);
   const vbPer = vbTermsBpdGraph(diffusion, frozen, x0, xt, t, opts.meanType); // (B)
-  const lambda = opts.lambdaVlb ?? HYBRID_LAMBDA;
-  // L_vlb = Σ_t L_t = T·E_t[L_t], so λ·L_vlb per sample is λ·T·vb
-  const total = add(weighted, mul(vbPer, lambda * diffusion.numTimesteps));
+  const total = F.hybridLoss(o, weighted, vbPer, diffusion.numTimesteps, opts.lambdaVlb);
   return { loss: mean(total), mse: mean(msePer), vb: mean(vbPer) };
 }
 
 /**
- * The VLB term per example in bits/dim for a learnedRange model output [B, 2C, ...]:
- * KL(q(x_{t−1}|x_t,x_0) ‖ p_θ(x_{t−1}|x_t)) for t > 0 and the decoder NLL −log p_θ(x_0|x_1) at t = 0.
+ * The VLB term per example in bits/dim ({@link F.vbTermsBpd}) for a learnedRange model output
+ * [B, 2C, ...]: KL(q(x_{t−1}|x_t,x_0) ‖ p_θ(x_{t−1}|x_t)) for t > 0 and the decoder NLL
+ * −log p_θ(x_0|x_1) at t = 0.
  */
 export function vbTermsBpdGraph(diffusion: GaussianDiffusion, modelOutput: Tensor, x0: Tensor, xt: Tensor, t: Tensor, meanType: MeanType): Tensor {
-  const r = x0.rank;
+  const o = tensorOps(x0.rank);
   const C = x0.shape[1] as number;
   const eps = slice(modelOutput, 1, 0, C);
   const v = slice(modelOutput, 1, C, 2 * C);
-  const coef1 = at(diffusion.posteriorMeanCoef1, t, r);
-  const coef2 = at(diffusion.posteriorMeanCoef2, t, r);
-  const postLogVar = at(diffusion.posteriorLogVarianceClipped, t, r);
-  // true posterior, eq. (6)-(7)
-  const trueMean = add(mul(coef1, x0), mul(coef2, xt));
-  // predicted x_0, then μ_θ = μ̃(x_t, x̂_0)
+  // x̂_0 from the model output
   let predX0: Tensor;
   if (meanType === 'x0') predX0 = eps;
-  else if (meanType === 'epsilon') predX0 = sub(mul(at(diffusion.sqrtRecipAlphasCumprod, t, r), xt), mul(at(diffusion.sqrtRecipm1AlphasCumprod, t, r), eps));
-  else predX0 = sub(mul(at(diffusion.sqrtAlphasCumprod, t, r), xt), mul(at(diffusion.sqrtOneMinusAlphasCumprod, t, r), eps));
-  const modelMean = add(mul(coef1, predX0), mul(coef2, xt));
+  else if (meanType === 'epsilon') predX0 = sub(mul(o.take(diffusion.sqrtRecipAlphasCumprod, t), xt), mul(o.take(diffusion.sqrtRecipm1AlphasCumprod, t), eps));
+  else predX0 = sub(mul(o.take(diffusion.sqrtAlphasCumprod, t), xt), mul(o.take(diffusion.sqrtOneMinusAlphasCumprod, t), eps));
   // N&D eq. (15): log Σ = frac·log β_t + (1 − frac)·log β̃_t, frac = (v + 1)/2
-  const logBetas = at(Array.from(diffusion.betas, Math.log), t, r);
   const frac = mul(add(v, 1), 0.5);
-  const modelLogVar = add(mul(frac, logBetas), mul(sub(1, frac), postLogVar));
-  const axes = Array.from({ length: r - 1 }, (_, i) => i + 1);
-  const kl = mul(mean(normalKlGraph(trueMean, postLogVar, modelMean, modelLogVar), axes), 1 / Math.LN2);
-  const nll = mul(mean(discretizedGaussianLogLikelihoodGraph(x0, modelMean, mul(modelLogVar, 0.5)), axes), -1 / Math.LN2);
-  const isZero = less(t, 1);
-  return where(isZero, nll, kl);
+  const modelLogVar = add(mul(frac, o.take(diffusion.logBetas, t)), mul(sub(1, frac), o.take(diffusion.posteriorLogVarianceClipped, t)));
+  return F.vbTermsBpd(o, diffusion, x0, xt, t, predX0, modelLogVar);
 }
