@@ -87,6 +87,8 @@ export interface TargetSummary {
   workers: number;
   /** inputs whose RSS crossed the bound in a busy worker but not when rerun alone in a fresh process */
   rssUnconfirmed: number;
+  /** the first of those, with their peak alone */
+  rssAlone: { input: string; mb: number }[];
   /** reader error classes of rejected inputs */
   errors: Record<string, number>;
 }
@@ -271,7 +273,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
       const t = plan.target;
       const s: TargetSummary = {
         entry: t.entry, inputs: 0, accepted: 0, rejected: 0, failures: {}, maxRssMB: 0, slowest: { ms: 0, input: '' },
-        seconds: 0, perSecond: 0, workers: 0, rssUnconfirmed: 0, errors: {},
+        seconds: 0, perSecond: 0, workers: 0, rssUnconfirmed: 0, rssAlone: [], errors: {},
       };
       const started = Date.now();
       const deadline = Math.min(started + plan.budgetMs, Number.MAX_SAFE_INTEGER); // finite: it goes through JSON
@@ -323,7 +325,10 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
         const c = await confirmRss(index);
         s.maxRssMB = Math.max(s.maxRssMB, c.mb);
         if (c.confirmed) await record({ kind: 'rss', index, error: 'none', message: c.message }, hash);
-        else s.rssUnconfirmed++;
+        else {
+          s.rssUnconfirmed++;
+          if (s.rssAlone.length < 10) s.rssAlone.push({ input: inputName(index), mb: Math.round(c.mb) });
+        }
       };
 
       let next = 0;
