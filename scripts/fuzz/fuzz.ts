@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildCorpus, makeInput, readCorpus, shortHash, type SeedFile } from './corpus.ts';
 import { TARGETS, targetByName, type Target } from './targets.ts';
-import { PHASE, rssLimit, type WorkerArgs, type WorkerMessage, type WorkerStats } from './protocol.ts';
+import { PHASE, type WorkerArgs, type WorkerMessage, type WorkerStats } from './protocol.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
