@@ -59,3 +59,18 @@ export const MAX_IDX_BYTES = 2 ** 30;
 
 /** onnxruntime intra-op threads (--threads): each is an OS thread with its own stack. */
 export const MAX_THREADS = 1024;
+
+/**
+ * Pixels on either side of an image file (checked from the header with MAX_DECODE_PIXELS). Within the pixel limit
+ * a 33554432x1 PNG took 1 GB (libvips holds whole rows at every step) and a 1x33554432 one 25 s (a cost per row).
+ * Twice the long side of 8192 x 4096; WebP stops at 16383.
+ */
+export const MAX_DECODE_SIDE = 16_384;
+
+/**
+ * Bytes a decoder may hold for the whole image before it gives the first row: an interlaced PNG (all of its
+ * pixels), a progressive JPEG (its DCT coefficients), a WebP (decoded whole). Sequential PNG and JPEG stream
+ * rows and need none. At 2^25 pixels an interlaced 16-bit RGBA PNG peaked at 450 MB and a progressive CMYK
+ * JPEG at 465 MB; within this bound the largest accepted images peak at 330 MB or less (bench/decode.ts).
+ */
+export const MAX_DECODE_FRAME_BYTES = 2 ** 27; // 128 MiB

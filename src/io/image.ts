@@ -1,8 +1,8 @@
 // Image files: decode PNG/JPEG/WebP (sharp, libvips), write PNG grids and animated GIFs.
 // Pure pixel work lives in ./grid.ts and ./gif.ts (shared with the browser); this module adds codecs and files.
 
-import sharp from 'sharp';
-import { MAX_DECODE_PIXELS, MAX_IMAGE_SIZE } from '../limits.ts';
+import sharp, { type Metadata } from 'sharp';
+import { MAX_DECODE_FRAME_BYTES, MAX_DECODE_PIXELS, MAX_DECODE_SIDE, MAX_IMAGE_SIZE } from '../limits.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { encodeGif, type GifOptions } from './gif.ts';
 import { hwcToChw, makeGrid, type BatchShape, type GridOptions, type ImageU8 } from './grid.ts';
@@ -29,14 +29,50 @@ export interface ImageHeader {
   format: string;
 }
 
+/** The formats we decode (IMAGE_EXTENSIONS of src/data/folder.ts): sharp sniffs the bytes, not the file name, and
+ *  its other decoders (SVG, TIFF, GIF, HEIF, ...) have costs the limits below do not bound. */
+const DECODE_FORMATS: readonly string[] = ['png', 'jpeg', 'webp'];
+
+const SAMPLE_BYTES: Record<string, number> = { uchar: 1, char: 1, ushort: 2, short: 2, uint: 4, int: 4, float: 4, double: 8, complex: 8, dpcomplex: 16 };
+
+const mb = (bytes: number) => `${Math.ceil(bytes / 2 ** 20).toLocaleString('en-US')} MB`;
+
 /**
- * Read an image's header (no pixel data is decoded) and check its declared size against MAX_DECODE_PIXELS,
- * so that a small file declaring a huge image (a decompression bomb) is refused before anything is allocated.
+ * What a decoder holds for the whole image before the first row comes out (0 when it streams rows), from the
+ * header, with a name for the message:
+ *   interlaced PNG    every pixel, decoded (libpng's Adam7 passes fill the whole image)
+ *   progressive JPEG  2-byte DCT coefficients of every component at full resolution (the header's sampling factors
+ *                     could only lower this, and libvips reports them only as 4:2:0 or 4:4:4)
+ *   WebP              8 bytes a pixel: libvips decodes it whole to RGBA and copies that (measured: 10 bytes a pixel
+ *                     in all, with the 3 of the decoded output, for a lossy RGB WebP of 2^25 pixels)
+ */
+function frameBytes(meta: Metadata, pixels: number): { bytes: number; what: string } {
+  const channels = meta.channels ?? 4;
+  if (meta.format === 'png' && meta.isProgressive) {
+    const bytes = SAMPLE_BYTES[meta.depth ?? ''] ?? 8;
+    return { bytes: pixels * channels * bytes, what: `an interlaced PNG (${channels} channel(s) of ${8 * bytes} bits) is decoded whole` };
+  }
+  if (meta.format === 'jpeg' && meta.isProgressive) {
+    return { bytes: pixels * channels * 2, what: `a progressive JPEG (${channels} component(s)) holds the coefficients of the whole image` };
+  }
+  if (meta.format === 'webp') return { bytes: pixels * 8, what: 'a WebP is decoded whole' };
+  return { bytes: 0, what: '' };
+}
+
+/**
+ * Read an image's header (no pixel data is decoded) and check it against the decode limits (src/limits.ts), so
+ * that a small file declaring a huge image (a decompression bomb) is refused before anything is allocated:
+ * PNG, JPEG or WebP; at most MAX_DECODE_PIXELS, MAX_DECODE_SIDE on either side, and MAX_DECODE_FRAME_BYTES for
+ * a decoder that holds the whole image. The largest images these accept decode in under 2 s with a peak RSS of
+ * 330 MB or less, node included (bench/decode.ts).
  */
 export async function readImageHeader(input: string | Uint8Array): Promise<ImageHeader> {
   const meta = await sharp(input).metadata();
   const { width, height, format } = meta;
-  if (!width || !height) throw new Error(`no image size in the ${format ?? 'image'} header`);
+  if (!DECODE_FORMATS.includes(format ?? '')) {
+    throw new Error(`${format ? `${format.toUpperCase()} images are` : 'this format is'} not read: PNG, JPEG or WebP only`);
+  }
+  if (!width || !height) throw new Error(`no image size in the ${format} header`);
   const pixels = width * height;
   if (pixels > MAX_DECODE_PIXELS) {
     throw new Error(
@@ -44,7 +80,17 @@ export async function readImageHeader(input: string | Uint8Array): Promise<Image
         `${MAX_DECODE_PIXELS.toLocaleString('en-US')} (MAX_DECODE_PIXELS)`,
     );
   }
-  return { width, height, pixels, format: format ?? 'unknown' };
+  if (Math.max(width, height) > MAX_DECODE_SIDE) {
+    throw new Error(`declares ${width}x${height}: a side over the decode limit of ${MAX_DECODE_SIDE.toLocaleString('en-US')} pixels (MAX_DECODE_SIDE)`);
+  }
+  const frame = frameBytes(meta, pixels);
+  if (frame.bytes > MAX_DECODE_FRAME_BYTES) {
+    throw new Error(
+      `declares ${width}x${height}, and ${frame.what}: ${mb(frame.bytes)}, over the limit of ${mb(MAX_DECODE_FRAME_BYTES)} ` +
+        `(MAX_DECODE_FRAME_BYTES); a non-interlaced PNG or a baseline JPEG of this size is read row by row`,
+    );
+  }
+  return { width, height, pixels, format };
 }
 
 /**
