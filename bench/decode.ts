@@ -74,6 +74,10 @@ async function writeImages(dir: string): Promise<string[]> {
     // JPEG: baseline streams (CMYK converts through lcms); progressive holds its coefficients
     ['jpeg-baseline-cmyk-8192x4096.jpg', img(8192, 4096, 3).toColourspace('cmyk').jpeg({ chromaSubsampling: '4:4:4' })],
     ['jpeg-baseline-444-16384x2048.jpg', img(16384, 2048, 3).jpeg({ chromaSubsampling: '4:4:4' })],
+    // EXIF orientation: turned after the decode (a copy of the 8-bit result); 16384x1 turned and read at 28x28
+    ['jpeg-baseline-444-8192x4096-orientation6.jpg', img(8192, 4096, 3).jpeg({ chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 })],
+    ['jpeg-baseline-16384x1-orientation6.jpg', img(16384, 1, 3).jpeg().withMetadata({ orientation: 6 })],
+    ['png-interlaced-rgba8-8192x4096-orientation6.png', img(8192, 4096, 4).png({ progressive: true }).withMetadata({ orientation: 6 })],
     ['jpeg-progressive-cmyk-4096x4096.jpg', img(4096, 4096, 3).toColourspace('cmyk').jpeg({ progressive: true, chromaSubsampling: '4:4:4' })],
     ['jpeg-progressive-444-5461x4096.jpg', img(5461, 4096, 3).jpeg({ progressive: true, chromaSubsampling: '4:4:4' })],
     // WebP: decoded whole, 8 bytes a pixel counted
@@ -86,6 +90,7 @@ async function writeImages(dir: string): Promise<string[]> {
     const file = path.join(dir, name);
     await p.toFile(file);
     await readImageHeader(file); // every one is accepted: it is the edge, not past it
+    if (name.includes('orientation') && (await sharp(file).metadata()).orientation !== 6) throw new Error(`${name}: no EXIF orientation written`);
     files.push(file);
   }
   return files;

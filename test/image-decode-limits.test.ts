@@ -2,8 +2,8 @@
  * Decode limits of src/io/image.ts beyond the pixel count (MAX_DECODE_PIXELS, test/limits.test.ts): a side over
  * MAX_DECODE_SIDE (a 33554432x1 PNG took 1 GB, a 1x33554432 one 25 s), a decoder that holds the whole image over
  * MAX_DECODE_FRAME_BYTES (interlaced PNG, progressive JPEG, WebP), and formats other than PNG, JPEG and WebP; all
- * refused from the header. The decode time and peak RSS of the largest images these limits accept are measured by
- * bench/decode.ts.
+ * refused from the header; and the EXIF orientation, applied to the decoded pixels after the resize and crop. The
+ * decode time and peak RSS of the largest images these limits accept are measured by bench/decode.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,4 +103,52 @@ test('formats other than PNG, JPEG and WebP are refused from the header, whateve
     await assert.rejects(readImageHeader(input), refused);
     await assert.rejects(decodeImage(input, { channels: 1, size: 8 }), refused);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// EXIF orientation, applied after the resize and crop (sharp turned the uncropped resized image in memory)
+
+/** A w x h RGB JPEG of distinct pixels (quality 100: a decode is deterministic either way) tagged `orientation`. */
+async function orientedJpeg(w: number, h: number, orientation: number): Promise<Uint8Array> {
+  const raw = Buffer.from(Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 53 + ((i / 3) | 0) * 29) & 0xff));
+  return bytes(sharp(raw, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).withMetadata({ orientation }));
+}
+
+/** What sharp makes of it with its own auto-orientation, resized ('cover') when `size` is given. */
+async function sharpOriented(input: Uint8Array, size?: number): Promise<{ data: Uint8Array; width: number; height: number }> {
+  let p = sharp(input).rotate();
+  if (size !== undefined) p = p.resize(size, size, { fit: 'cover', position: 'centre' });
+  const { data, info } = await p.toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data), width: info.width, height: info.height };
+}
+
+test('EXIF orientations 1-8: decodeImage equals sharp auto-orientation, at full size and resized', async () => {
+  for (let o = 1; o <= 8; o++) {
+    const jpeg = await orientedJpeg(12, 8, o);
+    const want = await sharpOriented(jpeg);
+    assert.deepEqual([want.width, want.height], o >= 5 ? [8, 12] : [12, 8], `orientation ${o}: sharp's dims`);
+    const got = await decodeImage(jpeg, { channels: 3 });
+    assert.deepEqual([got.width, got.height], [want.width, want.height], `orientation ${o}`);
+    assert.deepEqual(got.data, want.data, `orientation ${o}: full size`);
+    // resized: the same pixels where the crop margin is even (12 x 8 -> 6 x 4 -> 4 x 4: 1 + 1 px); with an odd
+    // margin the crop may fall one pixel to the other side (see decodeImage)
+    const small = await decodeImage(jpeg, { channels: 3, size: 4 });
+    const wantSmall = await sharpOriented(jpeg, 4);
+    assert.deepEqual([small.width, small.height], [4, 4]);
+    const diff = small.data.reduce((m, v, i) => Math.max(m, Math.abs(v - wantSmall.data[i]!)), 0);
+    assert.equal(diff, 0, `orientation ${o}: resized to 4, max diff ${diff}`);
+  }
+});
+
+// Before: at size 256, 27 s and a peak RSS of 3.8 GB; at size 1024 sharp failed asking libvips for 49 GB.
+test('a 16384x1 JPEG tagged "rotate 90" reads at sizes 256 and 1024 (sharp turned 16384*size x size pixels)', { timeout: 20_000 }, async () => {
+  const jpeg = await bytes(sharp({ create: { width: MAX_DECODE_SIDE, height: 1, channels: 3, background: '#20a040' } }).jpeg().withMetadata({ orientation: 6 }));
+  const luma = Math.round((19595 * 0x20 + 38470 * 0xa0 + 7471 * 0x40) / 65536);
+  for (const size of [256, 1024]) {
+    const img = await decodeImage(jpeg, { channels: 1, size });
+    assert.deepEqual([img.width, img.height, img.data.length], [size, size, size * size]);
+    assert.ok(img.data.every((v) => Math.abs(v - luma) <= 3), `flat colour, luma ~${luma}: got ${img.data.slice(0, 8)}`);
+  }
+  const full = await decodeImage(jpeg, { channels: 1 });
+  assert.deepEqual([full.width, full.height], [1, MAX_DECODE_SIDE], 'turned: 1 wide');
 });

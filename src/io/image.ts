@@ -67,6 +67,11 @@ function frameBytes(meta: Metadata, pixels: number): { bytes: number; what: stri
  * 330 MB or less, node included (bench/decode.ts).
  */
 export async function readImageHeader(input: string | Uint8Array): Promise<ImageHeader> {
+  return (await readHeader(input)).header;
+}
+
+/** readImageHeader, with the EXIF orientation (1 when there is none). */
+async function readHeader(input: string | Uint8Array): Promise<{ header: ImageHeader; orientation: number }> {
   const meta = await sharp(input).metadata();
   const { width, height, format } = meta;
   if (!DECODE_FORMATS.includes(format ?? '')) {
@@ -90,11 +95,11 @@ export async function readImageHeader(input: string | Uint8Array): Promise<Image
         `(MAX_DECODE_FRAME_BYTES); a non-interlaced PNG or a baseline JPEG of this size is read row by row`,
     );
   }
-  return { width, height, pixels, format };
+  return { header: { width, height, pixels, format }, orientation: meta.orientation ?? 1 };
 }
 
 /**
- * Decode an image file or encoded bytes (PNG, JPEG, WebP, ...) to 8-bit (H, W, C). EXIF orientation is applied.
+ * Decode an image file or encoded bytes (PNG, JPEG or WebP) to 8-bit (H, W, C). EXIF orientation is applied.
  * Truncated or corrupt input throws (sharp's failOn 'warning'); so does an image whose header declares more
  * than MAX_DECODE_PIXELS, before decoding, or a `size` over MAX_IMAGE_SIZE.
  */
@@ -106,10 +111,15 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   }
   // 1. The header first: a bomb is refused here. limitInputPixels repeats the check inside libvips, for a
   //    header that the metadata reader and the decoder might read differently.
-  await readImageHeader(input);
-  let p = sharp(input, { failOn: 'warning', limitInputPixels: MAX_DECODE_PIXELS }).rotate().flatten({ background: '#000000' });
+  const { orientation } = await readHeader(input);
+  // The EXIF orientation is applied last, to the 8-bit result (step 3), not by sharp: libvips turns and flips a
+  // whole image in memory, and sharp does it after the resize but before the crop, so a 16384x1 JPEG tagged
+  // 'rotate 90' read at size 256 asked for 16384*256 x 256 pixels (3 GB) to keep 256 x 256 of them.
+  let p = sharp(input, { failOn: 'warning', limitInputPixels: MAX_DECODE_PIXELS }).flatten({ background: '#000000' });
   if (opts.size !== undefined) {
-    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre.
+    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre. Cropping the
+    // stored image is cropping the oriented one (a centre square turns into itself), but for the one pixel of an
+    // odd margin, which goes to the stored image's right or bottom side.
     p = p.resize(opts.size, opts.size, { fit: 'cover', position: 'centre' });
   }
   // 2. Decode to 8-bit sRGB first, also for grayscale output: libvips' own b-w conversion weighs linear light (pure
@@ -118,8 +128,35 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   if (info.channels !== 3) throw new Error(`decoded ${info.channels} channels, expected 3`);
   const rgb = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const { width, height } = info;
-  if (channels === 3) return { data: rgb, width, height, channels };
-  return { data: rgbToLuma(rgb), width, height, channels };
+  // 3. The image as it is meant to be seen.
+  return orient({ data: channels === 3 ? rgb : rgbToLuma(rgb), width, height, channels }, orientation);
+}
+
+/**
+ * Apply an EXIF orientation (1-8) to an (H, W, C) image: displayed pixel (x, y) is stored pixel
+ * s0 + x ax + y ay (in pixels), with width and height swapped for 5-8 (those that turn by 90 degrees).
+ */
+function orient(img: ImageU8, orientation: number): ImageU8 {
+  if (!Number.isInteger(orientation) || orientation < 2 || orientation > 8) return img;
+  const { width: W, height: H, channels: C, data } = img;
+  const last = (H - 1) * W; // first pixel of the last stored row
+  const [s0, ax, ay] = {
+    2: [W - 1, -1, W], // mirrored left-right
+    3: [last + W - 1, -1, -W], // turned 180
+    4: [last, 1, -W], // mirrored top-bottom
+    5: [0, W, 1], // transposed
+    6: [last, -W, 1], // turned 90 clockwise
+    7: [last + W - 1, -W, -1], // transversed
+    8: [W - 1, W, -1], // turned 90 counter-clockwise
+  }[orientation]!;
+  const [w, h] = orientation >= 5 ? [H, W] : [W, H];
+  const out = new Uint8Array(data.length);
+  for (let y = 0, d = 0; y < h; y++) {
+    for (let x = 0, s = s0 + y * ay; x < w; x++, s += ax) {
+      for (let c = 0; c < C; c++) out[d++] = data[s * C + c]!;
+    }
+  }
+  return { data: out, width: w, height: h, channels: img.channels };
 }
 
 /** Rec. 601 luma, PIL's convert('L') exactly: (19595 R + 38470 G + 7471 B + 2^15) >> 16; gray stays gray. */
