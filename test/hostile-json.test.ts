@@ -10,6 +10,7 @@ import { checkLoaderState } from '../src/data/loader.ts';
 import { describeValue } from '../src/describe.ts';
 import { scheduleConfig } from '../src/diffusion/schedule.ts';
 import { parseSafetensors, SafetensorsError } from '../src/io/safetensors.ts';
+import { lenetConfig } from '../src/models/classifier.ts';
 import { unetConfig } from '../src/models/unet.ts';
 import { CheckpointError, validateTrainState } from '../src/train/checkpoint.ts';
 import { defaultTrainConfig, validateTrainConfig } from '../src/train/config.ts';
@@ -133,4 +134,15 @@ test('safetensors: a shape, dtype, data_offsets or metadata value nested 20,000 
     [{ __metadata__: { k: 'DEEP_ARRAY' }, w: entry }, /^safetensors: metadata 'k' must be a string, got \[\[\[…\]\]\]$/],
   ];
   for (const [header, pattern] of cases) assertShortRejection(() => parseSafetensors(file(header)), SafetensorsError, pattern, JSON.stringify(header));
+});
+
+test('the FID classifier config (lenetConfig): deep values, inherited keys and non-objects are refused in one short line', () => {
+  const cases: [unknown, RegExp][] = [
+    [parseWithDeep({ inChannels: 'DEEP_ARRAY' }), /^LeNet: only 1x28x28 inputs are supported, got inChannels \[\[\[…\]\]\], imageSize 28$/],
+    [parseWithDeep({ conv1: 'DEEP_OBJECT' }), /^LeNet config: conv1 must be a positive integer, got \{"a":\{"a":\{…\}\}\}$/],
+    [JSON.parse('{"constructor":1}'), /^unknown LeNet config key 'constructor'/],
+    [null, /^LeNet config must be an object, got null$/],
+  ];
+  for (const [c, pattern] of cases) assertShortRejection(() => lenetConfig(c as never), Error, pattern, describeValue(c));
+  assert.equal(lenetConfig({}).featureDim, 128);
 });

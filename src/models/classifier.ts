@@ -19,6 +19,7 @@ import { toOnnx } from '../engine/onnx.ts';
 import { add, conv2d, input, matmul, max, relu, reshape, transpose, type Tensor } from '../engine/tensor.ts';
 import type { Dim } from '../engine/graph.ts';
 import type { Rng } from '../rng.ts';
+import { describeValue } from '../describe.ts';
 
 export interface LeNetConfig {
   imageSize: 28;
@@ -34,13 +35,14 @@ export const LENET_MNIST: LeNetConfig = { imageSize: 28, inChannels: 1, conv1: 3
 
 /** Validate a (parsed-from-JSON) config; unknown keys are an error. */
 export function lenetConfig(partial: Partial<LeNetConfig> = {}): LeNetConfig {
+  if (partial === null || typeof partial !== 'object' || Array.isArray(partial)) throw new Error(`LeNet config must be an object, got ${describeValue(partial)}`);
   for (const k of Object.keys(partial)) {
-    if (!(k in LENET_MNIST)) throw new Error(`unknown LeNet config key '${k}' (known: ${Object.keys(LENET_MNIST).join(', ')})`);
+    if (!Object.hasOwn(LENET_MNIST, k)) throw new Error(`unknown LeNet config key '${k}' (known: ${Object.keys(LENET_MNIST).join(', ')})`);
   }
   const c = { ...LENET_MNIST, ...partial };
-  if (c.imageSize !== 28 || c.inChannels !== 1) throw new Error(`LeNet: only 1x28x28 inputs are supported, got ${c.inChannels}x${c.imageSize}`);
+  if (c.imageSize !== 28 || c.inChannels !== 1) throw new Error(`LeNet: only 1x28x28 inputs are supported, got inChannels ${describeValue(c.inChannels)}, imageSize ${describeValue(c.imageSize)}`);
   for (const k of ['conv1', 'conv2', 'featureDim', 'numClasses'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`LeNet config: ${k} must be a positive integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`LeNet config: ${k} must be a positive integer, got ${describeValue(c[k])}`);
   }
   return c;
 }
