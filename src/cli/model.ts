@@ -65,7 +65,7 @@ async function loadOnnx(file: string): Promise<LoadedModel> {
 async function checkpointStep(dir: string): Promise<number | undefined> {
   try {
     const step = (JSON.parse(await fsp.readFile(path.join(dir, 'state.json'), 'utf8')) as { step?: unknown }).step;
-    return typeof step === 'number' && Number.isInteger(step) ? step : undefined;
+    return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? step : undefined; // as readDenoiserFile's step
   } catch {
     return undefined;
   }
