@@ -8,8 +8,11 @@ import { ExecutionProviderError } from '../node/ort.ts';
 import { UserError } from './common.ts';
 import { errnoWords } from './output.ts';
 import { packageVersion } from './model.ts';
+import { editCommand } from './edit.ts';
 import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';
+import { inpaintCommand } from './inpaint.ts';
+import { invertCommand } from './invert.ts';
 import { noiseCommand } from './noise.ts';
 import { sampleCommand } from './sample.ts';
 import { trainCommand } from './train.ts';
@@ -21,7 +24,7 @@ export function program(): Command {
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   // copyInheritedSettings: addCommand (unlike .command()) does not pass on exitOverride / showHelpAfterError
-  for (const cmd of [trainCommand(), sampleCommand(), noiseCommand(), exportCommand(), evalCommand()]) p.addCommand(cmd.copyInheritedSettings(p));
+  for (const cmd of [trainCommand(), sampleCommand(), inpaintCommand(), editCommand(), invertCommand(), noiseCommand(), exportCommand(), evalCommand()]) p.addCommand(cmd.copyInheritedSettings(p));
   return p;
 }
 
