@@ -7,7 +7,7 @@
 import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { vjp } from '../src/engine/autodiff.ts';
-import { compile } from '../src/engine/runtime.ts';
+import { compile } from '../src/engine/compile.ts';
 import * as T from '../src/engine/tensor.ts';
 import { adamw } from '../src/engine/optim.ts';
 import type { ParamValue } from '../src/engine/tree.ts';

@@ -18,7 +18,7 @@ import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { adamw } from '../src/engine/optim.ts';
 import type { Tensor } from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { MNIST_28, countParams, initUNet, unet } from '../src/models/unet.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
@@ -109,7 +109,7 @@ if (runProfile) {
 await step.release();
 
 // 2. denoising: the inference session `ddpm sample` uses (weights baked in, symbolic batch)
-const den = await Denoiser.create(ort, cfg, params, { threads });
+const den = await compileDenoiser(ort, cfg, params, { threads });
 let x = rng.normalFloat32(B * 784);
 for (let i = 0; i < 2; i++) await den.predict(x, new Int32Array(B).fill(500));
 t0 = performance.now();

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PYTHON, checkTorch } from '../bench/peer/python.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
@@ -24,7 +24,7 @@ const { config, weights, file } = await loadModelDir(dir);
 if (config.preset !== 'mnist-28' || ![1, 2].includes(config.model.outChannels)) {
   throw new Error('the PyTorch reference is the mnist-28 config with one output channel (two with learned variances)');
 }
-const den = await Denoiser.create(ort, config.model, weights, { threads: 1 });
+const den = await compileDenoiser(ort, config.model, weights, { threads: 1 });
 const t = [0, 250, 500, 999];
 const x = new Rng(9).normalFloat32(t.length * 784);
 const y = await den.predict(x, Int32Array.from(t));

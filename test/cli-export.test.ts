@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { Rng } from '../src/rng.ts';
 import { checkOpset, readDenoiserFile } from '../src/sample/onnx-file.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
@@ -40,7 +41,7 @@ test('export writes a standalone ONNX with configs in its metadata; reloaded, it
   assert.equal(meta.version, JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')).version);
   assert.deepEqual(checkOpset(bytes).problems, []);
 
-  const live = await Denoiser.create(ort as never, config.model, weights, { threads: 1, weightsAsInputs: true });
+  const live = await compileDenoiser(ort as never, config.model, weights, { threads: 1, weightsAsInputs: true });
   const file = await Denoiser.fromOnnx(ort as never, meta.unet, bytes, { threads: 1 });
   const x = new Rng(11).normalFloat32(3 * 64);
   const t = Int32Array.from([0, 42, 99]);

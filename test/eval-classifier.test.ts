@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { loadMnist, mnistImages } from '../src/data/mnist.ts';
-import { compile } from '../src/engine/runtime.ts';
+import { compile } from '../src/engine/compile.ts';
 import { input } from '../src/engine/tensor.ts';
 import { loadClassifierDir } from '../src/eval/classifier-dir.ts';
 import { accuracy, classify, featureStats, frechetDistance } from '../src/eval/fid.ts';

@@ -4,7 +4,7 @@ import * as ort from 'onnxruntime-node';
 import { loadMnist, mnistToFloat } from '../src/data/mnist.ts';
 import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { evaluateNll, meanAndStderr } from '../src/eval/nll.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { initUNet, unetConfig, UNET_CONFIGS } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
 import { assertClose } from './helpers.ts';
@@ -39,7 +39,7 @@ test('evaluateNll: per-image noise streams, so the batch size does not change th
 
 test('evaluateNll with a (random, untrained) 28x28 U-Net Denoiser on 2 MNIST test images, cosine T = 10: finite', async () => {
   const cfg = unetConfig({ imageSize: 28 }, UNET_CONFIGS.tiny);
-  const den = await Denoiser.create(ort as never, cfg, initUNet(cfg, new Rng(0)), { threads: 1 });
+  const den = await compileDenoiser(ort as never, cfg, initUNet(cfg, new Rng(0)), { threads: 1 });
   try {
     const diffusion = GaussianDiffusion.fromConfig({ kind: 'cosine', T: 10 });
     const x0 = mnistToFloat(loadMnist('test'), [0, 1], new Float32Array(2 * 784));

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, createLogger } from 'vite';
 import { DdimSampler, GaussianDiffusion, sampleLoop } from '../src/diffusion/index.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
@@ -66,13 +66,13 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
 /** 4 images from the shipped model: DDIM, 10 steps, η = 0, seed 0, one thread (so the bits are reproducible). */
 const SAMPLE_SCRIPT = `
 import { fileURLToPath } from 'node:url';
-import { DdimSampler, Denoiser, GaussianDiffusion, Rng, loadModelDir, ort, sampleLoop } from 'ddpm-ts';
+import { DdimSampler, GaussianDiffusion, Rng, compileDenoiser, loadModelDir, ort, sampleLoop } from 'ddpm-ts';
 import * as browser from 'ddpm-ts/browser';
 
 const dir = fileURLToPath(new URL('./models/mnist-28', import.meta.resolve('ddpm-ts/package.json')));
 const { config, weights } = await loadModelDir(dir);
 const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
-const model = await Denoiser.create(ort, config.model, weights, { threads: 1 });
+const model = await compileDenoiser(ort, config.model, weights, { threads: 1 });
 const { meanType, varType } = config.diffusion;
 const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
 const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));
@@ -87,7 +87,7 @@ console.log(JSON.stringify({
 async function sampleFromSources(): Promise<Float32Array> {
   const { config, weights } = await loadModelDir(path.join(ROOT, 'models', 'mnist-28'));
   const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
-  const model = await Denoiser.create(ort, config.model, weights, { threads: 1 });
+  const model = await compileDenoiser(ort, config.model, weights, { threads: 1 });
   const { meanType, varType } = config.diffusion;
   const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
   const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));

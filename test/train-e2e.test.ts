@@ -6,7 +6,8 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DdimSampler, sampleLoop } from '../src/diffusion/samplers.ts';
 import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
-import { Denoiser, exportDenoiserOnnx } from '../src/models/denoiser.ts';
+import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser, exportDenoiserOnnx } from '../src/models/denoiser-compile.ts';
 import { Rng } from '../src/rng.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
 import { applyOptions, defaultTrainConfig, type TrainConfig } from '../src/train/config.ts';
@@ -54,7 +55,7 @@ test('train -> checkpoint -> sample; exported ONNX matches the compiled forward'
     await tr.release();
     assert.deepEqual(await readdir(path.join(dir, 'samples')), ['step_0000004.png']);
     const { config, weights } = await loadModelDir(path.join(dir, 'checkpoint'));
-    const live = await Denoiser.create(ort as never, config.model, weights, { threads: 1, weightsAsInputs: true });
+    const live = await compileDenoiser(ort as never, config.model, weights, { threads: 1, weightsAsInputs: true });
     const onnx = await Denoiser.fromOnnx(ort as never, config.model, exportDenoiserOnnx(config.model, weights).bytes, { threads: 1 });
     const rng = new Rng(5);
     const x = rng.normalFloat32(3 * 64);

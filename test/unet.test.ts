@@ -10,7 +10,7 @@ import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { adamw } from '../src/engine/optim.ts';
 import * as T from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
+import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { MNIST_28, UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
 
@@ -76,7 +76,7 @@ test('a tiny U-Net overfits one image: L_simple falls below 0.05 (from ~1) with 
   assert.ok(losses[0]! > 0.5, `initial loss ${losses[0]}`);
   assert.ok(last < 0.05, `loss after 300 steps ${last} (first ${losses[0]})`);
   // and the compiled inference model agrees with the training graph's view of the weights
-  const den = await Denoiser.create(ort as never, cfg, Object.fromEntries(step.paramsByPath()), { threads: 1 });
+  const den = await compileDenoiser(ort as never, cfg, Object.fromEntries(step.paramsByPath()), { threads: 1 });
   const out = await den.predict(new Rng(2).normalFloat32(2 * 64), Int32Array.from([5, 90]), [2, 1, 8, 8]);
   assert.equal(out.length, 128);
   assert.ok(out.every(Number.isFinite));

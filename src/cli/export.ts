@@ -3,6 +3,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { Denoiser } from '../models/denoiser.ts';
+import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { countParams } from '../models/unet.ts';
 import type { RuntimeOptions } from '../engine/runtime.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
@@ -103,7 +104,7 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
   const x = new Rng(0).normalFloat32(B * unet.inChannels * unet.imageSize * unet.imageSize);
   const T = model.diffusion.schedule.T;
   const t = Int32Array.from({ length: B }, (_, i) => (B === 1 ? T - 1 : Math.round((i * (T - 1)) / (B - 1)))); // both ends of the process
-  const compiled = await Denoiser.create(ort, unet, weights, { ...rt, weightsAsInputs: true });
+  const compiled = await compileDenoiser(ort, unet, weights, { ...rt, weightsAsInputs: true });
   let ref: Float32Array;
   let got: Float32Array;
   try {

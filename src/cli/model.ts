@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/tree.ts';
 import { Denoiser } from '../models/denoiser.ts';
+import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { conciseOrtMessage } from '../engine/runtime.ts';
 import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
@@ -154,7 +155,7 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
   await ensureExecutionProvider(runtime.ep); // checked once per process; an --ep that cannot run is one line, not m.file's fault
   let denoiser: Denoiser;
   try {
-    if (!m.onnxBytes) return await Denoiser.create(ort, m.unet, m.weights!, rt);
+    if (!m.onnxBytes) return await compileDenoiser(ort, m.unet, m.weights!, rt);
     denoiser = await Denoiser.fromOnnx(ort, m.unet, m.onnxBytes, rt);
   } catch (e) {
     throw new UserError(`${m.file}: ${(e as Error).message}`);

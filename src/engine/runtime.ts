@@ -2,12 +2,13 @@
  * Runtime: compile a traced function once into an onnxruntime session, run it many times.
  *
  * The onnxruntime module is injected (`ort`): onnxruntime-node in Node, onnxruntime-web in browsers.
- * Both implement onnxruntime-common's API, so this file imports neither and runs in both.
+ * Both implement onnxruntime-common's API, so this file imports neither and runs in both. It does not
+ * import the exporter either (onnx.ts and its protobuf library): a page that only runs ONNX bytes it
+ * fetched stays small. Tracing and compiling in one call is `compile` (compile.ts).
  */
 import type * as OrtCommon from 'onnxruntime-common';
 import type { DType, Dim } from './graph.ts';
-import { toOnnx, type OnnxExportOptions, type OnnxModelInfo } from './onnx.ts';
-import type { Tensor } from './tensor.ts';
+import type { OnnxModelInfo } from './onnx.ts';
 
 export type OrtModule = Pick<typeof OrtCommon, 'InferenceSession' | 'Tensor' | 'env'> & {
   listSupportedBackends?: () => { name: string; bundled: boolean }[];
@@ -141,14 +142,4 @@ export class CompiledFunction {
   async release(): Promise<void> {
     await this.session.release();
   }
-}
-
-/** Trace-once, run-many: export `outputs` to ONNX and open a session for it. */
-export async function compile(
-  ort: OrtModule,
-  outputs: Record<string, Tensor>,
-  opts: RuntimeOptions & OnnxExportOptions = {},
-): Promise<CompiledFunction> {
-  const { bytes, info } = toOnnx(outputs, opts);
-  return CompiledFunction.fromOnnx(ort, bytes, info, opts);
 }

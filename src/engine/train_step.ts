@@ -9,7 +9,8 @@
 import { valueAndGrad } from './autodiff.ts';
 import { numel, type DType, type Dim } from './graph.ts';
 import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState } from './optim.ts';
-import { compile, type CompiledFunction, type Feeds, type OrtModule, type RuntimeOptions } from './runtime.ts';
+import { compile } from './compile.ts';
+import type { CompiledFunction, Feeds, OrtModule, RuntimeOptions } from './runtime.ts';
 import { Tensor, concat, input, reshape, split } from './tensor.ts';
 import { treeFlatten, treeMap, type ParamValue, type Tree } from './tree.ts';
 

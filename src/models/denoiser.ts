@@ -1,45 +1,20 @@
 /**
- * The trained U-Net as a compiled inference function ε_θ(x_t, t), and its standalone ONNX export.
+ * The trained U-Net as a compiled inference function ε_θ(x_t, t) on onnxruntime.
  *
  * Runs anywhere onnxruntime does: the `ort` module is injected (onnxruntime-node or onnxruntime-web).
- * The exported model has inputs `x` float32 [N, C, H, W] and `t` float32 [N] (the timestep index
- * 0..T−1) and output `out` [N, outChannels, H, W]; the batch size N is free.
+ * The model has inputs `x` float32 [N, C, H, W] and `t` float32 [N] (the timestep index 0..T−1) and
+ * output `out` [N, outChannels, H, W]; the batch size N is free. This file only runs ONNX bytes: tracing
+ * the U-Net and exporting it (the exporter and its protobuf library) is denoiser-compile.ts, so that a
+ * page that samples from a downloaded model.onnx does not carry the exporter.
  */
 import type { ParamValue } from '../engine/tree.ts';
-import { toOnnx } from '../engine/onnx.ts';
 import { CompiledFunction, type OrtModule, type RuntimeOptions } from '../engine/runtime.ts';
-import { input, type Tensor } from '../engine/tensor.ts';
-import { unet, type UNetConfig } from './unet.ts';
-
-export interface DenoiserExport {
-  bytes: Uint8Array;
-}
-
-function traceUnet(cfg: UNetConfig, params: Record<string, ParamValue>): { out: Tensor } {
-  const x = input('x', ['N', cfg.inChannels, cfg.imageSize, cfg.imageSize]);
-  const t = input('t', ['N']);
-  const p: Record<string, Tensor> = {};
-  for (const [k, v] of Object.entries(params)) p[k] = input(k, v.shape);
-  return { out: unet(cfg, p, x, t) };
-}
-
-/** The denoiser as standalone ONNX bytes with the weights baked in as initializers. */
-export function exportDenoiserOnnx(cfg: UNetConfig, params: Record<string, ParamValue>, metadata: Record<string, string> = {}): { bytes: Uint8Array } {
-  const outputs = traceUnet(cfg, params);
-  const initializers = new Map(Object.entries(params).map(([k, v]) => [k, v.data]));
-  const { bytes } = toOnnx(outputs, {
-    name: 'ddpm_ts_unet',
-    initializers,
-    inputOrder: ['x', 't'],
-    metadata: { 'ddpm-ts.unet': JSON.stringify(cfg), ...metadata },
-    convTransposeAsConv: true,
-  });
-  return { bytes };
-}
+import type { UNetConfig } from './unet.ts';
 
 /**
- * A compiled denoiser. With `weightsAsInputs`, the weights are fed on every call (so a trainer can
- * sample from changing EMA weights without recompiling); otherwise they are baked into the session.
+ * A compiled denoiser. Created from standalone ONNX bytes ({@link Denoiser.fromOnnx}) or, from weights,
+ * by `compileDenoiser` (denoiser-compile.ts). With weights as inputs they are fed on every call (so a
+ * trainer can sample from changing EMA weights without recompiling); otherwise they are baked into the session.
  */
 export class Denoiser {
   private constructor(
@@ -47,22 +22,6 @@ export class Denoiser {
     private readonly fn: CompiledFunction,
     private weights: Record<string, Float32Array> | null,
   ) {}
-
-  static async create(
-    ort: OrtModule,
-    cfg: UNetConfig,
-    params: Record<string, ParamValue>,
-    opts: RuntimeOptions & { weightsAsInputs?: boolean } = {},
-  ): Promise<Denoiser> {
-    if (opts.weightsAsInputs) {
-      const { bytes, info } = toOnnx(traceUnet(cfg, params), { inputOrder: ['x', 't', ...Object.keys(params)] });
-      const fn = await CompiledFunction.fromOnnx(ort, bytes, info, opts);
-      const w: Record<string, Float32Array> = {};
-      for (const [k, v] of Object.entries(params)) w[k] = v.data;
-      return new Denoiser(cfg, fn, w);
-    }
-    return Denoiser.fromOnnx(ort, cfg, exportDenoiserOnnx(cfg, params).bytes, opts);
-  }
 
   /** From standalone ONNX bytes (e.g. the shipped `model.onnx`). */
   static async fromOnnx(ort: OrtModule, cfg: UNetConfig, bytes: Uint8Array, opts: RuntimeOptions = {}): Promise<Denoiser> {
@@ -76,7 +35,13 @@ export class Denoiser {
     return new Denoiser(cfg, await CompiledFunction.fromOnnx(ort, bytes, info, opts), null);
   }
 
-  /** Replace the weights (only for a denoiser created with `weightsAsInputs`). */
+  /** From a compiled function with inputs x, t and, when `weights` is given, one input per weight (fed on every call). */
+  static fromCompiled(cfg: UNetConfig, fn: CompiledFunction, weights: Record<string, ParamValue> | null = null): Denoiser {
+    const w = weights ? Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, v.data])) : null;
+    return new Denoiser(cfg, fn, w);
+  }
+
+  /** Replace the weights (only for a denoiser whose weights are inputs). */
   setWeights(params: Record<string, ParamValue> | Map<string, ParamValue>): void {
     if (!this.weights) throw new Error('setWeights: this denoiser has its weights baked in');
     const entries = params instanceof Map ? [...params] : Object.entries(params);

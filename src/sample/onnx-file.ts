@@ -18,7 +18,7 @@
 import onnxProto from 'onnx-proto';
 import type { ParamValue } from '../engine/tree.ts';
 import { OPSET } from '../engine/onnx.ts';
-import { exportDenoiserOnnx } from '../models/denoiser.ts';
+import { exportDenoiserOnnx } from '../models/denoiser-compile.ts';
 import { unetConfig, type UNetConfig } from '../models/unet.ts';
 import { validateTrainConfig, type DiffusionConfig } from '../train/config.ts';
 import { describeValue } from '../describe.ts';

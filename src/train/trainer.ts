@@ -21,7 +21,8 @@ import type { Dim } from '../engine/graph.ts';
 import { NonFiniteLossError, TrainStep } from '../engine/train_step.ts';
 import { BatchLoader, type Dataset, type LoaderState } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
-import { Denoiser } from '../models/denoiser.ts';
+import type { Denoiser } from '../models/denoiser.ts';
+import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { initUNet, unet } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
@@ -290,7 +291,7 @@ export class Trainer {
   /** A DDIM sample grid from the EMA weights, written to `<outDir>/samples/step_XXXXXXX.png`. */
   async sampleGrid(): Promise<string> {
     const m = this.config.model;
-    if (!this.sampler) this.sampler = await Denoiser.create(this.ort, m, Object.fromEntries(this.ema), { ...this.opts, weightsAsInputs: true });
+    if (!this.sampler) this.sampler = await compileDenoiser(this.ort, m, Object.fromEntries(this.ema), { ...this.opts, weightsAsInputs: true });
     this.sampler.setWeights(this.ema);
     const n = this.config.run.sampleCount;
     const sampler = new DdimSampler(this.diffusion, {
