@@ -152,14 +152,15 @@ export async function loadImageFolder(root: string, opts: ImageFolderOptions): P
   const ok = new Uint8Array(files.length);
   const budget = pixelBudget(DECODE_BUDGET_PIXELS);
   let next = 0;
-  let failure: unknown;
+  // the first bad file in sorted order, whatever the order the decodes finish in (all lower ones have started)
+  let failure: { index: number; error: ImageFolderError } | undefined;
   async function decodeOne(i: number): Promise<void> {
     const file = path.join(root, files[i]);
     try {
       const { pixels } = await readImageHeader(file); // refuses a bomb before any pixel is decoded
       await budget.acquire(pixels);
       try {
-        if (failure !== undefined) return;
+        if (failure !== undefined && failure.index < i) return;
         const img = await decodeImage(file, { channels, size });
         hwcToChw(img.data, channels, size, size, images, i * chw);
         ok[i] = 1;
@@ -169,14 +170,14 @@ export async function loadImageFolder(root: string, opts: ImageFolderOptions): P
     } catch (err) {
       const msg = `cannot decode image ${file}: ${(err as Error).message}`;
       if (onCorrupt === 'skip') warn(`warning: ${msg} (skipped)`);
-      else failure ??= new ImageFolderError(msg, { cause: err });
+      else if (failure === undefined || i < failure.index) failure = { index: i, error: new ImageFolderError(msg, { cause: err }) };
     }
   }
   async function worker(): Promise<void> {
     while (failure === undefined && next < files.length) await decodeOne(next++);
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw failure.error;
 
   const kept: string[] = [];
   const skipped: string[] = [];
