@@ -91,3 +91,20 @@ test('loadClassifierDir reads the newest complete version after a write interrup
     await rm(tmp, { recursive: true, force: true });
   }
 });
+
+test('loadClassifierDir: a config.json that is not an object is one clear error naming the file', async () => {
+  const { cp, mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { DEFAULT_CLASSIFIER_DIR } = await import('../src/eval/classifier-dir.ts');
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-lenet-'));
+  try {
+    await cp(DEFAULT_CLASSIFIER_DIR, tmp, { recursive: true, force: true });
+    for (const text of ['null', '[1]', '3']) {
+      await writeFile(path.join(tmp, 'config.json'), text);
+      await assert.rejects(loadClassifierDir(tmp), (e: Error) => e.name === 'ClassifierDirError' && /config\.json: expected a JSON object/.test(e.message));
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+});

@@ -70,6 +70,7 @@ async function readClassifierDir(dir: string): Promise<ClassifierDir> {
   } catch (e) {
     throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: ${(e as Error).message} (train one with 'npm run train:classifier')`);
   }
+  if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new ClassifierDirError(`${file('config.json')}: expected a JSON object`);
   try {
     info.model = lenetConfig(info.model);
   } catch (e) {
