@@ -78,3 +78,20 @@ function write(v: unknown, depth: number, out: { s: string }): void {
   }
   out.s += isArray ? ']' : '}';
 }
+
+/**
+ * `obj` as a config section with only the keys of `allowed` (own keys: not 'constructor' or 'toString'); `where` is
+ * its dotted path ('' at the top), for the message "config: unknown key 'where.k' (allowed: ...)".
+ */
+export function checkConfigKeys(obj: unknown, allowed: object, where: string): Record<string, unknown> {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new Error(`config: '${where}' must be an object`);
+  for (const k of Object.keys(obj)) {
+    if (!Object.hasOwn(allowed, k)) throw new Error(`config: unknown key '${where ? `${where}.` : ''}${k}' (allowed: ${Object.keys(allowed).join(', ')})`);
+  }
+  return obj as Record<string, unknown>;
+}
+
+/** Throws "config: 'where' must be a <type of dflt>, got ..." unless `v` has the type of `dflt`. */
+export function checkConfigType(v: unknown, dflt: unknown, where: string): void {
+  if (typeof v !== typeof dflt) throw new Error(`config: '${where}' must be a ${typeof dflt}, got ${describeValue(v)}`);
+}

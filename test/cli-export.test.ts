@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { Denoiser } from '../src/models/denoiser.ts';
 import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { Rng } from '../src/rng.ts';
+import { OPSET } from '../src/engine/onnx.ts';
 import { checkOpset, readDenoiserFile } from '../src/sample/onnx-file.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
 import { assertUserError, runCli, tinyCheckpoint } from './cli-helpers.ts';
@@ -39,7 +40,7 @@ test('export writes a standalone ONNX with configs in its metadata; reloaded, it
   assert.deepEqual(meta.diffusion, config.diffusion);
   assert.equal(meta.step, 3);
   assert.equal(meta.version, JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')).version);
-  assert.deepEqual(checkOpset(bytes).problems, []);
+  assert.deepEqual(checkOpset(bytes, OPSET).problems, []);
 
   const live = await compileDenoiser(ort as never, config.model, weights, { threads: 1, weightsAsInputs: true });
   const file = await Denoiser.fromOnnx(ort as never, meta.unet, bytes, { threads: 1 });
@@ -65,7 +66,7 @@ test('checkOpset flags operators newer than the declared opset and custom domain
   const model = onnx.ModelProto.decode(new Uint8Array(await readFile(onnxFile)));
   model.graph!.node!.push(onnx.NodeProto.create({ opType: 'GroupNormalization', input: ['x'], output: ['gn'] }));
   model.graph!.node!.push(onnx.NodeProto.create({ opType: 'FusedThing', domain: 'com.example', input: ['x'], output: ['ft'] }));
-  const problems = checkOpset(onnx.ModelProto.encode(model).finish()).problems;
+  const problems = checkOpset(onnx.ModelProto.encode(model).finish(), OPSET).problems;
   assert.ok(problems.some((p) => /'GroupNormalization' needs opset 18, the model declares 17/.test(p)), problems.join('; '));
   assert.ok(problems.some((p) => /custom op com\.example::FusedThing/.test(p)), problems.join('; '));
 });

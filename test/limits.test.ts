@@ -23,7 +23,8 @@ import {
   MNIST_28, UNET_CONFIGS, checkUNetMemory, countParams, initUNet, unetConfig, unetParamCount, unetParamSpecs, type UNetConfig,
 } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
-import { exportDenoiserFile, META_UNET, readDenoiserFile } from '../src/sample/onnx-file.ts';
+import { exportDenoiserFile } from '../src/sample/onnx-export.ts';
+import { META_UNET, readDenoiserFile } from '../src/sample/onnx-file.ts';
 import { applyOptions, defaultTrainConfig, TRAIN_OPTIONS, parseOptionValue, validateTrainConfig } from '../src/train/config.ts';
 import { idxFile, pngDeclaring, safetensorsDeclaring } from './hostile-files.ts';
 

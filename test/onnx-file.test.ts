@@ -13,7 +13,8 @@ import onnxProto from 'onnx-proto';
 import { conciseOrtMessage } from '../src/engine/runtime.ts';
 import { initUNet, unetConfig, UNET_CONFIGS, type UNetConfig } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
-import { exportDenoiserFile, META_STEP, readDenoiserFile } from '../src/sample/onnx-file.ts';
+import { exportDenoiserFile } from '../src/sample/onnx-export.ts';
+import { META_STEP, readDenoiserFile } from '../src/sample/onnx-file.ts';
 import { defaultTrainConfig } from '../src/train/config.ts';
 import { assertUserError, runCli } from './cli-helpers.ts';
 

@@ -22,7 +22,8 @@ import { parseSafetensors, SafetensorsError, serializeSafetensors } from '../../
 import { IMAGE_CHANNELS, MAX_IMAGE_SIZE, MAX_T } from '../../src/limits.ts';
 import { initUNet, type UNetConfig } from '../../src/models/unet.ts';
 import { Rng as ModelRng } from '../../src/rng.ts';
-import { exportDenoiserFile, readDenoiserFile } from '../../src/sample/onnx-file.ts';
+import { exportDenoiserFile } from '../../src/sample/onnx-export.ts';
+import { readDenoiserFile } from '../../src/sample/onnx-file.ts';
 import { CheckpointError, validateTrainState } from '../../src/train/checkpoint.ts';
 import { applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../../src/train/config.ts';
 import { mutateOnnx } from './mutate-onnx.ts';

@@ -8,7 +8,9 @@ import { countParams } from '../models/unet.ts';
 import type { RuntimeOptions } from '../engine/runtime.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
-import { checkOpset, exportDenoiserFile, readDenoiserFile } from '../sample/onnx-file.ts';
+import { OPSET } from '../engine/onnx.ts';
+import { exportDenoiserFile } from '../sample/onnx-export.ts';
+import { checkOpset, readDenoiserFile } from '../sample/onnx-file.ts';
 import { MAX_BATCH_SIZE } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
 import { describeModel, loadModel, packageVersion, type LoadedModel } from './model.ts';
@@ -129,7 +131,7 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
 
   // 4. optionally, opset conformance and an unoptimised run
   if (opts.opsetCheck) {
-    const report = checkOpset(back);
+    const report = checkOpset(back, OPSET);
     const opsets = Object.entries(report.opsets).map(([d, v]) => `${d || 'ai.onnx'} ${v}`).join(', ');
     const ops = Object.entries(report.ops).map(([op, n]) => `${op} ${n}`).join(', ');
     process.stdout.write(`opset: IR ${report.irVersion}, ${opsets}; ops: ${ops}\n`);

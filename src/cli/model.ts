@@ -17,7 +17,7 @@ import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
 import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../train/checkpoint.ts';
-import type { DiffusionConfig } from '../train/config.ts';
+import type { DiffusionConfig } from '../diffusion/config.ts';
 import { UserError } from './common.ts';
 
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));

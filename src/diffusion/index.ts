@@ -114,3 +114,4 @@ export {
   scaledLinear,
   sigmoid,
 } from './functional.ts';
+export { type DiffusionConfig, LOSSES, MEAN_TYPES, VAR_TYPES, defaultDiffusionConfig, validateDiffusionConfig } from './config.ts';

@@ -13,7 +13,7 @@ import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
 import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
 import { DdimSampler, DdpmSampler, sampleLoop, type Sampler } from '../diffusion/samplers.ts';
 import { Rng } from '../rng.ts';
-import type { DiffusionConfig } from '../train/config.ts';
+import type { DiffusionConfig } from '../diffusion/config.ts';
 
 export type SamplerKind = 'ddpm' | 'ddim' | 'dpm++';
 export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim', 'dpm++'];

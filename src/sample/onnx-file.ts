@@ -1,11 +1,12 @@
 /**
- * The standalone denoiser file written by `ddpm export`: ε_θ(x_t, t) as ONNX with its configs in the
- * model's metadata, so the file alone is enough to sample (Node, browser, Python).
+ * The standalone denoiser file written by `ddpm export` (onnx-export.ts): ε_θ(x_t, t) as ONNX with its configs
+ * in the model's metadata, so the file alone is enough to sample (Node, browser, Python).
  *
  * Signature (see src/models/denoiser.ts): inputs `x` float32 [N, C, H, W] (x_t, data scaled to
  * [−1, 1]) and `t` float32 [N] (timestep index 0..T−1, the paper's t − 1); output `out`
- * [N, outChannels, H, W] (ε̂ for meanType 'epsilon'; with a learned variance, the second half of the
- * channels is the interpolation v of Nichol & Dhariwal eq. 15).
+ * [N, outChannels, H, W]: the model's prediction (ε̂ for meanType 'epsilon') in the first C channels;
+ * with a learned variance (varType 'learnedRange', outChannels = 2C) the last C channels are the
+ * interpolation v of Nichol & Dhariwal eq. 15 (see {@link describeOutput}).
  *
  * Metadata keys (ONNX `metadata_props`, strings):
  *   ddpm-ts.unet       the UNetConfig as JSON
@@ -13,44 +14,40 @@
  *   ddpm-ts.version    the ddpm-ts version that wrote the file
  *   ddpm-ts.step       training step of the source checkpoint (absent when unknown)
  *   ddpm-ts.io         a one-line description of the inputs and output
- * No node:* imports: the browser reads the same file.
+ *   ddpm-ts.output     what the output channels hold ({@link describeOutput}; files written before it lack it)
+ * Reading needs no protobuf library (engine/onnx-read.ts) and no node:* imports: the browser reads the same file.
  */
-import onnxProto from 'onnx-proto';
-import type { ParamValue } from '../engine/tree.ts';
-import { OPSET } from '../engine/onnx.ts';
-import { exportDenoiserOnnx } from '../models/denoiser-compile.ts';
+import { validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
+import { readOnnxHeader, type OnnxModelHeader } from '../engine/onnx-read.ts';
 import { unetConfig, type UNetConfig } from '../models/unet.ts';
-import { validateTrainConfig, type DiffusionConfig } from '../train/config.ts';
 import { describeValue } from '../describe.ts';
-
-const { onnx } = onnxProto;
 
 export const META_UNET = 'ddpm-ts.unet';
 export const META_DIFFUSION = 'ddpm-ts.diffusion';
 export const META_VERSION = 'ddpm-ts.version';
 export const META_STEP = 'ddpm-ts.step';
 export const META_IO = 'ddpm-ts.io';
+export const META_OUTPUT = 'ddpm-ts.output';
 
-export interface ExportInfo {
-  diffusion: DiffusionConfig;
-  /** ddpm-ts version writing the file */
-  version: string;
-  /** training step of the source checkpoint, when known */
-  step?: number;
-}
+const PREDICTION: Record<DiffusionConfig['meanType'], string> = {
+  epsilon: "the noise ε̂ (meanType 'epsilon', Ho et al. eq. 11)",
+  x0: "the clean image x̂_0 (meanType 'x0')",
+  v: "v̂ = √ᾱ_t·ε − √(1−ᾱ_t)·x_0 (meanType 'v', Salimans & Ho 2022)",
+};
 
-/** The denoiser as standalone ONNX bytes with every config needed to sample from it in the metadata. */
-export function exportDenoiserFile(unet: UNetConfig, weights: Record<string, ParamValue>, info: ExportInfo): Uint8Array {
-  const metadata: Record<string, string> = {
-    [META_DIFFUSION]: JSON.stringify(info.diffusion),
-    [META_VERSION]: info.version,
-    [META_IO]:
-      `x: float32 [N,${unet.inChannels},${unet.imageSize},${unet.imageSize}] (x_t, data in [-1,1]); ` +
-      `t: float32 [N] (timestep index 0..${info.diffusion.schedule.T - 1}); ` +
-      `out: float32 [N,${unet.outChannels},${unet.imageSize},${unet.imageSize}] (model output, meanType '${info.diffusion.meanType}')`,
-  };
-  if (info.step !== undefined) metadata[META_STEP] = String(info.step);
-  return exportDenoiserOnnx(unet, weights, metadata).bytes;
+/**
+ * What the output channels of a denoiser hold, e.g. for the shipped model "2C = 2 channels: [0, 1) the noise ε̂
+ * (...), then [1, 2) the variance interpolation v (Nichol & Dhariwal eq. 15): log σ²_t = (v+1)/2 · log β_t + (1−v)/2 ·
+ * log β̃_t". Samplers split the two halves; a user of the raw file keeps the first C channels for the prediction.
+ */
+export function describeOutput(unet: UNetConfig, diffusion: Pick<DiffusionConfig, 'meanType' | 'varType'>): string {
+  const C = unet.inChannels;
+  const pred = PREDICTION[diffusion.meanType];
+  if (diffusion.varType !== 'learnedRange') return `C = ${C} channel(s): ${pred}; the variance is fixed (varType '${diffusion.varType}')`;
+  return (
+    `2C = ${2 * C} channels: [0, ${C}) ${pred}, then [${C}, ${2 * C}) the variance interpolation v (Nichol & Dhariwal eq. 15): ` +
+    'log σ²_t = (v+1)/2 · log β_t + (1−v)/2 · log β̃_t (varType \'learnedRange\')'
+  );
 }
 
 export interface DenoiserFile {
@@ -62,22 +59,22 @@ export interface DenoiserFile {
   metadata: Record<string, string>;
 }
 
-function decodeModel(bytes: Uint8Array) {
+function decodeModel(bytes: Uint8Array): OnnxModelHeader {
   try {
-    return onnx.ModelProto.decode(bytes);
+    return readOnnxHeader(bytes);
   } catch (e) {
     throw new Error(`not a valid ONNX file (${(e as Error).message})`);
   }
 }
 
-type GraphProto = NonNullable<ReturnType<typeof onnx.ModelProto.decode>['graph']>;
+type Graph = NonNullable<OnnxModelHeader['graph']>;
 
 /**
  * The metadata must describe the graph: x [N, C, S, S], t [N] and out [N, outC, S, S], compared wherever the
  * graph declares a fixed size (sizes we allocate come from the metadata, so a file whose metadata claims, say,
  * imageSize 29360128 is refused here rather than when a buffer is allocated).
  */
-function checkSignature(graph: GraphProto, unet: UNetConfig): void {
+function checkSignature(graph: Graph, unet: UNetConfig): void {
   const S = unet.imageSize;
   const expect: [string, 'input' | 'output', (number | null)[]][] = [
     ['x', 'input', [null, unet.inChannels, S, S]],
@@ -85,11 +82,11 @@ function checkSignature(graph: GraphProto, unet: UNetConfig): void {
     ['out', 'output', [null, unet.outChannels, S, S]],
   ];
   for (const [name, kind, want] of expect) {
-    const v = (kind === 'input' ? graph.input : graph.output)?.find((i) => i.name === name);
+    const v = (kind === 'input' ? graph.inputs : graph.outputs).find((i) => i.name === name);
     if (!v) throw new Error(`the graph has no ${kind} '${name}': not a file written by \`ddpm export\``);
-    const dims = v.type?.tensorType?.shape?.dim;
+    const dims = v.dims;
     if (!dims) continue; // no declared shape: nothing to compare
-    const got = dims.map((d) => (d.dimValue !== undefined && d.dimValue !== null && !d.dimParam ? Number(d.dimValue) : null));
+    const got = dims.map((d) => (d.value !== undefined && !d.param ? d.value : null));
     const fmt = (ds: (number | null)[]) => `[${ds.map((d) => d ?? 'N').join(', ')}]`;
     // the batch size N must be free (samplers run any batch size, the last batch is smaller), as `ddpm export` leaves it
     if (got.length !== want.length || got[0] !== null || want.some((w, i) => w !== null && got[i] !== null && got[i] !== w)) {
@@ -102,10 +99,10 @@ function checkSignature(graph: GraphProto, unet: UNetConfig): void {
 export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   const model = decodeModel(bytes);
   if (!model.graph) throw new Error('not a valid ONNX file (no graph)');
-  const metadata: Record<string, string> = {};
-  for (const p of model.metadataProps ?? []) metadata[p.key ?? ''] = p.value ?? '';
+  const metadata = model.metadata;
+  const own = (key: string): string | undefined => (Object.hasOwn(metadata, key) ? metadata[key] : undefined);
   const json = (key: string): unknown => {
-    const raw = metadata[key];
+    const raw = own(key);
     if (raw === undefined) throw new Error(`no '${key}' metadata: not a file written by \`ddpm export\``);
     try {
       return JSON.parse(raw);
@@ -117,7 +114,7 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   let diffusion: DiffusionConfig;
   try {
     unet = unetConfig(json(META_UNET) as Partial<UNetConfig>);
-    diffusion = validateTrainConfig({ diffusion: json(META_DIFFUSION) }).diffusion;
+    diffusion = validateDiffusionConfig(json(META_DIFFUSION));
   } catch (e) {
     throw new Error(`ONNX metadata: ${(e as Error).message}`);
   }
@@ -126,7 +123,7 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
     throw new Error(`ONNX metadata: outChannels ${unet.outChannels} does not fit varType '${diffusion.varType}' (expected ${expectOut})`);
   }
   checkSignature(model.graph, unet);
-  return { unet, diffusion, version: metadata[META_VERSION], step: readStep(metadata[META_STEP]), metadata };
+  return { unet, diffusion, version: own(META_VERSION), step: readStep(own(META_STEP)), metadata };
 }
 
 /** The training step as `ddpm export` writes it: a non-negative integer in decimal ("-1", "1e3", "0x10" are refused). */
@@ -179,17 +176,17 @@ export interface OpsetReport {
 
 /**
  * Check that a model uses only standard (ai.onnx) operators that exist in the opset it declares
- * (`OPSET` of the exporter), so onnxruntime-web and other runtimes need nothing custom. Attribute-
+ * (`expectOpset`: the exporter's `OPSET`, engine/onnx.ts), so onnxruntime-web and other runtimes need nothing custom. Attribute-
  * and input-level schema checks are left to onnxruntime, which validates them when loading.
  */
-export function checkOpset(bytes: Uint8Array, expectOpset = OPSET): OpsetReport {
+export function checkOpset(bytes: Uint8Array, expectOpset: number): OpsetReport {
   const model = decodeModel(bytes);
   const opsets: Record<string, number> = {};
-  for (const o of model.opsetImport ?? []) opsets[o.domain ?? ''] = Number(o.version ?? 0);
+  for (const o of model.opsetImport) opsets[o.domain] = o.version;
   const counts = new Map<string, number>();
   const problems: string[] = [];
-  for (const n of model.graph?.node ?? []) {
-    const key = n.domain ? `${n.domain}::${n.opType}` : (n.opType ?? '');
+  for (const n of model.graph?.nodes ?? []) {
+    const key = n.domain ? `${n.domain}::${n.opType}` : n.opType;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }
   const declared = opsets[''];
@@ -205,7 +202,7 @@ export function checkOpset(bytes: Uint8Array, expectOpset = OPSET): OpsetReport 
     if (since === undefined) problems.push(`'${op}' is not a standard ONNX operator known to this check`);
     else if (declared !== undefined && since > declared) problems.push(`'${op}' needs opset ${since}, the model declares ${declared}`);
   }
-  const irVersion = Number(model.irVersion ?? 0);
+  const irVersion = model.irVersion;
   // IR 8 is what opset 17 shipped with (ONNX 1.12); a newer IR version would shut out older runtimes for no gain.
   if (irVersion > 8) problems.push(`IR version ${irVersion} > 8`);
   const ops = Object.fromEntries([...counts].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -6,22 +6,12 @@
  * AdamW 2e-4 without weight decay, gradient clipping at norm 1, batch 64, EMA with decay
  * min(0.999, (1+n)/(10+n)) at step n.
  */
-import type { MeanType, VarType } from '../diffusion/batch.ts';
+import { LOSSES, MEAN_TYPES, VAR_TYPES, defaultDiffusionConfig, validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
+import type { ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
-import { scheduleConfig, type ScheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
 import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
-import { describeValue } from '../describe.ts';
+import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
 import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
-
-export interface DiffusionConfig {
-  schedule: ScheduleConfig;
-  meanType: MeanType;
-  varType: VarType;
-  /** 'simple': L_simple (Ho et al. eq. 14); 'hybrid': L_simple + λ·L_vlb with learned variances (N&D) */
-  loss: 'simple' | 'hybrid';
-  /** min-SNR-γ loss weighting; 0 = off */
-  minSnrGamma: number;
-}
 
 /** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */
 export interface OptimConfig extends LrSchedule {
@@ -83,7 +73,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
   return {
     preset,
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
-    diffusion: { schedule: scheduleConfig({ kind: 'linear', T: 1000 }), meanType: 'epsilon', varType: 'fixedLarge', loss: 'simple', minSnrGamma: 0 },
+    diffusion: defaultDiffusionConfig(),
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
     data: { source: 'mnist', batchSize: 64, hflip: false },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
@@ -118,9 +108,9 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'data.hflip', flag: 'hflip', kind: 'boolean', help: 'random horizontal flips' },
   { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
   { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, max: MAX_T, help: 'diffusion steps T' },
-  { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: ['epsilon', 'x0', 'v'], help: 'what the model predicts' },
-  { path: 'diffusion.loss', flag: 'loss', kind: 'string', choices: ['simple', 'hybrid'], help: 'L_simple, or L_simple + λ·L_vlb with learned variances' },
-  { path: 'diffusion.varType', flag: 'var-type', kind: 'string', choices: ['fixedLarge', 'fixedSmall', 'learnedRange'], help: 'reverse-process variance (hybrid forces learnedRange)' },
+  { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: MEAN_TYPES, help: 'what the model predicts' },
+  { path: 'diffusion.loss', flag: 'loss', kind: 'string', choices: LOSSES, help: 'L_simple, or L_simple + λ·L_vlb with learned variances' },
+  { path: 'diffusion.varType', flag: 'var-type', kind: 'string', choices: VAR_TYPES, help: 'reverse-process variance (hybrid forces learnedRange)' },
   { path: 'diffusion.minSnrGamma', flag: 'min-snr-gamma', kind: 'number', min: 0, help: 'min-SNR-γ loss weighting (0 = off)' },
   { path: 'optim.lr', flag: 'lr', kind: 'number', min: 0, help: 'AdamW learning rate' },
   { path: 'optim.weightDecay', flag: 'weight-decay', kind: 'number', min: 0, help: 'AdamW decoupled weight decay' },
@@ -210,45 +200,25 @@ export function applyOptions(base: TrainConfig, values: Record<string, string | 
   return validateTrainConfig(c);
 }
 
-function checkKeys(obj: unknown, allowed: object, where: string): Record<string, unknown> {
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw new Error(`config: '${where}' must be an object`);
-  for (const k of Object.keys(obj)) {
-    if (!Object.hasOwn(allowed, k)) throw new Error(`config: unknown key '${where ? `${where}.` : ''}${k}' (allowed: ${Object.keys(allowed).join(', ')})`);
-  }
-  return obj as Record<string, unknown>;
-}
-
-function checkType(v: unknown, dflt: unknown, where: string): void {
-  if (typeof v !== typeof dflt) throw new Error(`config: '${where}' must be a ${typeof dflt}, got ${describeValue(v)}`);
-}
-
 /**
  * Validate a full config (e.g. parsed from a checkpoint's config.json): every section must be present
  * with known keys and the right types; unknown keys are an error.
  */
 export function validateTrainConfig(input: unknown): TrainConfig {
   const d = defaultTrainConfig();
-  const top = checkKeys(input, d, '');
+  const top = checkConfigKeys(input, d, '');
   const preset = top.preset ?? d.preset;
-  checkType(preset, d.preset, 'preset');
-  const section = <K extends 'diffusion' | 'optim' | 'data' | 'run'>(name: K): TrainConfig[K] => {
-    const raw = checkKeys(top[name] ?? {}, d[name], name);
+  checkConfigType(preset, d.preset, 'preset');
+  const section = <K extends 'optim' | 'data' | 'run'>(name: K): TrainConfig[K] => {
+    const raw = checkConfigKeys(top[name] ?? {}, d[name], name);
     const out = { ...d[name] } as Record<string, unknown>;
     for (const [k, v] of Object.entries(raw)) {
-      if (k !== 'schedule') checkType(v, (d[name] as unknown as Record<string, unknown>)[k], `${name}.${k}`);
+      checkConfigType(v, (d[name] as unknown as Record<string, unknown>)[k], `${name}.${k}`);
       out[k] = v;
     }
     return out as unknown as TrainConfig[K];
   };
-  const diffusion = section('diffusion');
-  diffusion.schedule = scheduleConfig(diffusion.schedule);
-  if (!['epsilon', 'x0', 'v'].includes(diffusion.meanType)) throw new Error(`config: diffusion.meanType '${diffusion.meanType}' is not epsilon, x0 or v`);
-  if (!['fixedLarge', 'fixedSmall', 'learnedRange'].includes(diffusion.varType)) throw new Error(`config: diffusion.varType '${diffusion.varType}' is invalid`);
-  if (!['simple', 'hybrid'].includes(diffusion.loss)) throw new Error(`config: diffusion.loss '${diffusion.loss}' is not simple or hybrid`);
-  if (diffusion.loss === 'hybrid') diffusion.varType = 'learnedRange';
-  if (diffusion.varType === 'learnedRange' && diffusion.loss !== 'hybrid') {
-    throw new Error("config: varType 'learnedRange' needs loss 'hybrid' (the variance is learned only through L_vlb)");
-  }
+  const diffusion = validateDiffusionConfig(top.diffusion ?? {});
   const optim = section('optim');
   if (!LR_DECAYS.includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not one of ${LR_DECAYS.join(', ')}`);
   const data = section('data');

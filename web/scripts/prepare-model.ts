@@ -16,7 +16,8 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readDenoiserFile, exportDenoiserFile } from '../../src/sample/onnx-file.ts';
+import { exportDenoiserFile } from '../../src/sample/onnx-export.ts';
+import { readDenoiserFile } from '../../src/sample/onnx-file.ts';
 import { loadModelDir, readConfig } from '../../src/train/checkpoint.ts';
 import type { WebModelInfo } from '../src/protocol.ts';
 

@@ -1,6 +1,7 @@
 /** Messages between the page (main.ts) and the sampling worker (worker.ts). */
 import type { UNetConfig } from '../../src/models/unet.ts';
-import type { DiffusionConfig, TrainConfig } from '../../src/train/config.ts';
+import type { DiffusionConfig } from '../../src/diffusion/config.ts';
+import type { TrainConfig } from '../../src/train/config.ts';
 
 /** `model/model.json` (written by web/scripts/prepare-model.ts): what the page needs besides model.onnx. */
 export interface WebModelInfo {

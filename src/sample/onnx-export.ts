@@ -1,0 +1,33 @@
+/**
+ * Writing the standalone denoiser file of `ddpm export` (its format: onnx-file.ts, which reads it): the U-Net
+ * with its weights baked in, and in the metadata every config needed to sample from it. Needs the exporter
+ * (engine/onnx.ts and its protobuf library), so it is kept apart from the reader.
+ */
+import type { DiffusionConfig } from '../diffusion/config.ts';
+import type { ParamValue } from '../engine/tree.ts';
+import { exportDenoiserOnnx } from '../models/denoiser-compile.ts';
+import type { UNetConfig } from '../models/unet.ts';
+import { META_DIFFUSION, META_IO, META_OUTPUT, META_STEP, META_VERSION, describeOutput } from './onnx-file.ts';
+
+export interface ExportInfo {
+  diffusion: DiffusionConfig;
+  /** ddpm-ts version writing the file */
+  version: string;
+  /** training step of the source checkpoint, when known */
+  step?: number;
+}
+
+/** The denoiser as standalone ONNX bytes with every config needed to sample from it in the metadata. */
+export function exportDenoiserFile(unet: UNetConfig, weights: Record<string, ParamValue>, info: ExportInfo): Uint8Array {
+  const metadata: Record<string, string> = {
+    [META_DIFFUSION]: JSON.stringify(info.diffusion),
+    [META_VERSION]: info.version,
+    [META_IO]:
+      `x: float32 [N,${unet.inChannels},${unet.imageSize},${unet.imageSize}] (x_t, data in [-1,1]); ` +
+      `t: float32 [N] (timestep index 0..${info.diffusion.schedule.T - 1}); ` +
+      `out: float32 [N,${unet.outChannels},${unet.imageSize},${unet.imageSize}] (model output, meanType '${info.diffusion.meanType}'; channels: ${META_OUTPUT})`,
+    [META_OUTPUT]: describeOutput(unet, info.diffusion),
+  };
+  if (info.step !== undefined) metadata[META_STEP] = String(info.step);
+  return exportDenoiserOnnx(unet, weights, metadata).bytes;
+}
