@@ -30,8 +30,8 @@ import { encodePng, makeGrid, unitToUint8 } from '../src/io/image.ts';
 import { LeNet } from '../src/models/classifier.ts';
 import { Denoiser } from '../src/models/denoiser.ts';
 import { nodeRuntime, ort } from '../src/node/ort.ts';
-import { Rng } from '../src/rng.ts';
-import { PerExampleRng, makeSampler, type SamplerSpec } from '../src/sample/generate.ts';
+import { PerExampleRng, Rng } from '../src/rng.ts';
+import { makeSampler, type SamplerSpec } from '../src/sample/generate.ts';
 import { loadModelDir } from '../src/train/checkpoint.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

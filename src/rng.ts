@@ -311,3 +311,26 @@ export class Rng {
     return out;
   }
 }
+
+/**
+ * A stream that hands out standard normals per example: a draw of n = B·k values takes k from each
+ * example's own stream. Samplers only call `normalFloat32`; anything else is a bug and throws.
+ */
+export class PerExampleRng extends Rng {
+  constructor(private readonly streams: readonly Rng[]) {
+    super(0);
+  }
+
+  override normalFloat32(n: number): Float32Array {
+    const B = this.streams.length;
+    if (n % B !== 0) throw new Error(`PerExampleRng: ${n} values do not split over ${B} examples`);
+    const per = n / B;
+    const out = new Float32Array(n);
+    this.streams.forEach((r, i) => out.set(r.normalFloat32(per), i * per));
+    return out;
+  }
+
+  override nextUint32(): number {
+    throw new Error('PerExampleRng only provides normalFloat32');
+  }
+}

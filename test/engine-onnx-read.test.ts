@@ -21,7 +21,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The header as onnx-proto decodes it, in readOnnxHeader's shape. */
 function viaProtobufjs(bytes: Uint8Array): OnnxModelHeader {
   const m = onnx.ModelProto.decode(bytes);
-  const valueInfo = (v: InstanceType<typeof onnx.ValueInfoProto>) => {
+  const valueInfo = (v: onnxProto.onnx.IValueInfoProto) => {
     const shape = v.type?.tensorType?.shape;
     const out: { name: string; dims?: { value?: number; param?: string }[] } = { name: v.name ?? '' };
     if (shape) {

@@ -10,9 +10,8 @@
  * does not depend on the batch size (up to the model's rounding across batch sizes). No node:* imports.
  */
 import type { DiffusionModel, MeanType, ShapedArray, VarType } from '../diffusion/batch.ts';
-import { PerExampleRng } from '../sample/generate.ts';
 import type { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
-import { Rng } from '../rng.ts';
+import { PerExampleRng, Rng } from '../rng.ts';
 
 export interface NllOptions {
   meanType: MeanType;

@@ -12,7 +12,7 @@ import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
 import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
 import { DdimSampler, DdpmSampler, sampleLoop, type Sampler } from '../diffusion/samplers.ts';
-import { Rng } from '../rng.ts';
+import { PerExampleRng, Rng } from '../rng.ts';
 import type { DiffusionConfig } from '../diffusion/config.ts';
 
 export type SamplerKind = 'ddpm' | 'ddim' | 'dpm++';
@@ -140,29 +140,6 @@ export interface GenerateResult {
   trajectory?: Trajectory;
   /** model calls made (batches × steps) */
   modelCalls: number;
-}
-
-/**
- * A stream that hands out standard normals per example: a draw of n = B·k values takes k from each
- * example's own stream. Samplers only call `normalFloat32`; anything else is a bug and throws.
- */
-export class PerExampleRng extends Rng {
-  constructor(private readonly streams: readonly Rng[]) {
-    super(0);
-  }
-
-  override normalFloat32(n: number): Float32Array {
-    const B = this.streams.length;
-    if (n % B !== 0) throw new Error(`PerExampleRng: ${n} values do not split over ${B} examples`);
-    const per = n / B;
-    const out = new Float32Array(n);
-    this.streams.forEach((r, i) => out.set(r.normalFloat32(per), i * per));
-    return out;
-  }
-
-  override nextUint32(): number {
-    throw new Error('PerExampleRng only provides normalFloat32');
-  }
 }
 
 /** Sample `n` images in batches (Algorithm 2 / DDIM via `sampleLoop`). */
