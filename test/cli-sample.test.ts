@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../src/cli/model.ts';
+import { DEFAULT_MODEL_DIR } from '../src/pipeline/load.ts';
 import { assertUserError, gifInfo, imageSize, runCli, tinyCheckpoint } from './cli-helpers.ts';
 
 // The tiny model: 1x8x8 images, T = 100. Grid tiles are 8 px with 2 px padding: k tiles span 10k + 2 px.

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { main } from '../../src/cli/main.ts';
 import { UserError } from '../../src/cli/common.ts';
-import { loadModel } from '../../src/cli/model.ts';
+import { loadModel } from '../../src/pipeline/load.ts';
 import { ImageFolderError, loadImageFolder } from '../../src/data/folder.ts';
 import { IdxError, parseIdx } from '../../src/data/mnist.ts';
 import { decodeImage, readImage } from '../../src/io/image.ts';

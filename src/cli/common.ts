@@ -4,14 +4,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { MAX_THREADS } from '../limits.ts';
 import { checkUNetMemory, type UNetConfig } from '../models/unet.ts';
 import { EXECUTION_PROVIDERS } from '../node/ort.ts';
+import { UserError } from '../errors.ts';
 
-/** An error meant for the user: printed as one line, exit code 2 (bad input) or 1. */
-export class UserError extends Error {
-  override name = 'UserError';
-  constructor(message: string, readonly exitCode = 2) {
-    super(message);
-  }
-}
+// The library's loaders throw it too (src/errors.ts); every command imports it from here.
+export { UserError };
 
 /** An integer flag in [min, max]; max defaults to the largest safe integer (so '1e300' is refused, not rounded). */
 export function parseIntArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): (v: string) => number {

@@ -13,7 +13,7 @@ import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '.
 import { PerExampleRng, Rng } from '../rng.ts';
 import { SAMPLER_KINDS, SPACINGS, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { UserError, checkOutputMemory, parseFloatArg, parseIntArg } from './common.ts';
-import type { LoadedModel } from './model.ts';
+import type { LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile } from './output.ts';
 
 /** The sampler flags of the editing commands (as `ddpm sample`'s). */

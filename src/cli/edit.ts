@@ -11,7 +11,7 @@ import {
   addCountOptions, addSamplerOptions, checkPngOut, checkResults, describeSampler, inBatches, inputHeader, progressBar,
   readModelImage, repeat, resultImage, samplerFor, type SamplerFlags,
 } from './edit-shared.ts';
-import { describeModel, loadModel, openDenoiser } from './model.ts';
+import { describeModel, loadModel, openDenoiser } from '../pipeline/load.ts';
 import { writeOutputs } from './output.ts';
 
 interface EditOptions extends SamplerFlags {

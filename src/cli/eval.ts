@@ -1,28 +1,29 @@
 /**
  * `ddpm eval`: NLL in bits/dim on MNIST test images and sample quality with FID-LeNet (plus class
  * histogram and confidence), for a trained model or for a folder of images made elsewhere. The work
- * lives in src/eval (nll.ts, fid.ts) and src/sample/generate.ts.
+ * lives in src/eval (nll.ts, score.ts) and the pipeline (src/pipeline/).
  */
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { ImageFolderError, loadImageFolder } from '../data/folder.ts';
 import { uint8Dataset } from '../data/loader.ts';
-import { loadMnist, mnistImages } from '../data/mnist.ts';
+import { mnistImages } from '../data/mnist.ts';
 import type { VarType } from '../diffusion/batch.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
-import type { RuntimeOptions } from '../engine/runtime.ts';
+import type { ExecutionProvider, RuntimeOptions } from '../engine/runtime.ts';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { ClassifierDirError, DEFAULT_CLASSIFIER_DIR, loadClassifierDir, type ClassifierDir } from '../eval/classifier-dir.ts';
-import { classifierScores, classify, featureStats, frechetDistance, quantizeLikePng } from '../eval/fid.ts';
+import { quantizeLikePng } from '../eval/fid.ts';
 import { evaluateNll } from '../eval/nll.ts';
-import { LeNet } from '../models/classifier.ts';
-import type { Denoiser } from '../models/denoiser.ts';
+import { scoreSamples } from '../eval/score.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
+import { describeModel, loadModel } from '../pipeline/load.ts';
+import { DDPMPipeline } from '../pipeline/node.ts';
+import { pipelineSampler, type PipelineGenerateOptions } from '../pipeline/pipeline.ts';
 import { Rng } from '../rng.ts';
-import { SAMPLER_KINDS, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
+import { SAMPLER_KINDS, type SamplerKind } from '../sample/generate.ts';
 import { MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
-import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
 
 interface EvalOptions {
   checkpoint?: string;
@@ -156,13 +157,13 @@ async function runEval(opts: EvalOptions): Promise<void> {
     if (opts.fid !== undefined) checkOutputMemory(2 * 4 * 784 * opts.fid, `--fid ${opts.fid}: the samples and their copy for the classifier`);
     report.model = { file: model.file, step: model.step ?? null, description: describeModel(model) };
     log(`model: ${model.file} (${describeModel(model)})`);
-    const denoiser = await openDenoiser(model, opts);
+    const pipe = await DDPMPipeline.fromLoaded(model, { threads: opts.threads, executionProvider: opts.ep as ExecutionProvider | undefined });
     try {
       // 4. NLL on the first n test images, 5. samples for FID
-      if (opts.nll !== undefined) report.nll = await runNll(model, denoiser, varType, opts.nll, opts, log);
-      if (opts.fid !== undefined) scored = await runSampling(model, denoiser, varType, opts.fid, opts, log);
+      if (opts.nll !== undefined) report.nll = await runNll(pipe, varType, opts.nll, opts, log);
+      if (opts.fid !== undefined) scored = await runSampling(pipe, opts.fid, opts, log);
     } finally {
-      await denoiser.release();
+      await pipe.release();
     }
   }
 
@@ -177,8 +178,8 @@ interface Scored {
   source: Report;
 }
 
-async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Report> {
-  const diffusion = GaussianDiffusion.fromConfig(model.diffusion.schedule);
+async function runNll(pipe: DDPMPipeline, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Report> {
+  const diffusion = GaussianDiffusion.fromConfig(pipe.diffusion.schedule);
   const T = diffusion.numTimesteps;
   const x0 = mnistImages('test', 0, n);
   const batches = Math.ceil(n / opts.batchSize);
@@ -187,8 +188,8 @@ async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, 
   const t0 = performance.now();
   let res;
   try {
-    res = await evaluateNll(diffusion, denoiser.predict, { data: x0, shape: [n, 1, 28, 28] }, {
-      meanType: model.diffusion.meanType,
+    res = await evaluateNll(diffusion, pipe.denoiser.predict, { data: x0, shape: [n, 1, 28, 28] }, {
+      meanType: pipe.diffusion.meanType,
       varType,
       batchSize: opts.batchSize,
       rng: new Rng(opts.seed),
@@ -211,10 +212,12 @@ async function runNll(model: LoadedModel, denoiser: Denoiser, varType: VarType, 
   };
 }
 
-async function runSampling(model: LoadedModel, denoiser: Denoiser, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Scored> {
+async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log: Log): Promise<Scored> {
+  const varType = opts.varType ?? pipe.diffusion.varType;
+  const request: PipelineGenerateOptions = { n, sampler: opts.sampler, steps: opts.steps, eta: opts.eta, varType: opts.varType, seed: opts.seed, batchSize: opts.batchSize };
   let sampler: Sampler;
   try {
-    sampler = makeSampler({ ...model.diffusion, varType }, { sampler: opts.sampler, steps: opts.steps, eta: opts.eta });
+    sampler = pipelineSampler(pipe.diffusion, request);
   } catch (e) {
     throw new UserError((e as Error).message);
   }
@@ -225,7 +228,7 @@ async function runSampling(model: LoadedModel, denoiser: Denoiser, varType: VarT
   const t0 = performance.now();
   let images: Float32Array;
   try {
-    const res = await generate({ model: denoiser.predict, sampler, imageShape: [1, 28, 28], n, seed: opts.seed, batchSize: opts.batchSize, onProgress: bar.update });
+    const res = await pipe.generate({ ...request, onProgress: bar.update });
     images = quantizeLikePng(res.samples); // scored as if saved and read back
   } finally {
     bar.stop();
@@ -258,24 +261,10 @@ async function readSamples(dir: string, log: Log): Promise<Scored> {
 }
 
 async function score({ images, source }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
-  const t0 = performance.now();
-  const net = await LeNet.create(ort, classifier.info.model, classifier.weights, runtime);
+  const { n, fid: fd, realFid, nReal, classes: scores, seconds: sec } = await scoreSamples(images, classifier, ort, runtime);
   const d = classifier.info.model.featureDim;
-  // real data at the same n scores what a perfect generator would (FID is biased upward at small n)
-  const nReal = Math.min(images.length / 784, loadMnist('train').n);
-  let out, real;
-  try {
-    out = await classify(net, images);
-    real = await classify(net, mnistImages('train', 0, nReal));
-  } finally {
-    await net.release();
-  }
-  const fd = frechetDistance(featureStats(out.features, out.n, d), classifier.testStats);
-  const realFid = frechetDistance(featureStats(real.features, real.n, d), classifier.testStats).fid;
-  const scores = classifierScores(out.logits, classifier.info.model.numClasses);
-  const sec = (performance.now() - t0) / 1000;
-  log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${out.n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
-  if (out.n <= d) log(`note: ${out.n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);
+  log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
+  if (n <= d) log(`note: ${n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);
   const ref = classifier.info.referenceFid as Record<string, number> | undefined;
   log(`  real data at the same n (MNIST train[0:${nReal}] vs test): ${realFid.toFixed(3)}`);
   if (ref) log(`  real data for scale: ${Object.entries(ref).map(([k, v]) => `${k}: ${v.toFixed(3)}`).join('; ')}`);

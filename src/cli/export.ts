@@ -13,7 +13,7 @@ import { exportDenoiserFile } from '../sample/onnx-export.ts';
 import { checkOpset, readDenoiserFile } from '../sample/onnx-file.ts';
 import { MAX_BATCH_SIZE } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
-import { describeModel, loadModel, packageVersion, type LoadedModel } from './model.ts';
+import { describeModel, loadModel, packageVersion, type LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile, writeOutputs } from './output.ts';
 
 interface ExportOptions {

@@ -16,7 +16,7 @@ import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './com
 import { checkExt, checkPngOut, checkResults, inputHeader, progressBar, readModelImage, resultImage, samplerFor } from './edit-shared.ts';
 import { MAX_T } from '../limits.ts';
 import { SPACINGS } from '../sample/generate.ts';
-import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
+import { describeModel, loadModel, openDenoiser, type LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile, errnoWords, writeOutputs } from './output.ts';
 
 interface InvertOptions {

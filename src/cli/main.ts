@@ -7,7 +7,7 @@ import { CheckpointError } from '../train/checkpoint.ts';
 import { ExecutionProviderError } from '../node/ort.ts';
 import { UserError } from './common.ts';
 import { errnoWords } from './output.ts';
-import { packageVersion } from './model.ts';
+import { packageVersion } from '../pipeline/load.ts';
 import { editCommand } from './edit.ts';
 import { evalCommand } from './eval.ts';
 import { exportCommand } from './export.ts';

@@ -1,15 +1,18 @@
-/** `ddpm sample`: options in, images out; the sampling lives in src/sample/generate.ts. */
+/** `ddpm sample`: options in, images out; the sampling is DDPMPipeline's (src/pipeline/). */
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { encodeGif, encodePng, makeGrid } from '../io/image.ts';
-import { ensureExecutionProvider } from '../node/ort.ts';
-import { SAMPLER_KINDS, SPACINGS, evenSteps, generate, makeSampler, type SamplerKind } from '../sample/generate.ts';
-import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
+import type { ExecutionProvider } from '../engine/runtime.ts';
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { ensureExecutionProvider } from '../node/ort.ts';
+import { describeModel, loadModel, type LoadedModel } from '../pipeline/load.ts';
+import { DDPMPipeline } from '../pipeline/node.ts';
+import { pipelineSampler, type PipelineGenerateOptions, type PipelineOutput } from '../pipeline/pipeline.ts';
+import { SAMPLER_KINDS, SPACINGS, type SamplerKind } from '../sample/generate.ts';
+import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
-import { describeModel, loadModel, openDenoiser, type LoadedModel } from './model.ts';
 import { checkOutputDir, checkOutputFile, writeOutputs, type Output } from './output.ts';
 
 interface SampleOptions {
@@ -83,7 +86,7 @@ function checkSampleSize(model: LoadedModel, opts: SampleOptions, frames: number
   const { inChannels: c, imageSize: s } = model.unet;
   checkModelFits(model.unet, 'sample', Math.min(opts.batchSize, opts.n), model.file);
   const k = opts.trajectory ? Math.min(opts.trajectorySamples, opts.n) : 0;
-  checkOutputMemory(4 * c * s * s * (opts.n + 2 * k * frames), `--n ${opts.n}: ${opts.n} samples${k > 0 ? ` and a ${k}x${frames} trajectory` : ''} of ${c}x${s}x${s}`);
+  checkOutputMemory(c * s * s * (5 * opts.n + 8 * k * frames), `--n ${opts.n}: ${opts.n} samples${k > 0 ? ` and a ${k}x${frames} trajectory` : ''} of ${c}x${s}x${s}`);
   const cols = Math.min(opts.nrow ?? Math.ceil(Math.sqrt(opts.n)), opts.n);
   const grid = gridSide(cols, s) * gridSide(Math.ceil(opts.n / cols), s);
   if (grid > MAX_GRID_PIXELS) {
@@ -109,19 +112,21 @@ async function runSample(opts: SampleOptions): Promise<void> {
   // 2. the model's configs, then the sampler (validates --steps/--spacing/--eta against T)
   const t0 = performance.now();
   const model = await loadModel(opts.checkpoint);
+  const request: PipelineGenerateOptions = {
+    n: opts.n, sampler: opts.sampler, steps: opts.steps, spacing: opts.spacing, eta: opts.eta, clip: opts.clip, seed: opts.seed, batchSize: opts.batchSize,
+  };
   let sampler: Sampler;
   try {
-    sampler = makeSampler(model.diffusion, { sampler: opts.sampler, steps: opts.steps, spacing: opts.spacing, eta: opts.eta, clip: opts.clip });
+    sampler = pipelineSampler(model.diffusion, request);
   } catch (e) {
     throw new UserError((e as Error).message);
   }
   const steps = sampler.timesteps.length;
   const frames = opts.frames ?? (trajExt === '.gif' ? Math.min(steps, 100) : 10);
   checkSampleSize(model, opts, frames);
-  const denoiser = await openDenoiser(model, opts);
+  const pipe = await DDPMPipeline.fromLoaded(model, { threads: opts.threads, executionProvider: opts.ep as ExecutionProvider | undefined });
   const loadSec = (performance.now() - t0) / 1000;
-  const { unet } = model;
-  const imageShape = [unet.inChannels, unet.imageSize, unet.imageSize] as const;
+  const imageShape = pipe.imageShape;
   const batches = Math.ceil(opts.n / opts.batchSize);
   process.stdout.write(
     `sampling ${opts.n} image(s) with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +
@@ -136,23 +141,18 @@ async function runSample(opts: SampleOptions): Promise<void> {
   );
   if (tty) bar.start(batches * steps, 0);
   const t1 = performance.now();
-  let result;
+  let result: PipelineOutput;
   try {
-    result = await generate({
-      model: denoiser.predict,
-      sampler,
-      imageShape: [...imageShape],
-      n: opts.n,
-      seed: opts.seed,
-      batchSize: opts.batchSize,
-      trajectory: opts.trajectory ? { samples: opts.trajectorySamples, steps: evenSteps(steps, frames) } : undefined,
+    result = await pipe.generate({
+      ...request,
+      trajectory: opts.trajectory ? { samples: opts.trajectorySamples, frames } : undefined,
       onProgress: (done) => {
         if (tty) bar.update(done);
       },
     });
   } finally {
     if (tty) bar.stop();
-    await denoiser.release();
+    await pipe.release();
   }
   const sampleSec = (performance.now() - t1) / 1000;
 
@@ -162,14 +162,11 @@ async function runSample(opts: SampleOptions): Promise<void> {
   const written = [opts.out];
   if (opts.outDir) {
     // one file per image, 8-bit like the grid, so any tool (and `ddpm eval --samples`) can score them
-    const [n, c, h, w] = result.shape;
-    const per = c * h * w;
-    for (let i = 0; i < n; i++) {
-      const one = result.samples.subarray(i * per, (i + 1) * per);
+    for (const [i, img] of result.images.entries()) {
       const file = path.join(opts.outDir, `sample_${String(i).padStart(5, '0')}.png`);
-      outputs.push({ flag: '--out-dir', file, data: await encodePng(makeGrid(one, [1, c, h, w], { nrow: 1, padding: 0 })) });
+      outputs.push({ flag: '--out-dir', file, data: await encodePng(img) });
     }
-    written.push(`${n} PNG file(s) in ${opts.outDir}`);
+    written.push(`${result.images.length} PNG file(s) in ${opts.outDir}`);
   }
   if (opts.trajectory && result.trajectory) {
     const data = trajExt === '.gif' ? encodeGif(trajectoryFrames(result.trajectory, imageShape)) : await encodePng(trajectoryGrid(result.trajectory, imageShape));

@@ -96,3 +96,15 @@ export function hwcToChw(
   }
   return out;
 }
+
+/** An 8-bit image as RGBA bytes (gray repeated, opaque), e.g. for a canvas: `new ImageData(toRgba(img), img.width, img.height)`. */
+export function toRgba(img: ImageU8): Uint8ClampedArray<ArrayBuffer> {
+  const n = img.width * img.height;
+  const out = new Uint8ClampedArray(n * 4);
+  const c = img.channels;
+  for (let p = 0; p < n; p++) {
+    for (let k = 0; k < 3; k++) out[4 * p + k] = img.data[p * c + (c === 1 ? 0 : k)]!;
+    out[4 * p + 3] = 255;
+  }
+  return out;
+}

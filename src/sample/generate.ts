@@ -11,7 +11,7 @@ import type { DiffusionModel } from '../diffusion/batch.ts';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
 import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
-import { DdimSampler, DdpmSampler, sampleLoop, type Sampler } from '../diffusion/samplers.ts';
+import { DdimSampler, DdpmSampler, sampleLoop, type SampleLoopStep, type Sampler } from '../diffusion/samplers.ts';
 import { PerExampleRng, Rng } from '../rng.ts';
 import type { DiffusionConfig } from '../diffusion/config.ts';
 
@@ -131,6 +131,23 @@ export interface GenerateOptions {
   trajectory?: { samples: number; steps: readonly number[] };
   /** after every model call; `done` of `total` calls (batches × steps) */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * after every step of every batch, awaited (diffusers' `callback_on_step_end`): x_t and x̂_0 of the batch.
+   * Throwing stops the generation with that error.
+   */
+  onStep?: (s: GenerateStep) => void | Promise<void>;
+  /** checked after every step: once aborted, the generation stops with `signal.reason` */
+  signal?: AbortSignal;
+}
+
+/** One step of one batch: {@link SampleLoopStep} and where the batch sits in the request. */
+export interface GenerateStep extends SampleLoopStep {
+  /** batch number, from 0 */
+  readonly batch: number;
+  /** index of the batch's first image in the request */
+  readonly start: number;
+  /** [B, C, H, W] of xt and predX0 */
+  readonly shape: readonly [number, number, number, number];
 }
 
 export interface GenerateResult {
@@ -154,6 +171,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   const total = batches * steps;
   const samples = new Float32Array(n * per);
   const root = new Rng(opts.seed);
+  opts.signal?.throwIfAborted();
 
   // 1. trajectory buffers for the first k images (which may span batches when the batch is small)
   const tr = opts.trajectory;
@@ -178,14 +196,17 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     const B = Math.min(batchSize, n - start);
     const rng = new PerExampleRng(Array.from({ length: B }, (_, i) => root.fold(start + i)));
     const keep = Math.max(0, Math.min(B, k - start)); // images of this batch in the trajectory
-    const x = await sampleLoop(sampler, model, [B, ...imageShape], rng, {
-      onStep: (s) => {
+    const shape = [B, ...imageShape] as const;
+    const x = await sampleLoop(sampler, model, shape, rng, {
+      onStep: async (s) => {
         const j = recordAt.get(s.step);
         if (trajectory && keep > 0 && j !== undefined) {
           trajectory.xt[j].set(s.xt.subarray(0, keep * per), start * per);
           trajectory.predX0[j].set(s.predX0.subarray(0, keep * per), start * per);
         }
         opts.onProgress?.(++done, total);
+        if (opts.onStep) await opts.onStep({ ...s, batch: b, start, shape });
+        opts.signal?.throwIfAborted();
       },
     });
     samples.set(x, start * per);

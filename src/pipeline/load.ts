@@ -1,24 +1,25 @@
 /**
- * `--checkpoint` for the commands that run a trained model: a checkpoint / model directory
- * (config.json + ema.safetensors or params.safetensors) or a standalone `.onnx` from `ddpm export`.
- * Without the flag, the model shipped with the package (`models/mnist-28`, found from this file's
- * location, not the working directory).
+ * Loading a trained model in Node: a checkpoint / model directory (config.json + ema.safetensors or
+ * params.safetensors) or a standalone `.onnx` from `ddpm export`; without a path, the model shipped with the
+ * package (`models/mnist-28`, found from this file's location, not the working directory). Used by
+ * `DDPMPipeline.fromPretrained` (node.ts) and by the commands' `--checkpoint`. Every failure is one UserError line.
  */
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/tree.ts';
+import type { DiffusionConfig } from '../diffusion/config.ts';
+import { conciseOrtMessage } from '../engine/runtime.ts';
+import { UserError } from '../errors.ts';
+import { resolveCheckpointDir } from '../io/atomic.ts';
+import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
-import { conciseOrtMessage } from '../engine/runtime.ts';
 import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
-import { resolveCheckpointDir } from '../io/atomic.ts';
-import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
 import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../train/checkpoint.ts';
-import type { DiffusionConfig } from '../diffusion/config.ts';
-import { UserError } from './common.ts';
+import { checkDenoiserRuns } from './pipeline.ts';
 
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28');
@@ -27,7 +28,10 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
+/** A model's configs and weights (or ONNX bytes), read but not yet opened in onnxruntime ({@link openDenoiser}). */
 export interface LoadedModel {
+  /** the model preset of a checkpoint's config.json ('mnist-28'), when it has one */
+  preset?: string;
   unet: UNetConfig;
   diffusion: DiffusionConfig;
   /** the file the weights came from */
@@ -105,17 +109,19 @@ async function precheckWeights(dir: string): Promise<void> {
 }
 
 /**
- * Read the model named by `--checkpoint` (or the shipped default). Every failure is a one-line
- * UserError: missing path, unreadable or invalid config, weights that do not fit the config.
- * @param allowOnnx accept a standalone .onnx (not for `export`, which needs the weights)
+ * Read the model at `spec` (or the shipped default). Every failure is a one-line UserError: missing path,
+ * unreadable or invalid config, weights that do not fit the config.
+ * @param opts.allowOnnx accept a standalone .onnx (not for `export`, which needs the weights)
+ * @param opts.label what names the path in messages (default '--checkpoint', the commands' flag)
  */
-export async function loadModel(spec: string | undefined, opts: { allowOnnx?: boolean } = {}): Promise<LoadedModel> {
+export async function loadModel(spec: string | undefined, opts: { allowOnnx?: boolean; label?: string } = {}): Promise<LoadedModel> {
   const allowOnnx = opts.allowOnnx ?? true;
+  const label = opts.label ?? '--checkpoint';
   let p = spec;
   if (p === undefined) {
     if ((await kindOf(DEFAULT_MODEL_DIR)) !== 'dir') {
       throw new UserError(
-        `no --checkpoint given and the default model ${DEFAULT_MODEL_DIR} does not exist yet; ` +
+        `no ${label} given and the default model ${DEFAULT_MODEL_DIR} does not exist yet; ` +
           'train one (ddpm train --out runs/mnist-28) and pass --checkpoint runs/mnist-28/checkpoint',
       );
     }
@@ -123,9 +129,9 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
   }
   const kind = await kindOf(p);
   // no `p` but a checkpoint in the middle of a swap (p.new + p.old): loadModelDir reads it
-  if (kind === null && (await resolveCheckpointDir(p)) === null) throw new UserError(`--checkpoint: no such file or directory: ${p}`);
+  if (kind === null && (await resolveCheckpointDir(p)) === null) throw new UserError(`${label}: no such file or directory: ${p}`);
   if (kind === 'file') {
-    if (!allowOnnx) throw new UserError(`--checkpoint must be a checkpoint directory (config.json + weights), got the file ${p}`);
+    if (!allowOnnx) throw new UserError(`${label} must be a checkpoint directory (config.json + weights), got the file ${p}`);
     return loadOnnx(p);
   }
   // A directory holding only an exported model.onnx counts as that file.
@@ -136,15 +142,18 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
     await precheckWeights(p);
     const { config, weights, file, dir } = await loadModelDir(p);
     checkWeights(file, weights, expectedShapes(config.model));
-    return { unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
+    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
   } catch (e) {
     if (e instanceof UserError) throw e;
     // CheckpointError messages name the file at fault already
-    throw new UserError(e instanceof CheckpointError ? e.message : `--checkpoint ${p}: ${(e as Error).message}`);
+    throw new UserError(e instanceof CheckpointError ? e.message : `${label} ${p}: ${(e as Error).message}`);
   }
 }
 
-/** An onnxruntime session for the model (weights baked in). */
+/**
+ * An onnxruntime session for the model (weights baked in) on onnxruntime-node, run once at batch 1 before it is
+ * returned. `runtime` takes the commands' flags: threads (default: all cores) and ep (cpu, cuda, webgpu).
+ */
 export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; ep?: string }): Promise<Denoiser> {
   let rt;
   try {
@@ -163,19 +172,12 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
   // A user's .onnx may load and still fail when run (a node reading the wrong input, a shape that only
   // breaks at run time): one call at batch 1 finds that here, as one line naming the file, before any work.
   try {
-    await checkRuns(denoiser, m.unet);
+    await checkDenoiserRuns(denoiser);
   } catch (e) {
     await denoiser.release();
     throw new UserError(`${m.file}: onnxruntime cannot run this model: ${conciseOrtMessage((e as Error).message)}`);
   }
   return denoiser;
-}
-
-/** One model call at batch 1 (x = 0, t = 0); throws when it fails or returns the wrong number of values. */
-async function checkRuns(d: Denoiser, unet: UNetConfig): Promise<void> {
-  const { inChannels: c, outChannels: o, imageSize: s } = unet;
-  const out = await d.predict(new Float32Array(c * s * s), new Int32Array(1));
-  if (out.length !== o * s * s) throw new Error(`it returns ${out.length} values for one image, expected ${o}x${s}x${s}`);
 }
 
 /** A short description, e.g. "1x28x28, linear T=1000, epsilon/fixedLarge, step 5000". */
