@@ -17,10 +17,9 @@ import sharp from 'sharp';
 import { build } from 'vite';
 import { webConfig } from '../web/vite.config.ts';
 import { mnistDataset } from '../src/data/mnist.ts';
-import { DdimSampler, GaussianDiffusion, sampleLoop } from '../src/diffusion/index.ts';
-import { Denoiser } from '../src/models/denoiser.ts';
-import { Rng } from '../src/rng.ts';
-import { applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../src/train/config.ts';
+import { GaussianDiffusion } from '../src/diffusion/index.ts';
+import { DDPMPipeline } from '../src/pipeline/node.ts';
+import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { DIGITS_FILE, digitsJson } from '../web/scripts/make-digits.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
@@ -117,7 +116,6 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
   try {
     const t0 = performance.now();
     const { dir: model, info } = await prepareTestModel(tmp);
-    const config: TrainConfig = validateTrainConfig(info.config);
     await buildApp(model, path.join(tmp, 'dist'));
     t.diagnostic(`model from ${info.source} (step ${info.step}); model + build ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     server = await serveStatic(path.join(tmp, 'dist'));
@@ -152,11 +150,11 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       assert.equal(await page.getAttribute('body', 'data-model'), 'ready', `model failed to load: ${await page.textContent('#error')}`);
       const backend = (await page.textContent('#backend'))!;
       assert.match(backend, /^backend: wasm · 1 thread · cross-origin isolated/);
-      assert.match((await page.textContent('#model-info'))!, new RegExp(`model: ${config.preset} U-Net`));
+      assert.match((await page.textContent('#model-info'))!, new RegExp(`model: ${info.name} U-Net`));
       t.diagnostic(`page ready in ${((performance.now() - loadStart) / 1000).toFixed(1)} s (${backend})`);
     });
 
-    await t.test('DDIM-10 with 4 samples redraws x_t / x̂_0 every step; matches the same loop on onnxruntime-node', async () => {
+    await t.test('DDIM-10 with 4 samples redraws x_t / x̂_0 every step; matches the same pipeline on onnxruntime-node', async () => {
       const before = await canvasDigest(page, 'xt-canvas');
       const timings: string[] = [];
       const digests: CanvasDigest[] = [];
@@ -177,25 +175,17 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       assert.ok((await canvasDigest(page, 'x0-canvas')).levels > 2, 'the x̂_0 canvas is flat');
       assert.equal(digests[1]!.hash, after.hash, 'DDIM (η = 0) with the same seed drew different samples');
 
-      // the browser's samples are what the library's loop gives on onnxruntime-node
+      // the browser's samples are what the library's pipeline gives on onnxruntime-node (and `ddpm sample --seed 7`)
       const got = await page.evaluate(() => Array.from((globalThis as unknown as { ddpm: { lastSamples: Float32Array } }).ddpm.lastSamples));
-      const onnx = await Denoiser.fromOnnx(ort as never, config.model, await readFile(path.join(model, 'model.onnx')), { threads: 1 });
-      const sampler = new DdimSampler(GaussianDiffusion.fromConfig(config.diffusion.schedule), {
-        meanType: config.diffusion.meanType,
-        varType: config.diffusion.varType,
-        eta: 0,
-        timesteps: 'ddim10',
-        clipDenoised: true,
-      });
-      const m = config.model;
-      const want = await sampleLoop(sampler, onnx.predict, [4, m.inChannels, m.imageSize, m.imageSize], new Rng(7));
-      await onnx.release();
+      const pipe = await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, 'model.onnx'))), { threads: 1 });
+      const want = (await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 7 })).samples;
+      await pipe.release();
       t.diagnostic(`browser vs node samples: max |diff| = ${got.reduce((mx, v, i) => Math.max(mx, Math.abs(v - want[i]!)), 0).toExponential(2)}`);
       assertClose(got, want, { atol: 1e-3 }, 'browser (onnxruntime-web wasm) vs node (onnxruntime-node) samples');
     });
 
     await t.test('the forward-process slider redraws x_t and prints ᾱ_t, √ᾱ_t, √(1 − ᾱ_t)', async () => {
-      const d = GaussianDiffusion.fromConfig(config.diffusion.schedule);
+      const d = GaussianDiffusion.fromConfig(info.diffusion.schedule);
       const at0 = await canvasDigest(page, 'fwd-xt');
       await page.locator('#t-slider').fill('500');
       assert.notEqual((await canvasDigest(page, 'fwd-xt')).hash, at0.hash, 'x_t did not change with t');

@@ -1,10 +1,5 @@
 /** Images on canvases: batches in [-1, 1] drawn as grids, and images decoded from files to 28×28 gray. */
-
-/** [-1, 1] → 0..255 with torchvision's save_image rounding, clamped (x_t at large t leaves the range). */
-function toByte(v: number): number {
-  const b = Math.floor((v + 1) * 127.5 + 0.5);
-  return b < 0 ? 0 : b > 255 ? 255 : b;
-}
+import { makeGrid, toRgba, type BatchShape, type ImageU8 } from '../../src/io/grid.ts';
 
 export interface GridLayout {
   cols: number;
@@ -19,31 +14,17 @@ export function gridLayout(n: number, pad = 2): GridLayout {
 }
 
 /**
- * Draw a batch (B, C, H, W) in [-1, 1] as a grid on `canvas`, each pixel `scale` canvas pixels wide.
- * C = 1 is gray, C = 3 is RGB.
+ * Draw a batch (B, C, H, W) in [-1, 1] as a grid on `canvas` (the library's makeGrid, white padding), each pixel
+ * `scale` canvas pixels wide. C = 1 is gray, C = 3 is RGB.
  */
 export function drawGrid(canvas: HTMLCanvasElement, data: Float32Array, shape: readonly number[], scale: number): void {
-  const [B, C, H, W] = shape as [number, number, number, number];
-  const { cols, rows, pad } = gridLayout(B);
-  const gw = cols * (W + pad) + pad;
-  const gh = rows * (H + pad) + pad;
-  const img = new ImageData(gw, gh);
-  img.data.fill(255); // white padding
-  for (let b = 0; b < B; b++) {
-    const ox = pad + (b % cols) * (W + pad);
-    const oy = pad + Math.floor(b / cols) * (H + pad);
-    for (let y = 0; y < H; y++) {
-      for (let x = 0; x < W; x++) {
-        const o = ((oy + y) * gw + ox + x) * 4;
-        for (let c = 0; c < 3; c++) img.data[o + c] = toByte(data[((b * C + (C === 1 ? 0 : c)) * H + y) * W + x]);
-      }
-    }
-  }
-  blit(canvas, img, scale);
+  const { cols, pad } = gridLayout(shape[0]!);
+  blit(canvas, makeGrid(data, shape as BatchShape, { nrow: cols, padding: pad, padValue: 255 }), scale);
 }
 
-/** Put `img` on `canvas` scaled up by an integer factor without smoothing. */
-function blit(canvas: HTMLCanvasElement, img: ImageData, scale: number): void {
+/** Put `image` on `canvas` scaled up by an integer factor without smoothing. */
+function blit(canvas: HTMLCanvasElement, image: ImageU8, scale: number): void {
+  const img = new ImageData(toRgba(image), image.width, image.height);
   const src = document.createElement('canvas');
   src.width = img.width;
   src.height = img.height;
@@ -57,13 +38,7 @@ function blit(canvas: HTMLCanvasElement, img: ImageData, scale: number): void {
 
 /** One image (H×W gray in [-1, 1]) on `canvas`. */
 export function drawImage(canvas: HTMLCanvasElement, data: Float32Array, size: number, scale: number): void {
-  const img = new ImageData(size, size);
-  for (let i = 0; i < size * size; i++) {
-    const v = toByte(data[i]);
-    img.data[4 * i] = img.data[4 * i + 1] = img.data[4 * i + 2] = v;
-    img.data[4 * i + 3] = 255;
-  }
-  blit(canvas, img, scale);
+  blit(canvas, makeGrid(data, [1, 1, size, size], { padding: 0 }), scale);
 }
 
 /** uint8 pixels (0 = black) → [-1, 1], as the data loader does (x / 127.5 − 1). */

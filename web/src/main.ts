@@ -5,7 +5,8 @@
  * URL parameters: ep=auto|webgpu|wasm (backend, default auto), threads=N (wasm threads, default
  * min(4, cores)), and n, sampler, steps, eta, seed to prefill the form.
  */
-import { validateTrainConfig, type TrainConfig } from '../../src/train/config.ts';
+import { validateDiffusionConfig } from '../../src/diffusion/config.ts';
+import { unetConfig } from '../../src/models/unet.ts';
 import { ForwardPanel } from './forward.ts';
 import { drawGrid, gridLayout } from './image.ts';
 import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, ToWorker, WebModelInfo } from './protocol.ts';
@@ -57,7 +58,7 @@ function readRequest(T: number): SampleRequest {
   const req: SampleRequest = {
     n: int(form.n, 1, 64),
     sampler: form.sampler.value as SamplerKind,
-    steps: int(form.steps, 1, T),
+    steps: int(form.steps, 2, T),
     eta: Math.min(1, Math.max(0, Number(form.eta.value) || 0)),
     seed: int(form.seed, 0, 2 ** 32 - 1),
   };
@@ -68,10 +69,10 @@ function readRequest(T: number): SampleRequest {
   return req;
 }
 
-function startWorker(config: TrainConfig): void {
+function startWorker(info: WebModelInfo): void {
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   const send = (msg: ToWorker) => worker.postMessage(msg);
-  const m = config.model;
+  const m = info.unet;
   const xtCanvas = $<HTMLCanvasElement>('xt-canvas');
   const x0Canvas = $<HTMLCanvasElement>('x0-canvas');
   let runId = 0;
@@ -94,7 +95,7 @@ function startWorker(config: TrainConfig): void {
       drawGrid(x0Canvas, msg.predX0, shape, scale);
       $('xt-caption').innerHTML = `x<sub>t</sub>, t = ${msg.t}`;
       $<HTMLProgressElement>('progress').value = (msg.step + 1) / msg.total;
-      $('step-info').textContent = `step ${msg.step + 1}/${msg.total} · t = ${msg.t} · model ${msg.modelMs.toFixed(1)} ms`;
+      $('step-info').textContent = `step ${msg.step + 1}/${msg.total} · t = ${msg.t} · ${msg.stepMs.toFixed(1)} ms`;
     } else if (msg.type === 'done') {
       if (msg.id !== runId) return;
       form.generate.disabled = false;
@@ -108,10 +109,10 @@ function startWorker(config: TrainConfig): void {
       debugHandle.lastSamples = msg.samples;
       debugHandle.lastShape = shape;
       $('xt-caption').innerHTML = 'x<sub>0</sub> (final samples)';
-      const perStep = msg.modelMs / msg.steps;
+      const perStep = msg.stepMs / msg.steps;
       const el = $('timings');
       el.textContent =
-        `model: ${perStep.toFixed(1)} ms/step (batch ${shape[0]}) · total: ${msg.totalMs.toFixed(0)} ms for ${msg.steps} steps ` +
+        `model + sampler: ${perStep.toFixed(1)} ms/step (batch ${shape[0]}) · total: ${msg.totalMs.toFixed(0)} ms for ${msg.steps} steps ` +
         `· ${((1000 * shape[0]!) / msg.totalMs).toFixed(2)} images/s`;
       el.dataset.modelMsPerStep = perStep.toFixed(2);
       el.dataset.totalMs = msg.totalMs.toFixed(1);
@@ -128,7 +129,7 @@ function startWorker(config: TrainConfig): void {
 
   $<HTMLFormElement>('gen-form').onsubmit = (e) => {
     e.preventDefault();
-    const req = readRequest(config.diffusion.schedule.T);
+    const req = readRequest(info.diffusion.schedule.T);
     runId++;
     shape = [req.n, m.inChannels, m.imageSize, m.imageSize]; // (B, C, H, W)
     const { cols, pad } = gridLayout(req.n);
@@ -137,7 +138,7 @@ function startWorker(config: TrainConfig): void {
     form.stop.disabled = false;
     document.body.dataset.sampling = 'running';
     $<HTMLProgressElement>('progress').value = 0;
-    $('timings').textContent = 'model: – ms/step · total: – ms';
+    $('timings').textContent = 'model + sampler: – ms/step · total: – ms';
     send({ type: 'sample', id: runId, ...req });
   };
   form.stop.onclick = () => send({ type: 'cancel', id: runId });
@@ -145,7 +146,6 @@ function startWorker(config: TrainConfig): void {
   const threads = Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
   send({
     type: 'init',
-    config,
     modelUrl: url('model/model.onnx'),
     ortUrl: url('ort/ort.bundle.min.mjs'),
     wasmUrl: url('ort/ort-wasm-simd-threaded.jsep.wasm'),
@@ -156,32 +156,32 @@ function startWorker(config: TrainConfig): void {
 
 // ---------------------------------------------------------------------------------------------
 
-function describe(c: TrainConfig, info: WebModelInfo): string {
-  const m = c.model;
-  const d = c.diffusion;
+function describe(info: WebModelInfo): string {
+  const m = info.unet;
+  const d = info.diffusion;
   const target = { epsilon: 'ε', x0: 'x₀', v: 'v' }[d.meanType];
   return (
-    `model: ${c.preset} U-Net (${m.imageSize}×${m.imageSize}×${m.inChannels}, ${m.baseChannels} base channels × [${m.channelMults}]) · ` +
+    `model: ${info.name} U-Net (${m.imageSize}×${m.imageSize}×${m.inChannels}, ${m.baseChannels} base channels × [${m.channelMults}]) · ` +
     `predicts ${target} · ${d.schedule.kind} β schedule, T = ${d.schedule.T} · variance ${d.varType} · ` +
     `${info.step === null ? 'training step unknown' : `trained ${info.step} step${info.step === 1 ? '' : 's'}`} (${info.source})`
   );
 }
 
 async function main(): Promise<void> {
-  let config: TrainConfig | null = null;
+  let info: WebModelInfo | null = null;
   try {
     const res = await fetch(url('model/model.json'));
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const info = (await res.json()) as WebModelInfo;
-    config = validateTrainConfig(info.config);
-    $('model-info').textContent = describe(config, info);
+    const raw = (await res.json()) as WebModelInfo;
+    info = { ...raw, unet: unetConfig(raw.unet), diffusion: validateDiffusionConfig(raw.diffusion) };
+    $('model-info').textContent = describe(info);
   } catch (e) {
     document.body.dataset.model = 'error';
     $('backend').textContent = 'backend: –';
     showError(`could not load model/model.json: ${e instanceof Error ? e.message : String(e)}`);
   }
-  new ForwardPanel(config?.diffusion.schedule ?? null);
-  if (config) startWorker(config);
+  new ForwardPanel(info?.diffusion.schedule ?? null);
+  if (info) startWorker(info);
 }
 
 main();
