@@ -1,7 +1,20 @@
 /**
- * ddpm-ts, browser-safe entry point: the engine (tracing, autodiff, ONNX export, runtime over an
- * injected onnxruntime), the diffusion core, the models and the RNG. Nothing here imports `node:*`.
+ * ddpm-ts, browser-safe entry point: the pipeline (DDPMPipeline.fromPretrained(onnxBytes, { ort })), the engine
+ * (tracing, autodiff, ONNX export, runtime over an injected onnxruntime), the diffusion core, the models and the
+ * RNG. Nothing here imports `node:*`.
  */
+export {
+  DDPMPipeline,
+  pipelineSampler,
+  toImages,
+  type ModelSource,
+  type PipelineGenerateOptions,
+  type PipelineLoadOptions,
+  type PipelineOutput,
+} from './pipeline/pipeline.ts';
+export { SAMPLER_KINDS, SPACINGS, type GenerateStep, type SamplerKind, type Trajectory } from './sample/generate.ts';
+export { describeOutput, readDenoiserFile, type DenoiserFile } from './sample/onnx-file.ts';
+export { UserError } from './errors.ts';
 export * from './diffusion/index.ts';
 export { Rng, philox4x32, type RngState } from './rng.ts';
 export * as T from './engine/tensor.ts';
@@ -19,4 +32,4 @@ export { MNIST_28, UNET_CONFIGS, countParams, initUNet, timestepEmbedding, unet,
 export { Denoiser } from './models/denoiser.ts';
 export { compileDenoiser, exportDenoiserOnnx } from './models/denoiser-compile.ts';
 export { parseSafetensors, serializeSafetensors } from './io/safetensors.ts';
-export { makeGrid, makeStrip } from './io/grid.ts';
+export { makeGrid, makeStrip, toRgba, type ImageU8 } from './io/grid.ts';

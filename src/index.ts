@@ -1,13 +1,16 @@
 /**
  * ddpm-ts for Node: everything in the browser entry plus data loading, image and checkpoint files,
- * the trainer and onnxruntime-node.
+ * the trainer and onnxruntime-node. DDPMPipeline here also loads paths (the shipped model by default).
  */
 export * from './browser.ts';
+export { DDPMPipeline, savePngs, type NodePipelineLoadOptions } from './pipeline/node.ts';
+export { DEFAULT_MODEL_DIR, loadModel, type LoadedModel } from './pipeline/load.ts';
+export { exportDenoiserFile } from './sample/onnx-export.ts';
 export { ort, nodeRuntime } from './node/ort.ts';
 export { loadMnist, mnistDataset } from './data/mnist.ts';
 export { loadImageFolder, imageFolderDataset } from './data/folder.ts';
 export { BatchLoader, uint8Dataset, type Dataset } from './data/loader.ts';
-export { readImage, writeImageGrid, writePng, writeGif } from './io/image.ts';
+export { encodePng, readImage, writeImageGrid, writePng, writeGif } from './io/image.ts';
 export { readSafetensorsFile, writeSafetensorsFile } from './io/safetensors-file.ts';
 export { Trainer, type TrainerEvents } from './train/trainer.ts';
 export { defaultTrainConfig, validateTrainConfig, applyOptions, type TrainConfig } from './train/config.ts';
