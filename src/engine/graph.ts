@@ -175,3 +175,9 @@ export function strides(shape: readonly number[]): number[] {
   }
   return s;
 }
+
+/** The signature of an exported graph: its named inputs and outputs (what toOnnx writes and a CompiledFunction feeds). */
+export interface OnnxModelInfo {
+  inputs: { name: string; shape: Dim[]; dtype: DType }[];
+  outputs: { name: string; shape: Dim[]; dtype: DType }[];
+}

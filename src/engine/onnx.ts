@@ -9,7 +9,7 @@
  * same message is byte-stable. The same traced function therefore always gives the same bytes.
  */
 import onnxProto from 'onnx-proto';
-import { topoSort, type DType, type Dim, type Node, type Primitive } from './graph.ts';
+import { topoSort, type DType, type Dim, type Node, type OnnxModelInfo, type Primitive } from './graph.ts';
 import { lowerRules, type AttrValue, type LowerContext } from './ops/lower.ts';
 import type { Tensor } from './tensor.ts';
 
@@ -39,11 +39,6 @@ export interface OnnxExportOptions {
    * faster than its ConvTranspose). Default true.
    */
   convTransposeAsConv?: boolean;
-}
-
-export interface OnnxModelInfo {
-  inputs: { name: string; shape: Dim[]; dtype: DType }[];
-  outputs: { name: string; shape: Dim[]; dtype: DType }[];
 }
 
 function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.AttributeProto> {

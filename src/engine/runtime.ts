@@ -7,8 +7,7 @@
  * fetched stays small. Tracing and compiling in one call is `compile` (compile.ts).
  */
 import type * as OrtCommon from 'onnxruntime-common';
-import type { DType, Dim } from './graph.ts';
-import type { OnnxModelInfo } from './onnx.ts';
+import type { DType, Dim, OnnxModelInfo } from './graph.ts';
 
 export type OrtModule = Pick<typeof OrtCommon, 'InferenceSession' | 'Tensor' | 'env'> & {
   listSupportedBackends?: () => { name: string; bundled: boolean }[];
