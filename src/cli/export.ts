@@ -30,9 +30,11 @@ const MAX_REL_DIFF = 1e-4;
 
 const USAGE_NOTES = `
 The file has inputs x float32 [N, C, H, W] (x_t, data scaled to [-1, 1]) and t float32 [N] (the
-timestep index 0..T-1), and output "out" (the model's prediction, e.g. epsilon). Its metadata holds
-ddpm-ts.unet and ddpm-ts.diffusion (JSON), ddpm-ts.version and ddpm-ts.step, so
-\`ddpm sample --checkpoint model.onnx\` needs nothing else.
+timestep index 0..T-1), and output "out": the model's prediction (e.g. epsilon) in its first C
+channels; a model with learned variances (varType learnedRange, as the shipped one) has 2C output
+channels, the last C being the variance interpolation v of Nichol & Dhariwal eq. 15. Its metadata
+holds ddpm-ts.unet and ddpm-ts.diffusion (JSON), ddpm-ts.output (what the channels hold),
+ddpm-ts.version and ddpm-ts.step, so \`ddpm sample --checkpoint model.onnx\` needs nothing else.
 
 From Python (pip install onnxruntime numpy):
   import json, numpy as np, onnxruntime as ort
@@ -42,7 +44,8 @@ From Python (pip install onnxruntime numpy):
   C, S = unet["inChannels"], unet["imageSize"]
   x = np.random.randn(4, C, S, S).astype(np.float32)
   t = np.full(4, diff["schedule"]["T"] - 1, dtype=np.float32)
-  eps = sess.run(["out"], {"x": x, "t": t})[0]   # (4, C, S, S)
+  out = sess.run(["out"], {"x": x, "t": t})[0]   # (4, outChannels, S, S): 2C with learned variances
+  eps = out[:, :C]                               # the prediction; out[:, C:] is v when learned
 
 From the browser (onnxruntime-web):
   const sess = await ort.InferenceSession.create(url);   // same inputs and output`;
