@@ -2,7 +2,7 @@
  * The package as a user gets it: `npm pack` (which builds dist/ through `prepare`), then `npm install <tarball>`
  * into an empty project with no TypeScript, and three checks there:
  * - plain `node` imports `ddpm-ts` (ESM, compiled JavaScript) and samples 4 images from the shipped model
- *   through the public API, bit for bit what the sources give;
+ *   through DDPMPipeline, bit for bit what the sources give;
  * - a minimal Vite app that imports the browser entry (`ddpm-ts/browser`, and `ddpm-ts` under the browser
  *   condition) builds, with nothing from `node:*` in it (this repository's vite, the app as its root);
  * - the installed `ddpm sample` writes samples.png from the shipped model.
@@ -17,11 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, createLogger } from 'vite';
-import { DdimSampler, GaussianDiffusion, sampleLoop } from '../src/diffusion/index.ts';
-import { compileDenoiser } from '../src/models/denoiser-compile.ts';
-import { ort } from '../src/node/ort.ts';
-import { Rng } from '../src/rng.ts';
-import { loadModelDir } from '../src/train/checkpoint.ts';
+import { DDPMPipeline } from '../src/pipeline/node.ts';
 import { imageSize } from './cli-helpers.ts';
 import { assertClose } from './helpers.ts';
 
@@ -63,44 +59,35 @@ async function timed<T>(name: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** 4 images from the shipped model: DDIM, 10 steps, η = 0, seed 0, one thread (so the bits are reproducible). */
+/** 4 images from the shipped model through the pipeline: DDIM, 10 steps, η = 0, seed 0, one thread (so the bits are reproducible). */
 const SAMPLE_SCRIPT = `
-import { fileURLToPath } from 'node:url';
-import { DdimSampler, GaussianDiffusion, Rng, compileDenoiser, loadModelDir, ort, sampleLoop } from 'ddpm-ts';
+import path from 'node:path';
+import { DDPMPipeline } from 'ddpm-ts';
 import * as browser from 'ddpm-ts/browser';
 
-const dir = fileURLToPath(new URL('./models/mnist-28', import.meta.resolve('ddpm-ts/package.json')));
-const { config, weights } = await loadModelDir(dir);
-const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
-const model = await compileDenoiser(ort, config.model, weights, { threads: 1 });
-const { meanType, varType } = config.diffusion;
-const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
-const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));
-await model.release();
+const pipe = await DDPMPipeline.fromPretrained(undefined, { threads: 1 });
+const { samples: x0 } = await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 0 });
+await pipe.release();
 console.log(JSON.stringify({
-  dir,
+  dir: path.dirname(pipe.source.file),
   x0: Buffer.from(x0.buffer, x0.byteOffset, x0.byteLength).toString('base64'),
-  browserEntry: typeof browser.GaussianDiffusion === 'function' && !('loadModelDir' in browser),
+  browserEntry: typeof browser.DDPMPipeline === 'function' && !('fromLoaded' in browser.DDPMPipeline) && !('loadModelDir' in browser),
 }));
 `;
 
 async function sampleFromSources(): Promise<Float32Array> {
-  const { config, weights } = await loadModelDir(path.join(ROOT, 'models', 'mnist-28'));
-  const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
-  const model = await compileDenoiser(ort, config.model, weights, { threads: 1 });
-  const { meanType, varType } = config.diffusion;
-  const sampler = new DdimSampler(diffusion, { meanType, varType, eta: 0, timesteps: 'ddim10', clipDenoised: true });
-  const x0 = await sampleLoop(sampler, model.predict, [4, 1, 28, 28], new Rng(0));
-  await model.release();
-  return x0;
+  const pipe = await DDPMPipeline.fromPretrained(undefined, { threads: 1 });
+  const { samples } = await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 0 });
+  await pipe.release();
+  return samples;
 }
 
 const VITE_MAIN = `
-import { DdimSampler, GaussianDiffusion, Rng } from 'ddpm-ts/browser';
+import { DDPMPipeline, DdimSampler, GaussianDiffusion, Rng } from 'ddpm-ts/browser';
 import * as lib from 'ddpm-ts';
 const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
 const sampler = new DdimSampler(diffusion, { meanType: 'epsilon', eta: 0, timesteps: 'ddim10', clipDenoised: true });
-document.body.textContent = [sampler.constructor.name, new Rng(0).normalFloat32(2).join(' '), Object.keys(lib).length].join(' / ');
+document.body.textContent = [sampler.constructor.name, DDPMPipeline.name, new Rng(0).normalFloat32(2).join(' '), Object.keys(lib).length].join(' / ');
 `;
 
 test('npm pack, install the tarball into an empty project: node imports it and samples, a Vite app builds the browser entry, ddpm sample runs', { timeout: 900_000 }, async (t) => {
