@@ -1,5 +1,5 @@
 /**
- * The standalone .onnx from `ddpm export` as hostile input (src/sample/onnx-file.ts, src/cli/model.ts): metadata
+ * The standalone .onnx from `ddpm export` as hostile input (src/sample/onnx-file.ts, src/pipeline/load.ts): metadata
  * that breaks its own format is refused when read, and a graph that onnxruntime loads but cannot run is refused
  * at load by `sample` and `eval` (exit 2, one line naming the file, nothing written), before any other work.
  */

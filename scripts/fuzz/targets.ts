@@ -496,7 +496,7 @@ async function writeDir(dir: string, files: Record<string, Uint8Array>, allowed:
 const modelDir: Target = {
   name: 'model-dir',
   ext: 'dir',
-  entry: 'loadModel (src/cli/model.ts) on a directory: config.json + ema.safetensors (+ state.json)',
+  entry: 'loadModel (src/pipeline/load.ts) on a directory: config.json + ema.safetensors (+ state.json)',
   async seeds() {
     const dir = (cfg: TrainConfig, weightsName = 'ema.safetensors') =>
       packDir({
