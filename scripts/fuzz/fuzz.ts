@@ -81,6 +81,8 @@ export interface TargetSummary {
   rejected: number;
   failures: Record<string, number>;
   maxRssMB: number;
+  /** the input with that peak */
+  maxRssInput: string;
   slowest: { ms: number; input: string };
   seconds: number;
   perSecond: number;
@@ -101,7 +103,7 @@ export interface Summary {
   mode: 'generated' | 'replay';
   seconds: number;
   targets: Record<string, TargetSummary>;
-  total: { inputs: number; failures: Record<string, number>; maxRssMB: number; slowest: { ms: number; target: string; input: string } };
+  total: { inputs: number; failures: Record<string, number>; maxRssMB: number; maxRssInput: string; slowest: { ms: number; target: string; input: string } };
   /** distinct failures (same target, kind and normalised message), with how often each occurred */
   failures: FailureGroup[];
   /** replay mode: every file with its result ('ok' or the failure kind) */
@@ -149,11 +151,13 @@ interface WorkerResult {
 /** Run one worker to its end (finished, crashed, killed for a hang or for RSS). */
 function runWorker(args: WorkerArgs, o: Required<Pick<FuzzOptions, 'hangMs' | 'hardRssMB'>>, live: { index: number }): Promise<WorkerResult> {
   writeFileSync(args.heartbeat, new Uint8Array(new Float64Array([-1, -1]).buffer));
-  const flags = ['--import', 'tsx', '--max-old-space-size=4096', ...(args.gcBefore ? ['--expose-gc'] : [])];
+  const flags = ['--import', 'tsx', '--max-old-space-size=4096', '--expose-gc'];
   const child = spawn(process.execPath, [...flags, WORKER, JSON.stringify(args)], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    env: { ...process.env, UV_THREADPOOL_SIZE: '2' },
+    // glibc: blocks over 128 KB are mmap'd and go back to the system when freed, so a worker's RSS falls after a
+    // large input instead of keeping its high-water mark in the heap (the next input's peak is then its own)
+    env: { ...process.env, UV_THREADPOOL_SIZE: '2', MALLOC_MMAP_THRESHOLD_: '131072' },
   });
   let stderrTail = '';
   child.stderr!.on('data', (d: Buffer) => (stderrTail = (stderrTail + d.toString()).slice(-2000)));
@@ -272,7 +276,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
     const runPlan = async (plan: Plan) => {
       const t = plan.target;
       const s: TargetSummary = {
-        entry: t.entry, inputs: 0, accepted: 0, rejected: 0, failures: {}, maxRssMB: 0, slowest: { ms: 0, input: '' },
+        entry: t.entry, inputs: 0, accepted: 0, rejected: 0, failures: {}, maxRssMB: 0, maxRssInput: '', slowest: { ms: 0, input: '' },
         seconds: 0, perSecond: 0, workers: 0, rssUnconfirmed: 0, rssAlone: [], errors: {},
       };
       const started = Date.now();
@@ -323,7 +327,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
       };
       const handleRss = async (index: number, hash?: string) => {
         const c = await confirmRss(index);
-        s.maxRssMB = Math.max(s.maxRssMB, c.mb);
+        if (c.mb > s.maxRssMB) (s.maxRssMB = c.mb), (s.maxRssInput = `${inputName(index)} (alone)`);
         if (c.confirmed) await record({ kind: 'rss', index, error: 'none', message: c.message }, hash);
         else {
           s.rssUnconfirmed++;
@@ -351,7 +355,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
         if (st) {
           s.accepted += st.accepted;
           s.rejected += st.rejected;
-          s.maxRssMB = Math.max(s.maxRssMB, st.maxRssBytes / 2 ** 20);
+          if (st.maxRssBytes / 2 ** 20 > s.maxRssMB) (s.maxRssMB = st.maxRssBytes / 2 ** 20), (s.maxRssInput = inputName(st.maxRssIndex));
           if (st.slowestMs > s.slowest.ms) s.slowest = { ms: st.slowestMs, input: inputName(st.slowestIndex) };
           for (const [k, v] of Object.entries(st.errors)) s.errors[k] = (s.errors[k] ?? 0) + v;
         }
@@ -388,11 +392,11 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
     if (progress) clearInterval(progress);
 
     // 3. Summary.
-    const total: Summary['total'] = { inputs: 0, failures: {}, maxRssMB: 0, slowest: { ms: 0, target: '', input: '' } };
+    const total: Summary['total'] = { inputs: 0, failures: {}, maxRssMB: 0, maxRssInput: '', slowest: { ms: 0, target: '', input: '' } };
     for (const [name, s] of Object.entries(summaries)) {
       total.inputs += s.inputs;
       for (const [k, v] of Object.entries(s.failures)) total.failures[k] = (total.failures[k] ?? 0) + v;
-      total.maxRssMB = Math.max(total.maxRssMB, s.maxRssMB);
+      if (s.maxRssMB > total.maxRssMB) (total.maxRssMB = s.maxRssMB), (total.maxRssInput = `${name} ${s.maxRssInput}`);
       if (s.slowest.ms > total.slowest.ms) total.slowest = { ms: s.slowest.ms, target: name, input: s.slowest.input };
     }
     for (const k of FAILURE_KINDS) total.failures[k] ??= 0;

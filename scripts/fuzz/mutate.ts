@@ -523,8 +523,8 @@ function mutatePngChunks(chunks: Chunk[], rng: Rng): void {
       const d = chunks[i]!.data;
       const step = rng.pick([1, 2, 7, 64]);
       const parts: Chunk[] = [];
-      for (let p = 0; p < d.length; p += step) parts.push({ type: 'IDAT', data: d.slice(p, p + step) });
-      chunks.splice(i, 1, ...parts.slice(0, 20000));
+      for (let p = 0; p < d.length && parts.length < 20000; p += step) parts.push({ type: 'IDAT', data: d.subarray(p, p + step) });
+      chunks.splice(i, 1, ...parts); // (past 20000 pieces the data is cut: a truncation too)
       return;
     }
     default: { // a wrong CRC

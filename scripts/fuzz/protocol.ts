@@ -31,8 +31,9 @@ export interface WorkerStats {
   accepted: number;
   rejected: number;
   failures: number;
-  /** the RSS watermark after the last input that stayed within the bound */
+  /** the highest peak RSS of an input that stayed within the bound, and that input */
   maxRssBytes: number;
+  maxRssIndex: number;
   slowestMs: number;
   slowestIndex: number;
   /** reader error classes seen on rejection, with counts */
