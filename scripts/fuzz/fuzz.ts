@@ -309,7 +309,7 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
 
       // An input whose RSS crossed the bound in a worker that had run other inputs is rerun alone in a fresh
       // process (garbage collected first): only a peak that repeats there is a failure, and that run's peak counts.
-      const confirmRss = async (index: number): Promise<{ confirmed: boolean; mb: number; message: string }> => {
+      const confirmRss = async (index: number): Promise<{ confirmed: false | 'rss' | 'crash' | 'hang'; mb: number; message: string }> => {
         const input = plan.files ? new Uint8Array(await fsp.readFile(plan.files[index]!)) : makeInput(t, plan.seeds, seed, index);
         const cdir = path.join(wdir, 'confirm');
         await fsp.mkdir(cdir, { recursive: true });
@@ -321,14 +321,16 @@ export async function runFuzz(opts: FuzzOptions = {}): Promise<Summary> {
           { hangMs, hardRssMB }, { index: -1 },
         );
         const f = r.fails.find((x) => x.kind === 'rss');
-        if (r.abnormal?.kind === 'rss') return { confirmed: true, mb: hardRssMB, message: `${r.abnormal.message}, alone in a fresh process` };
-        if (f) return { confirmed: true, mb: Number(/peak RSS (\d+)/.exec(f.message)?.[1] ?? 0), message: `${f.message}, alone in a fresh process` };
+        const a = r.abnormal;
+        if (a?.kind === 'rss') return { confirmed: 'rss', mb: hardRssMB, message: `${a.message}, alone in a fresh process` };
+        if (a?.kind === 'crash' || a?.kind === 'hang') return { confirmed: a.kind, mb: 0, message: `${a.message}, alone in a fresh process` };
+        if (f) return { confirmed: 'rss', mb: Number(/peak RSS (\d+)/.exec(f.message)?.[1] ?? 0), message: `${f.message}, alone in a fresh process` };
         return { confirmed: false, mb: (r.stats?.maxRssBytes ?? 0) / 2 ** 20, message: '' };
       };
       const handleRss = async (index: number, hash?: string) => {
         const c = await confirmRss(index);
         if (c.mb > s.maxRssMB) (s.maxRssMB = c.mb), (s.maxRssInput = `${inputName(index)} (alone)`);
-        if (c.confirmed) await record({ kind: 'rss', index, error: 'none', message: c.message }, hash);
+        if (c.confirmed) await record({ kind: c.confirmed, index, error: 'none', message: c.message }, hash);
         else {
           s.rssUnconfirmed++;
           if (s.rssAlone.length < 10) s.rssAlone.push({ input: inputName(index), mb: Math.round(c.mb) });
