@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
-import { readOnnxHeader, type OnnxModelHeader } from '../src/engine/onnx-read.ts';
+import { MAX_INT64_CONSTANT, readOnnxHeader, type OnnxModelHeader } from '../src/engine/onnx-read.ts';
 import { initUNet, UNET_CONFIGS } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
 import { exportDenoiserFile } from '../src/sample/onnx-export.ts';
@@ -46,6 +46,16 @@ function viaProtobufjs(bytes: Uint8Array): OnnxModelHeader {
             inputs: (m.graph.input ?? []).map(valueInfo),
             outputs: (m.graph.output ?? []).map(valueInfo),
             nodes: (m.graph.node ?? []).map((n) => ({ opType: n.opType ?? '', domain: n.domain ?? '' })),
+            int64Constants: (m.graph.initializer ?? []).flatMap((t) => {
+              const count = (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1);
+              if (t.dataType !== onnx.TensorProto.DataType.INT64 || count > MAX_INT64_CONSTANT) return [];
+              const raw = t.rawData;
+              const values =
+                raw && raw.length > 0
+                  ? Array.from(new BigInt64Array(Uint8Array.from(raw).buffer), Number)
+                  : (t.int64Data ?? []).map((v) => Number(v));
+              return [{ name: t.name ?? '', values }];
+            }),
           },
         }
       : {}),

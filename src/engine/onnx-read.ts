@@ -29,6 +29,15 @@ export interface OnnxNodeInfo {
   domain: string;
 }
 
+/** A small int64 initializer (a shape, axes or pads vector), with its values. */
+export interface OnnxInt64Constant {
+  name: string;
+  values: number[];
+}
+
+/** int64 initializers with at most this many elements are read (shape vectors); larger ones are skipped. */
+export const MAX_INT64_CONSTANT = 64;
+
 export interface OnnxModelHeader {
   irVersion: number;
   /** declared operator sets in file order */
@@ -36,14 +45,16 @@ export interface OnnxModelHeader {
   /** metadata_props, key -> value (a repeated key keeps its last value) */
   metadata: Record<string, string>;
   /** undefined when the model has no graph */
-  graph?: { inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[]; nodes: OnnxNodeInfo[] };
+  graph?: { inputs: OnnxValueInfo[]; outputs: OnnxValueInfo[]; nodes: OnnxNodeInfo[]; int64Constants: OnnxInt64Constant[] };
 }
 
 // field numbers in onnx.proto
 const MODEL = { irVersion: 1, opsetImport: 8, graph: 7, metadataProps: 14 } as const;
 const OPSET_ID = { domain: 1, version: 2 } as const;
 const ENTRY = { key: 1, value: 2 } as const;
-const GRAPH = { node: 1, input: 11, output: 12 } as const;
+const GRAPH = { node: 1, initializer: 5, input: 11, output: 12 } as const;
+const TENSOR = { dims: 1, dataType: 2, int64Data: 7, name: 8, rawData: 9 } as const;
+const INT64 = 7; // TensorProto.DataType.INT64
 const NODE = { opType: 4, domain: 7 } as const;
 const VALUE_INFO = { name: 1, type: 2 } as const;
 const TYPE = { tensorType: 1 } as const;
@@ -119,6 +130,12 @@ class Reader {
     return utf8.decode(this.buf.subarray(r.pos, r.end));
   }
 
+  /** The body of a length-delimited field as bytes (a view, not a copy). */
+  bytes(): Uint8Array {
+    const r = this.message();
+    return this.buf.subarray(r.pos, r.end);
+  }
+
   skip(wire: number): void {
     switch (wire) {
       case VARINT:
@@ -161,6 +178,35 @@ function readDim(r: Reader): OnnxDim {
     else d.param = r.string();
   });
   return d;
+}
+
+/** An int64 initializer's values, or undefined for another type or more than MAX_INT64_CONSTANT elements. */
+function readInt64Constant(r: Reader): OnnxInt64Constant | undefined {
+  let name = '';
+  let dataType = 0;
+  let count = 1;
+  let raw: Uint8Array | undefined;
+  const int64Data: Reader[] = [];
+  fields(r, { [TENSOR.dims]: LEN, [TENSOR.dataType]: VARINT, [TENSOR.int64Data]: LEN, [TENSOR.name]: LEN, [TENSOR.rawData]: LEN }, (f, r) => {
+    if (f === TENSOR.name) name = r.string();
+    else if (f === TENSOR.dataType) dataType = r.int64();
+    else if (f === TENSOR.rawData) raw = r.bytes();
+    else if (f === TENSOR.int64Data) int64Data.push(r.message()); // packed repeated int64
+    else {
+      const d = r.message(); // packed repeated int64
+      while (!d.done()) count *= d.int64();
+    }
+  });
+  if (dataType !== INT64 || !(count >= 0 && count <= MAX_INT64_CONSTANT)) return undefined;
+  const values: number[] = [];
+  if (raw !== undefined) {
+    if (raw.length !== 8 * count) throw new Error(`int64 initializer '${name}' has ${raw.length} bytes for ${count} elements`);
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    for (let i = 0; i < count; i++) values.push(Number(view.getBigInt64(8 * i, true)));
+  } else {
+    for (const d of int64Data) while (!d.done()) values.push(d.int64());
+  }
+  return { name, values };
 }
 
 function readValueInfo(r: Reader): OnnxValueInfo {
@@ -206,9 +252,13 @@ export function readOnnxHeader(bytes: Uint8Array): OnnxModelHeader {
       // defineProperty: a key '__proto__' is data like any other
       Object.defineProperty(model.metadata, key, { value, enumerable: true, writable: true, configurable: true });
     } else {
-      const graph = { inputs: [] as OnnxValueInfo[], outputs: [] as OnnxValueInfo[], nodes: [] as OnnxNodeInfo[] };
-      fields(r.message(), { [GRAPH.node]: LEN, [GRAPH.input]: LEN, [GRAPH.output]: LEN }, (f, r) => {
+      const graph = { inputs: [] as OnnxValueInfo[], outputs: [] as OnnxValueInfo[], nodes: [] as OnnxNodeInfo[], int64Constants: [] as OnnxInt64Constant[] };
+      fields(r.message(), { [GRAPH.node]: LEN, [GRAPH.initializer]: LEN, [GRAPH.input]: LEN, [GRAPH.output]: LEN }, (f, r) => {
         if (f === GRAPH.input) graph.inputs.push(readValueInfo(r.message()));
+        else if (f === GRAPH.initializer) {
+          const c = readInt64Constant(r.message());
+          if (c) graph.int64Constants.push(c);
+        }
         else if (f === GRAPH.output) graph.outputs.push(readValueInfo(r.message()));
         else {
           const n: OnnxNodeInfo = { opType: '', domain: '' };

@@ -95,6 +95,22 @@ function checkSignature(graph: Graph, unet: UNetConfig): void {
   }
 }
 
+/**
+ * The graph's int64 constants (shape, axes and pad vectors) must stay within the largest tensor the metadata's
+ * U-Net has, C_max·S² elements: a Reshape to [0, 2130706435, 16, 16] in an otherwise valid file made onnxruntime's
+ * graph optimiser take 12 s and 2.2 GB before the file could be refused by running it.
+ */
+function checkShapeConstants(graph: Graph, unet: UNetConfig): void {
+  const widest = Math.max(unet.inChannels, unet.outChannels, unet.baseChannels * Math.max(...unet.channelMults));
+  const bound = widest * unet.imageSize * unet.imageSize;
+  for (const c of graph.int64Constants) {
+    const bad = c.values.find((v) => !(Math.abs(v) <= bound));
+    if (bad !== undefined) {
+      throw new Error(`the graph's int64 constant '${c.name}' holds ${bad}, beyond any size of the model its metadata describes (at most ${bound}): not a file written by \`ddpm export\``);
+    }
+  }
+}
+
 /** The configs stored in a file from {@link exportDenoiserFile}; throws a clear message when they are missing or invalid. */
 export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   const model = decodeModel(bytes);
@@ -123,6 +139,7 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
     throw new Error(`ONNX metadata: outChannels ${unet.outChannels} does not fit varType '${diffusion.varType}' (expected ${expectOut})`);
   }
   checkSignature(model.graph, unet);
+  checkShapeConstants(model.graph, unet);
   return { unet, diffusion, version: own(META_VERSION), step: readStep(own(META_STEP)), metadata };
 }
 
