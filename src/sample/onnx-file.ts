@@ -106,7 +106,7 @@ function checkShapeConstants(graph: Graph, unet: UNetConfig): void {
   for (const c of graph.int64Constants) {
     const bad = c.values.find((v) => !(Math.abs(v) <= bound));
     if (bad !== undefined) {
-      throw new Error(`the graph's int64 constant '${c.name}' holds ${bad}, beyond any size of the model its metadata describes (at most ${bound}): not a file written by \`ddpm export\``);
+      throw new Error(`ONNX metadata (ddpm-ts.unet) describes tensors of at most ${bound} elements, the graph's int64 constant '${c.name}' holds ${bad}: not a file written by \`ddpm export\``);
     }
   }
 }
