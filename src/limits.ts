@@ -74,3 +74,12 @@ export const MAX_DECODE_SIDE = 16_384;
  * JPEG at 465 MB; within this bound the largest accepted images peak at 330 MB or less (bench/decode.ts).
  */
 export const MAX_DECODE_FRAME_BYTES = 2 ** 27; // 128 MiB
+
+/**
+ * Classes of a class-conditional model (UNetConfig.numClasses). Training labels are held as uint8 (the data
+ * loader's `labels`), so 256 classes; the label embedding then has 257 rows (the last is "no class").
+ */
+export const MAX_CLASSES = 256;
+
+/** Classifier-free guidance scale s (--guidance): s = 0 is unconditional, 1 conditional; GLIDE and ADM use up to ~10. */
+export const MAX_GUIDANCE_SCALE = 100;

@@ -22,8 +22,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 function viaProtobufjs(bytes: Uint8Array): OnnxModelHeader {
   const m = onnx.ModelProto.decode(bytes);
   const valueInfo = (v: onnxProto.onnx.IValueInfoProto) => {
-    const shape = v.type?.tensorType?.shape;
-    const out: { name: string; dims?: { value?: number; param?: string }[] } = { name: v.name ?? '' };
+    const tensorType = v.type?.tensorType;
+    const shape = tensorType?.shape;
+    const out: { name: string; dims?: { value?: number; param?: string }[]; elemType?: number } = { name: v.name ?? '' };
+    // protobufjs keeps defaults on the prototype: a field the file has is an own property
+    if (tensorType && Object.hasOwn(tensorType, 'elemType')) out.elemType = Number(tensorType.elemType);
     if (shape) {
       out.dims = (shape.dim ?? []).map((d) => {
         const r: { value?: number; param?: string } = {};

@@ -32,8 +32,10 @@ const USAGE_NOTES = `
 The file has inputs x float32 [N, C, H, W] (x_t, data scaled to [-1, 1]) and t float32 [N] (the
 timestep index 0..T-1), and output "out": the model's prediction (e.g. epsilon) in its first C
 channels; a model with learned variances (varType learnedRange, as the shipped one) has 2C output
-channels, the last C being the variance interpolation v of Nichol & Dhariwal eq. 15. Its metadata
-holds ddpm-ts.unet and ddpm-ts.diffusion (JSON), ddpm-ts.output (what the channels hold),
+channels, the last C being the variance interpolation v of Nichol & Dhariwal eq. 15. A
+class-conditional model (trained with --class-cond) has a third input y int64 [N], the class label
+(numClasses = no class), and its class names in ddpm-ts.classes (JSON). Its metadata holds
+ddpm-ts.unet and ddpm-ts.diffusion (JSON), ddpm-ts.output (what the channels hold),
 ddpm-ts.version and ddpm-ts.step, so \`ddpm sample --checkpoint model.onnx\` needs nothing else.
 
 From Python (pip install onnxruntime numpy):
@@ -87,7 +89,7 @@ async function runExport(opts: ExportOptions): Promise<void> {
 
   // 2. export, then write atomically: the file is verified under its temporary name (steps 3 and 4) and replaces
   //    --out only if it passes, so a failed check leaves no .onnx (and an older one as it was)
-  const bytes = exportDenoiserFile(model.unet, weights, { diffusion: model.diffusion, version: packageVersion(), step: model.step });
+  const bytes = exportDenoiserFile(model.unet, weights, { diffusion: model.diffusion, version: packageVersion(), step: model.step, classNames: model.classNames });
   await writeOutputs([{ flag: '--out', file: opts.out, data: bytes, fsync: true, verify: (tmp) => verifyExport(tmp, model, rt, opts) }]);
   process.stdout.write(
     `wrote ${opts.out}: ${(bytes.length / 1e6).toFixed(2)} MB, ${countParams(weights).toLocaleString('en-US')} parameters, ` +
@@ -101,7 +103,9 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
   const weights = model.weights!;
   const back = new Uint8Array(await fsp.readFile(file));
   const meta = readDenoiserFile(back);
-  if (JSON.stringify(meta.unet) !== JSON.stringify(model.unet) || JSON.stringify(meta.diffusion) !== JSON.stringify(model.diffusion)) {
+  const names = (m: { unet: LoadedModel['unet']; classNames?: string[] }) =>
+    JSON.stringify(m.classNames ?? Array.from({ length: m.unet.numClasses }, (_, i) => String(i)));
+  if (JSON.stringify(meta.unet) !== JSON.stringify(model.unet) || JSON.stringify(meta.diffusion) !== JSON.stringify(model.diffusion) || names(meta) !== names(model)) {
     throw new Error(`${opts.out}: the configs read back from the metadata differ from the checkpoint's; nothing written`);
   }
   const { unet } = model;
@@ -109,14 +113,18 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
   const x = new Rng(0).normalFloat32(B * unet.inChannels * unet.imageSize * unet.imageSize);
   const T = model.diffusion.schedule.T;
   const t = Int32Array.from({ length: B }, (_, i) => (B === 1 ? T - 1 : Math.round((i * (T - 1)) / (B - 1)))); // both ends of the process
+  // a class-conditional model: labels 0, 1, ..., with ∅ (numClasses) last
+  const K = unet.numClasses;
+  const y = Int32Array.from({ length: B }, (_, i) => (i === B - 1 ? K : i % K));
+  const run = (d: Denoiser) => (K > 0 ? d.predictClass(x, t, y) : d.predict(x, t));
   const compiled = await compileDenoiser(ort, unet, weights, { ...rt, weightsAsInputs: true });
   let ref: Float32Array;
   let got: Float32Array;
   try {
     const exported = await Denoiser.fromOnnx(ort, meta.unet, back, rt);
     try {
-      ref = await compiled.predict(x, t);
-      got = await exported.predict(x, t);
+      ref = await run(compiled);
+      got = await run(exported);
     } finally {
       await exported.release();
     }
@@ -127,7 +135,10 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
     throw new UserError(`${model.file}: the model's output on the check batch is not finite (NaN or Inf in the weights?); --out ${opts.out} not written`);
   }
   const { diff, scale } = maxAbsDiff(got, ref);
-  process.stdout.write(`check: onnxruntime on ${opts.out} vs compiled forward, batch ${B}, t = [${[...t].join(', ')}]: max abs diff ${diff.toExponential(2)} (max |out| ${scale.toFixed(3)})\n`);
+  process.stdout.write(
+    `check: onnxruntime on ${opts.out} vs compiled forward, batch ${B}, t = [${[...t].join(', ')}]${K > 0 ? `, y = [${[...y].join(', ')}]` : ''}: ` +
+      `max abs diff ${diff.toExponential(2)} (max |out| ${scale.toFixed(3)})\n`,
+  );
   if (!(diff <= MAX_REL_DIFF * Math.max(1, scale))) {
     throw new Error(`exported model disagrees with the compiled forward: max abs diff ${diff} > ${MAX_REL_DIFF * Math.max(1, scale)}; --out ${opts.out} not written`);
   }
@@ -141,7 +152,7 @@ async function verifyExport(file: string, model: LoadedModel, rt: RuntimeOptions
     const plain = await Denoiser.fromOnnx(ort, meta.unet, back, { ...rt, graphOptimizationLevel: 'disabled' });
     let plainOut: Float32Array;
     try {
-      plainOut = await plain.predict(x, t);
+      plainOut = await run(plain);
     } finally {
       await plain.release();
     }

@@ -5,7 +5,8 @@ import { Command, Option } from 'commander';
 import { encodeGif, encodePng, makeGrid } from '../io/image.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
 import type { ExecutionProvider } from '../engine/runtime.ts';
-import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
+import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_GUIDANCE_SCALE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { ensureExecutionProvider } from '../node/ort.ts';
 import { describeModel, loadModel, type LoadedModel } from '../pipeline/load.ts';
 import { DDPMPipeline } from '../pipeline/node.ts';
@@ -31,6 +32,8 @@ interface SampleOptions {
   frames?: number;
   batchSize: number;
   clip: boolean;
+  class?: string;
+  guidance?: number;
   threads?: number;
   ep?: string;
 }
@@ -53,7 +56,9 @@ export function sampleCommand(): Command {
     .option('--frames <k>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1, MAX_T))
     .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64)
     .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
-    .option('--no-clip', 'do not clip the predicted x_0');
+    .option('--no-clip', 'do not clip the predicted x_0')
+    .option('--class <c>', "class-conditional models: the class (its number or name), or 'all' for a grid with one row per class (--n images per class, default 8); left out, the images are unconditional")
+    .option('--guidance <s>', `classifier-free guidance scale with --class: 0 unconditional, 1 conditional, > 1 stronger (default ${DEFAULT_GUIDANCE_SCALE})`, parseFloatArg('--guidance', 0, MAX_GUIDANCE_SCALE));
   addRuntimeOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -61,10 +66,14 @@ export function sampleCommand(): Command {
 Examples:
   ddpm sample --checkpoint runs/mnist-28/checkpoint --n 64 --out samples.png
   ddpm sample --checkpoint model.onnx --sampler ddpm --steps 1000 --seed 1 --out ddpm.png
-  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 8 --steps 100 --trajectory reverse.gif`,
+  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 8 --steps 100 --trajectory reverse.gif
+  ddpm sample --checkpoint models/mnist-28-cond --class 7 --guidance 3 --n 16 --out sevens.png
+  ddpm sample --checkpoint models/mnist-28-cond --class all --n 8 --out digits.png`,
   );
-  cmd.action(async (opts: SampleOptions) => {
-    await runSample({ ...opts, clip: opts.clip ?? true });
+  cmd.action(async (opts: SampleOptions, command: Command) => {
+    // --class all counts --n per class, with its own default
+    const perClass = opts.class === 'all' && command.getOptionValueSource('n') === 'default' ? { n: DEFAULT_PER_CLASS } : {};
+    await runSample({ ...opts, ...perClass, clip: opts.clip ?? true });
   });
   return cmd;
 }
@@ -75,6 +84,37 @@ function checkExt(flag: string, file: string, exts: readonly string[]): string {
   return ext;
 }
 
+/** Images per class of `--class all` without --n. */
+const DEFAULT_PER_CLASS = 8;
+
+/** What --class asks for: every image of one class, or `perClass` images of each class (one grid row each). */
+type ClassRequest = { kind: 'one'; label: number; name: string } | { kind: 'all'; perClass: number };
+
+/**
+ * --class and --guidance against the model: a class-conditional model, a class that it has (by number or name), a
+ * scale only with a class. Undefined when the images are unconditional.
+ */
+function classRequest(model: LoadedModel, opts: SampleOptions): ClassRequest | undefined {
+  if (opts.class === undefined) {
+    if (opts.guidance !== undefined) throw new UserError('--guidance needs --class (the class to guide towards)');
+    return undefined;
+  }
+  const K = model.unet.numClasses;
+  if (K === 0) throw new UserError(`--class: ${model.file} is an unconditional model (it was not trained with --class-cond)`);
+  const names = model.classNames ?? Array.from({ length: K }, (_, i) => String(i));
+  if (opts.class === 'all') {
+    if (opts.nrow !== undefined) throw new UserError('--nrow does not apply to --class all (one row per class, --n images each)');
+    return { kind: 'all', perClass: opts.n };
+  }
+  const byName = names.indexOf(opts.class);
+  const label = byName >= 0 ? byName : /^\d+$/.test(opts.class) ? Number(opts.class) : NaN;
+  if (!(Number.isSafeInteger(label) && label < K)) {
+    const list = K > 12 ? `${names.slice(0, 12).join(', ')}, ...` : names.join(', ');
+    throw new UserError(`--class ${opts.class}: the model has classes 0..${K - 1} (${list}), or 'all'`);
+  }
+  return { kind: 'one', label, name: names[label]! };
+}
+
 /** Side of a grid of `count` images of side `size` (makeGrid's default padding of 2). */
 const gridSide = (count: number, size: number) => count * (size + 2) + 2;
 
@@ -82,9 +122,10 @@ const gridSide = (count: number, size: number) => count * (size + 2) + 2;
  * Before any work: the model at the batch size, the samples (and trajectory) in memory, and the PNG grids must
  * fit (--n 1e8 used to load the model, then fail allocating the samples).
  */
-function checkSampleSize(model: LoadedModel, opts: SampleOptions, frames: number): void {
+function checkSampleSize(model: LoadedModel, opts: SampleOptions, frames: number, guided: boolean): void {
   const { inChannels: c, imageSize: s } = model.unet;
-  checkModelFits(model.unet, 'sample', Math.min(opts.batchSize, opts.n), model.file);
+  // guidance runs the model on a doubled batch (conditional and unconditional halves)
+  checkModelFits(model.unet, 'sample', (guided ? 2 : 1) * Math.min(opts.batchSize, opts.n), model.file);
   const k = opts.trajectory ? Math.min(opts.trajectorySamples, opts.n) : 0;
   checkOutputMemory(c * s * s * (5 * opts.n + 8 * k * frames), `--n ${opts.n}: ${opts.n} samples${k > 0 ? ` and a ${k}x${frames} trajectory` : ''} of ${c}x${s}x${s}`);
   const cols = Math.min(opts.nrow ?? Math.ceil(Math.sqrt(opts.n)), opts.n);
@@ -112,8 +153,16 @@ async function runSample(opts: SampleOptions): Promise<void> {
   // 2. the model's configs, then the sampler (validates --steps/--spacing/--eta against T)
   const t0 = performance.now();
   const model = await loadModel(opts.checkpoint);
+  const cls = classRequest(model, opts);
+  if (cls?.kind === 'all') {
+    const n = cls.perClass * model.unet.numClasses;
+    if (n > MAX_SAMPLES) throw new UserError(`--class all: ${cls.perClass} images for each of ${model.unet.numClasses} classes is ${n}, over the limit of ${MAX_SAMPLES} (--n)`);
+    opts = { ...opts, n, nrow: cls.perClass };
+  }
+  const guidance = cls ? (opts.guidance ?? DEFAULT_GUIDANCE_SCALE) : undefined;
   const request: PipelineGenerateOptions = {
     n: opts.n, sampler: opts.sampler, steps: opts.steps, spacing: opts.spacing, eta: opts.eta, clip: opts.clip, seed: opts.seed, batchSize: opts.batchSize,
+    ...(cls ? { classLabels: cls.kind === 'one' ? cls.label : Int32Array.from({ length: opts.n }, (_, i) => Math.floor(i / cls.perClass)), guidanceScale: guidance } : {}),
   };
   let sampler: Sampler;
   try {
@@ -123,13 +172,15 @@ async function runSample(opts: SampleOptions): Promise<void> {
   }
   const steps = sampler.timesteps.length;
   const frames = opts.frames ?? (trajExt === '.gif' ? Math.min(steps, 100) : 10);
-  checkSampleSize(model, opts, frames);
+  checkSampleSize(model, opts, frames, guidance !== undefined && guidance !== 0 && guidance !== 1);
   const pipe = await DDPMPipeline.fromLoaded(model, { threads: opts.threads, executionProvider: opts.ep as ExecutionProvider | undefined });
   const loadSec = (performance.now() - t0) / 1000;
   const imageShape = pipe.imageShape;
   const batches = Math.ceil(opts.n / opts.batchSize);
+  const what = !cls ? '' : cls.kind === 'one' ? ` of class ${cls.name}${cls.name !== String(cls.label) ? ` (${cls.label})` : ''}` : ` (${cls.perClass} per class, one row each)`;
   process.stdout.write(
-    `sampling ${opts.n} image(s) with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +
+    `sampling ${opts.n} image(s)${what} with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +
+      (guidance !== undefined ? `guidance ${guidance}, ` : '') +
       `${batches} batch(es) of <= ${Math.min(opts.batchSize, opts.n)}, seed ${opts.seed}; model ${model.file} (${describeModel(model)})\n`,
   );
 

@@ -5,12 +5,13 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
+import { labelledFolderDataset } from '../data/folder-classes.ts';
 import type { Dataset } from '../data/loader.ts';
 import { mnistDataset } from '../data/mnist.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
-import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../train/config.ts';
+import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, withClasses, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS } from '../models/unet.ts';
 import { MAX_GRID_PIXELS } from '../limits.ts';
@@ -81,7 +82,7 @@ export async function loadDataset(config: TrainConfig): Promise<Dataset> {
     throw new UserError(`--data: '${src}' is neither 'mnist' nor an existing folder`);
   }
   const data = await loadImageFolder(src, { size: config.model.imageSize, channels: config.model.inChannels as 1 | 3 });
-  return imageFolderDataset(data);
+  return config.data.classCond ? labelledFolderDataset(src, data) : imageFolderDataset(data);
 }
 
 /**
@@ -99,6 +100,15 @@ function checkTrainSize(config: TrainConfig, where: string): void {
     if (grid > MAX_GRID_PIXELS) {
       throw new UserError(`--sample-count ${run.sampleCount}: the sample grid would have ${grid.toLocaleString('en-US')} pixels, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} limit (MAX_GRID_PIXELS)`);
     }
+  }
+}
+
+/** With --class-cond, the config with the data's classes (see withClasses); one line naming the problem otherwise. */
+function classesFromData(config: TrainConfig, dataset: Dataset): TrainConfig {
+  try {
+    return withClasses(config, dataset.classNames);
+  } catch (e) {
+    throw new UserError((e as Error).message);
   }
 }
 
@@ -132,6 +142,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   checkTrainSize(config, resuming ? path.join(ckptDir, 'config.json') : 'config');
   await ensureExecutionProvider(opts.ep as string | undefined);
   const dataset = await loadDataset(config);
+  config = classesFromData(config, dataset);
   const logFile = path.join(out, 'log.jsonl');
   const { run } = config;
   const tty = process.stderr.isTTY;
@@ -184,6 +195,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
       `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}; out ${out}\n`,
   );
+  if (config.data.classCond) {
+    const names = config.data.classNames;
+    process.stdout.write(`class-conditional: ${names.length} classes (${names.length > 12 ? `${names.slice(0, 12).join(', ')}, ...` : names.join(', ')}), label dropout p_uncond ${config.data.pUncond}\n`);
+  }
   if (tty && total > 0) bar.start(total, trainer.state.step, { loss: '-', ips: '-' });
   let interrupts = 0;
   const onSigint = () => {

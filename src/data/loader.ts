@@ -29,6 +29,8 @@ export interface Dataset {
   readonly width: number;
   /** Class labels (MNIST digits), one per image, when the source has them. */
   readonly labels?: Uint8Array;
+  /** The name of each label value (label i is classNames[i]), when the source has labels. */
+  readonly classNames?: readonly string[];
   /**
    * Write images `indices` into `out` (NCHW, at least indices.length*C*H*W floats) scaled to [-1, 1];
    * images with flips[i] != 0 are mirrored left-right.

@@ -170,8 +170,11 @@ export function mnistImages(split: MnistSplit, from: number, to: number): Float3
   return mnistToFloat(loadMnist(split), idx, new Float32Array(idx.length * 784));
 }
 
-/** MNIST as a loader Dataset (with labels). */
+/** The names of MNIST's classes: the digits. */
+export const MNIST_CLASSES: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+/** MNIST as a loader Dataset (with labels, named by their digits). */
 export function mnistDataset(split: MnistSplit | MnistData): Dataset {
   const m = typeof split === 'string' ? loadMnist(split) : split;
-  return uint8Dataset(m.images, m, m.labels);
+  return { ...uint8Dataset(m.images, m, m.labels), classNames: MNIST_CLASSES };
 }

@@ -96,6 +96,7 @@ export {
 export { type DpmSolverOptions, type FinalSigmasType, DpmSolverSampler } from './dpm-solver.ts';
 export { type InpaintOptions, type InpaintStep, expandMask, inpaint, repaintSchedule } from './inpaint.ts';
 export { type InvertStep, type SdeditOptions, ddimInvert, keptIndex, sdedit, sdeditStartStep } from './edit.ts';
+export { type ConditionalModel, type GuidanceOptions, DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from './guidance.ts';
 export {
   calcBpdLoop,
   cosine,

@@ -21,6 +21,8 @@ export interface OnnxValueInfo {
   name: string;
   /** the declared tensor shape; undefined when the value declares none */
   dims?: OnnxDim[];
+  /** the declared element type (TensorProto.DataType: 1 float, 7 int64, ...); undefined when the value declares none */
+  elemType?: number;
 }
 
 export interface OnnxNodeInfo {
@@ -58,7 +60,7 @@ const INT64 = 7; // TensorProto.DataType.INT64
 const NODE = { opType: 4, domain: 7 } as const;
 const VALUE_INFO = { name: 1, type: 2 } as const;
 const TYPE = { tensorType: 1 } as const;
-const TENSOR_TYPE = { shape: 2 } as const;
+const TENSOR_TYPE = { elemType: 1, shape: 2 } as const;
 const SHAPE = { dim: 1 } as const;
 const DIM = { value: 1, param: 2 } as const;
 
@@ -214,10 +216,17 @@ function readValueInfo(r: Reader): OnnxValueInfo {
   fields(r, { [VALUE_INFO.name]: LEN, [VALUE_INFO.type]: LEN }, (f, r) => {
     if (f === VALUE_INFO.name) v.name = r.string();
     else {
-      delete v.dims; // a repeated singular message: the last one counts
+      // a repeated singular message: the last one counts
+      delete v.dims;
+      delete v.elemType;
       fields(r.message(), { [TYPE.tensorType]: LEN }, (_, r) => {
         delete v.dims;
-        fields(r.message(), { [TENSOR_TYPE.shape]: LEN }, (_, r) => {
+        delete v.elemType;
+        fields(r.message(), { [TENSOR_TYPE.elemType]: VARINT, [TENSOR_TYPE.shape]: LEN }, (f, r) => {
+          if (f === TENSOR_TYPE.elemType) {
+            v.elemType = r.int64();
+            return;
+          }
           const dims: OnnxDim[] = [];
           fields(r.message(), { [SHAPE.dim]: LEN }, (_, r) => dims.push(readDim(r.message())));
           v.dims = dims;

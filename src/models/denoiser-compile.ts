@@ -8,14 +8,20 @@ import { CompiledFunction, type OrtModule, type RuntimeOptions } from '../engine
 import { input, type Tensor } from '../engine/tensor.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import { Denoiser } from './denoiser.ts';
-import { unet, type UNetConfig } from './unet.ts';
+import { unet, unetConfigJson, type UNetConfig } from './unet.ts';
 
 function traceUnet(cfg: UNetConfig, params: Record<string, ParamValue>): { out: Tensor } {
   const x = input('x', ['N', cfg.inChannels, cfg.imageSize, cfg.imageSize]);
   const t = input('t', ['N']);
+  const labels = cfg.numClasses > 0 ? { labels: input('y', ['N'], 'int64') } : {};
   const p: Record<string, Tensor> = {};
   for (const [k, v] of Object.entries(params)) p[k] = input(k, v.shape);
-  return { out: unet(cfg, p, x, t) };
+  return { out: unet(cfg, p, x, t, labels) };
+}
+
+/** The graph inputs of a denoiser before its weights: x, t and, for a class-conditional model, y. */
+export function denoiserInputNames(cfg: UNetConfig): string[] {
+  return cfg.numClasses > 0 ? ['x', 't', 'y'] : ['x', 't'];
 }
 
 /** The denoiser as standalone ONNX bytes with the weights baked in as initializers. */
@@ -25,8 +31,8 @@ export function exportDenoiserOnnx(cfg: UNetConfig, params: Record<string, Param
   const { bytes } = toOnnx(outputs, {
     name: 'ddpm_ts_unet',
     initializers,
-    inputOrder: ['x', 't'],
-    metadata: { 'ddpm-ts.unet': JSON.stringify(cfg), ...metadata },
+    inputOrder: denoiserInputNames(cfg),
+    metadata: { 'ddpm-ts.unet': unetConfigJson(cfg), ...metadata },
     convTransposeAsConv: true,
   });
   return { bytes };
@@ -44,7 +50,7 @@ export async function compileDenoiser(
   opts: RuntimeOptions & { weightsAsInputs?: boolean } = {},
 ): Promise<Denoiser> {
   if (opts.weightsAsInputs) {
-    const { bytes, info } = toOnnx(traceUnet(cfg, params), { inputOrder: ['x', 't', ...Object.keys(params)] });
+    const { bytes, info } = toOnnx(traceUnet(cfg, params), { inputOrder: [...denoiserInputNames(cfg), ...Object.keys(params)] });
     return Denoiser.fromCompiled(cfg, await CompiledFunction.fromOnnx(ort, bytes, info, opts), params);
   }
   return Denoiser.fromOnnx(ort, cfg, exportDenoiserOnnx(cfg, params).bytes, opts);

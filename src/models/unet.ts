@@ -3,7 +3,10 @@
  * timestep embeddings and self-attention at low resolution), as traced engine code.
  *
  * The model knows nothing about diffusion: it maps (x_t, t) to an output with `outChannels` channels
- * (ε, x0 or v; twice the channels when the variance is learned).
+ * (ε, x0 or v; twice the channels when the variance is learned). A class-conditional model (`numClasses` > 0)
+ * also takes a label y per image: a learned embedding of y (`label_emb`, numClasses + 1 rows, the last one the
+ * "no class" token ∅ of classifier-free guidance, Ho & Salimans 2022) is added to the timestep embedding, as
+ * guided-diffusion's `emb = time_embed(t) + label_emb(y)` (Dhariwal & Nichol 2021).
  *
  * Parameter names mirror the PyTorch reference (`bench/peer/torch_unet.py`) state_dict keys, and
  * Linear weights are stored [out, in] as torch does, so a checkpoint loads into either implementation.
@@ -17,6 +20,7 @@ import {
   div,
   dropout as dropoutOp,
   exp,
+  gather,
   groupNorm,
   matmul,
   mul,
@@ -34,7 +38,7 @@ import {
 import type { Rng } from '../rng.ts';
 import type { Dim } from '../engine/graph.ts';
 import { describeValue } from '../describe.ts';
-import { IMAGE_CHANNELS, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PARAMS, MAX_RES_BLOCKS } from '../limits.ts';
+import { IMAGE_CHANNELS, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PARAMS, MAX_RES_BLOCKS } from '../limits.ts';
 
 export interface UNetConfig {
   imageSize: number;
@@ -48,6 +52,11 @@ export interface UNetConfig {
   attnResolutions: number[];
   groups: number;
   dropout: number;
+  /**
+   * classes of a class-conditional model (0 = unconditional). The label embedding has numClasses + 1 rows: label
+   * numClasses is ∅, "no class" (what label dropout trains and guidance contrasts with).
+   */
+  numClasses: number;
 }
 
 /** The reference config `mnist-28` (1,623,169 parameters). */
@@ -61,12 +70,13 @@ export const MNIST_28: UNetConfig = {
   attnResolutions: [7],
   groups: 8,
   dropout: 0,
+  numClasses: 0,
 };
 
 export const UNET_CONFIGS: Record<string, UNetConfig> = {
   'mnist-28': MNIST_28,
   /** a tiny config for tests and smoke runs */
-  tiny: { imageSize: 8, inChannels: 1, outChannels: 1, baseChannels: 8, channelMults: [1, 2], numResBlocks: 1, attnResolutions: [4], groups: 4, dropout: 0 },
+  tiny: { imageSize: 8, inChannels: 1, outChannels: 1, baseChannels: 8, channelMults: [1, 2], numResBlocks: 1, attnResolutions: [4], groups: 4, dropout: 0, numClasses: 0 },
 };
 
 /**
@@ -103,6 +113,7 @@ export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig =
   }
   c.attnResolutions.forEach((r, i) => int(r, `attnResolutions[${i}]`, c.imageSize));
   if (typeof c.dropout !== 'number' || !(c.dropout >= 0 && c.dropout < 1)) throw new Error(`U-Net config: dropout must be in [0, 1), got ${describeValue(c.dropout)}`);
+  if (c.numClasses !== 0) int(c.numClasses, 'numClasses', MAX_CLASSES);
   if (c.imageSize % 2 ** (c.channelMults.length - 1) !== 0) {
     throw new Error(`U-Net config: imageSize ${c.imageSize} is not divisible by 2^${c.channelMults.length - 1} (one halving per extra level)`);
   }
@@ -120,6 +131,38 @@ export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig =
     );
   }
   return c;
+}
+
+/** Longest class name accepted (class names are folder names: 255 bytes on common file systems). */
+const MAX_CLASS_NAME = 255;
+
+/**
+ * Check the class names of a model of `numClasses` classes (label i is named names[i]): exactly numClasses distinct,
+ * non-empty strings of at most 255 characters. Returns a copy; throws a message describing the first problem.
+ */
+export function checkClassNames(names: unknown, numClasses: number): string[] {
+  if (!Array.isArray(names)) throw new Error(`class names must be an array of strings, got ${describeValue(names)}`);
+  if (names.length !== numClasses) throw new Error(`${names.length} class names for a model of ${numClasses} classes`);
+  const seen = new Set<string>();
+  names.forEach((v, i) => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > MAX_CLASS_NAME) {
+      throw new Error(`class name ${i} must be a non-empty string of at most ${MAX_CLASS_NAME} characters, got ${describeValue(v)}`);
+    }
+    if (seen.has(v)) throw new Error(`class name ${describeValue(v)} appears twice`);
+    seen.add(v);
+  });
+  return [...(names as string[])];
+}
+
+/**
+ * The config as JSON, as stored in an exported model's metadata: `numClasses` is left out when 0, so an
+ * unconditional model's file is the same bytes as before class conditioning existed (and older readers accept it);
+ * {@link unetConfig} fills it in again.
+ */
+export function unetConfigJson(cfg: UNetConfig): string {
+  if (cfg.numClasses !== 0) return JSON.stringify(cfg);
+  const { numClasses: _, ...rest } = cfg;
+  return JSON.stringify(rest);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,11 +225,11 @@ function layout(cfg: UNetConfig): Layout {
 
 type Params = Record<string, ParamValue>;
 
-/** One parameter: torch-style name, shape, and how it is initialised (U(±bound), or the constant `fill`). */
+/** One parameter: torch-style name, shape, and how it is initialised (U(±bound), N(0, std²), or the constant `fill`). */
 export interface ParamSpec {
   name: string;
   shape: number[];
-  init: { bound: number } | { fill: number };
+  init: { bound: number } | { std: number } | { fill: number };
 }
 
 function convSpecs(out: ParamSpec[], name: string, cin: number, cout: number, k: number): void {
@@ -247,8 +290,14 @@ export function unetParamSpecs(cfg: UNetConfig): ParamSpec[] {
   lay.up.forEach((s, i) => moduleSpecs(out, `up.${i}`, s, tembDim));
   normSpecs(out, 'out.0', lay.outC);
   convSpecs(out, 'out.2', lay.outC, cfg.outChannels, 3);
+  // last, so that every other weight of a conditional model starts as the unconditional model's with the same seed;
+  // torch's nn.Embedding initialises N(0, 1)
+  if (cfg.numClasses > 0) out.push({ name: LABEL_EMB, shape: [cfg.numClasses + 1, tembDim], init: { std: 1 } });
   return out;
 }
+
+/** The class embedding's parameter name (guided-diffusion's `label_emb`, an nn.Embedding). */
+export const LABEL_EMB = 'label_emb.weight';
 
 /** Parameter count of a config, from the shapes alone. */
 export function unetParamCount(cfg: UNetConfig): number {
@@ -263,6 +312,9 @@ export function initUNet(cfg: UNetConfig, rng: Rng): Params {
     let data: Float32Array;
     if ('fill' in init) {
       data = new Float32Array(n).fill(init.fill);
+    } else if ('std' in init) {
+      data = rng.normalFloat32(n);
+      for (let i = 0; i < n; i++) data[i] = data[i]! * init.std;
     } else {
       data = rng.uniformFloat32(n);
       for (let i = 0; i < n; i++) data[i] = (data[i]! * 2 - 1) * init.bound;
@@ -362,10 +414,12 @@ export function timestepEmbedding(t: Tensor, dim: number): Tensor {
 }
 
 /**
- * ε_θ(x_t, t) (or whatever the model was trained to predict).
+ * ε_θ(x_t, t) (or whatever the model was trained to predict); ε_θ(x_t, t, y) for a class-conditional model.
  * @param params tensors keyed like `initUNet`'s output
  * @param x (N, C, H, W) noisy images
  * @param t (N) timesteps as float32 (the model's own index, 0..T−1)
+ * @param opts.labels (N) int64 class labels in [0, numClasses] (numClasses = ∅, no class); required exactly when
+ *   cfg.numClasses > 0
  * @param opts.dropoutSource needed when cfg.dropout > 0 and training
  */
 export function unet(
@@ -373,7 +427,7 @@ export function unet(
   params: Record<string, Tensor>,
   x: Tensor,
   t: Tensor,
-  opts: { dropoutSource?: DropoutSource } = {},
+  opts: { labels?: Tensor; dropoutSource?: DropoutSource } = {},
 ): Tensor {
   const P = (name: string): Tensor => {
     const v = params[name];
@@ -384,6 +438,13 @@ export function unet(
     throw new Error(`unet: x must be [N, ${cfg.inChannels}, ${cfg.imageSize}, ${cfg.imageSize}], got [${x.shape}]`);
   }
   if (t.rank !== 1 || t.shape[0] !== x.shape[0]) throw new Error(`unet: t must be [N] matching x, got [${t.shape}] for x [${x.shape}]`);
+  const y = opts.labels;
+  if ((cfg.numClasses > 0) !== (y !== undefined)) {
+    throw new Error(cfg.numClasses > 0 ? `unet: a class-conditional model (numClasses ${cfg.numClasses}) needs labels` : 'unet: labels given to an unconditional model (numClasses 0)');
+  }
+  if (y && (y.rank !== 1 || y.shape[0] !== x.shape[0] || y.dtype !== 'int64')) {
+    throw new Error(`unet: labels must be int64 [N] matching x, got ${y.dtype} [${y.shape}] for x [${x.shape}]`);
+  }
   const lay = layout(cfg);
   const linear = (h: Tensor, name: string) => add(matmul(h, transpose(P(`${name}.weight`), [1, 0])), P(`${name}.bias`));
   const conv = (h: Tensor, name: string, opts: { stride?: number; padding?: number } = {}) =>
@@ -395,8 +456,9 @@ export function unet(
     return dropoutOp(h, cfg.dropout, opts.dropoutSource(`dropout${dropCount++}`, h.shape));
   };
 
-  // 1. timestep embedding: sinusoidal(ch) -> Linear -> SiLU -> Linear
-  const temb = linear(silu(linear(timestepEmbedding(t, cfg.baseChannels), 'temb.0')), 'temb.2'); // (N, 4ch)
+  // 1. timestep embedding: sinusoidal(ch) -> Linear -> SiLU -> Linear, plus the class embedding when conditional
+  let temb = linear(silu(linear(timestepEmbedding(t, cfg.baseChannels), 'temb.0')), 'temb.2'); // (N, 4ch)
+  if (y) temb = add(temb, gather(P(LABEL_EMB), y)); // (N, 4ch): row y of label_emb
   const tembAct = silu(temb);
 
   const resBlock = (h: Tensor, name: string, s: ResSpec): Tensor => {

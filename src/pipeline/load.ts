@@ -38,6 +38,8 @@ export interface LoadedModel {
   file: string;
   /** training step of the checkpoint, when known */
   step?: number;
+  /** a class-conditional model's class names (label i is classNames[i]), when stored */
+  classNames?: string[];
   /** a checkpoint's weights, or an exported ONNX file's bytes */
   weights?: Record<string, ParamValue>;
   onnxBytes?: Uint8Array;
@@ -60,7 +62,7 @@ async function loadOnnx(file: string): Promise<LoadedModel> {
   }
   try {
     const meta = readDenoiserFile(bytes);
-    return { unet: meta.unet, diffusion: meta.diffusion, file, step: meta.step, onnxBytes: bytes };
+    return { unet: meta.unet, diffusion: meta.diffusion, file, step: meta.step, classNames: meta.classNames, onnxBytes: bytes };
   } catch (e) {
     throw new UserError(`${file}: ${(e as Error).message}`);
   }
@@ -142,7 +144,8 @@ export async function loadModel(spec: string | undefined, opts: { allowOnnx?: bo
     await precheckWeights(p);
     const { config, weights, file, dir } = await loadModelDir(p);
     checkWeights(file, weights, expectedShapes(config.model));
-    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), weights };
+    const classNames = config.data.classNames.length > 0 ? config.data.classNames : undefined;
+    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), classNames, weights };
   } catch (e) {
     if (e instanceof UserError) throw e;
     // CheckpointError messages name the file at fault already
@@ -180,9 +183,9 @@ export async function openDenoiser(m: LoadedModel, runtime: { threads?: number; 
   return denoiser;
 }
 
-/** A short description, e.g. "1x28x28, linear T=1000, epsilon/fixedLarge, step 5000". */
+/** A short description, e.g. "1x28x28, linear T=1000, epsilon/fixedLarge, step 5000" (", 10 classes" when conditional). */
 export function describeModel(m: LoadedModel): string {
   const d = m.diffusion;
   return `${m.unet.inChannels}x${m.unet.imageSize}x${m.unet.imageSize}, ${d.schedule.kind} T=${d.schedule.T}, ${d.meanType}/${d.varType}` +
-    (m.step !== undefined ? `, step ${m.step}` : '');
+    (m.unet.numClasses > 0 ? `, ${m.unet.numClasses} classes` : '') + (m.step !== undefined ? `, step ${m.step}` : '');
 }

@@ -40,7 +40,7 @@ export class DDPMPipeline extends PortablePipeline {
   /** The pipeline of a model read by {@link loadModel} (the commands read it, check their options, then open it). */
   static async fromLoaded(m: LoadedModel, runtime: { threads?: number; executionProvider?: ExecutionProvider } = {}): Promise<DDPMPipeline> {
     const denoiser = await openDenoiser(m, { threads: runtime.threads, ep: runtime.executionProvider });
-    return new DDPMPipeline(denoiser, m.diffusion, { file: m.file, step: m.step });
+    return new DDPMPipeline(denoiser, m.diffusion, { file: m.file, step: m.step }, m.classNames);
   }
 }
 

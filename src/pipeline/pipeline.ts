@@ -14,16 +14,19 @@
  *   pipe(batch_size, generator,       pipe.generate({ n, seed, steps, sampler, eta, ... })
  *        num_inference_steps, eta)
  *   scheduler (DDPM/DDIM/DPMSolver)   sampler: 'ddpm' | 'ddim' | 'dpm++'
+ *   class_labels, guidance_scale      classLabels, guidanceScale (class-conditional models, diffusion/guidance.ts)
  *   callback_on_step_end              onStep
  *   output.images (PIL)               output.images (8-bit HWC), output.samples (float NCHW)
  */
 import type { DiffusionConfig } from '../diffusion/config.ts';
-import type { VarType } from '../diffusion/batch.ts';
+import type { DiffusionModel, VarType } from '../diffusion/batch.ts';
 import type { Sampler } from '../diffusion/samplers.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { makeGrid, type ImageU8 } from '../io/grid.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import type { UNetConfig } from '../models/unet.ts';
+import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
+import { MAX_GUIDANCE_SCALE } from '../limits.ts';
 import { evenSteps, generate, makeSampler, type GenerateStep, type SamplerKind, type Trajectory } from '../sample/generate.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 
@@ -61,6 +64,16 @@ export interface PipelineGenerateOptions {
   seed?: number;
   /** images per model call; default 64 */
   batchSize?: number;
+  /**
+   * class-conditional models only: the class of every image (one number) or of each image (n numbers), in
+   * [0, numClasses); left out, the images are unconditional (label ∅). See {@link DDPMPipeline.classNames}.
+   */
+  classLabels?: number | ArrayLike<number>;
+  /**
+   * classifier-free guidance scale s with `classLabels` (diffusers' guidance_scale): 0 unconditional, 1 conditional,
+   * > 1 stronger; default {@link DEFAULT_GUIDANCE_SCALE}
+   */
+  guidanceScale?: number;
   /** the reverse-process variance of a fixed-variance model: its own (default) or the other fixed one */
   varType?: Exclude<VarType, 'learnedRange'>;
   /** also record x_t and x̂_0 of the first `samples` images at `frames` evenly spaced steps (first and last included) */
@@ -85,6 +98,19 @@ export interface PipelineOutput {
   trajectory?: Trajectory;
   /** model calls made (batches × steps) */
   modelCalls: number;
+}
+
+/**
+ * The class label of each of `n` images from {@link PipelineGenerateOptions.classLabels} (one for all, or one per
+ * image), checked against the model's `numClasses`; throws a plain Error naming the problem.
+ */
+export function classLabelsFor(numClasses: number, labels: number | ArrayLike<number>, n: number): Int32Array {
+  if (numClasses === 0) throw new Error('class labels given to an unconditional model (numClasses 0; train one with --class-cond)');
+  const out = typeof labels === 'number' ? new Int32Array(n).fill(labels) : Int32Array.from(labels);
+  if (typeof labels !== 'number' && labels.length !== n) throw new Error(`${labels.length} class labels for ${n} images`);
+  const bad = Array.from(typeof labels === 'number' ? [labels] : labels).find((c) => !(Number.isInteger(c) && c >= 0 && c < numClasses));
+  if (bad !== undefined) throw new Error(`class ${bad} is out of range: the model has classes 0..${numClasses - 1}`);
+  return out;
 }
 
 /** One model call at batch 1 (x = 0, t = 0); throws when it fails or returns the wrong number of values. */
@@ -125,17 +151,25 @@ export class DDPMPipeline {
   /** the U-Net config of the model (its input is C×S×S; its output has 2C channels when it learned its variance) */
   readonly unet: UNetConfig;
 
+  /** a class-conditional model's class names, label i named classNames[i] (its digits "0".."9" for MNIST); [] when unconditional */
+  readonly classNames: readonly string[];
+
   /**
    * @param denoiser the compiled model ε_θ(x_t, t) (or x̂_0 / v, with the variance channels when learned)
    * @param diffusion its schedule, prediction type and variance
    * @param source where it came from
+   * @param classNames a class-conditional model's class names (default: "0", "1", ...)
    */
   constructor(
     readonly denoiser: Denoiser,
     readonly diffusion: DiffusionConfig,
     readonly source: ModelSource = {},
+    classNames?: readonly string[],
   ) {
     this.unet = denoiser.cfg;
+    const K = this.unet.numClasses;
+    if (classNames !== undefined && classNames.length > 0 && classNames.length !== K) throw new Error(`${classNames.length} class names for a model of ${K} classes`);
+    this.classNames = classNames?.length ? [...classNames] : Array.from({ length: K }, (_, i) => String(i));
   }
 
   /**
@@ -155,7 +189,7 @@ export class DDPMPipeline {
       await denoiser.release();
       throw e;
     }
-    return new this(denoiser, meta.diffusion, { file, step: meta.step, version: meta.version });
+    return new this(denoiser, meta.diffusion, { file, step: meta.step, version: meta.version }, meta.classNames);
   }
 
   /** [C, H, W] of one image. */
@@ -166,12 +200,15 @@ export class DDPMPipeline {
   /** Generate `n` images (see {@link PipelineGenerateOptions} for the options and their defaults). */
   async generate(opts: PipelineGenerateOptions = {}): Promise<PipelineOutput> {
     const sampler = pipelineSampler(this.diffusion, opts);
+    const n = opts.n ?? 1;
+    const modelForBatch = this.guidedModels(n, opts);
     const tr = opts.trajectory;
     const res = await generate({
       model: this.denoiser.predict,
+      modelForBatch,
       sampler,
       imageShape: this.imageShape,
-      n: opts.n ?? 1,
+      n,
       seed: opts.seed ?? 0,
       batchSize: opts.batchSize,
       trajectory: tr ? { samples: tr.samples, steps: evenSteps(sampler.timesteps.length, tr.frames) } : undefined,
@@ -187,6 +224,22 @@ export class DDPMPipeline {
       trajectory: res.trajectory,
       modelCalls: res.modelCalls,
     };
+  }
+
+  /**
+   * The guided model of each batch for a request with class labels (undefined without: the denoiser itself, label ∅
+   * for a conditional model). Checks the labels and the scale before any model call.
+   */
+  private guidedModels(n: number, opts: PipelineGenerateOptions): ((start: number, size: number) => DiffusionModel) | undefined {
+    if (opts.classLabels === undefined) {
+      if (opts.guidanceScale !== undefined) throw new Error('guidanceScale needs classLabels (the class to guide towards)');
+      return undefined;
+    }
+    const numClasses = this.unet.numClasses;
+    const labels = classLabelsFor(numClasses, opts.classLabels, n);
+    const scale = opts.guidanceScale ?? DEFAULT_GUIDANCE_SCALE;
+    if (!(scale >= 0 && scale <= MAX_GUIDANCE_SCALE)) throw new Error(`guidance scale must be in [0, ${MAX_GUIDANCE_SCALE}], got ${scale}`);
+    return (start, size) => classifierFreeGuidance(this.denoiser.predictClass, { labels: labels.subarray(start, start + size), numClasses, scale });
   }
 
   /** Release the onnxruntime session. */

@@ -120,6 +120,11 @@ export interface Trajectory {
 export interface GenerateOptions {
   /** the denoiser, called with original timesteps */
   model: DiffusionModel;
+  /**
+   * the model for the batch of images [start, start + size) instead of `model`, when it depends on which images
+   * they are (their class labels under classifier-free guidance, diffusion/guidance.ts)
+   */
+  modelForBatch?: (start: number, size: number) => DiffusionModel;
   sampler: Sampler;
   /** [C, H, W] of one image */
   imageShape: readonly [number, number, number];
@@ -197,7 +202,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     const rng = new PerExampleRng(Array.from({ length: B }, (_, i) => root.fold(start + i)));
     const keep = Math.max(0, Math.min(B, k - start)); // images of this batch in the trajectory
     const shape = [B, ...imageShape] as const;
-    const x = await sampleLoop(sampler, model, shape, rng, {
+    const x = await sampleLoop(sampler, opts.modelForBatch ? opts.modelForBatch(start, B) : model, shape, rng, {
       onStep: async (s) => {
         const j = recordAt.get(s.step);
         if (trajectory && keep > 0 && j !== undefined) {

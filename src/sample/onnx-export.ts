@@ -6,8 +6,8 @@
 import type { DiffusionConfig } from '../diffusion/config.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import { exportDenoiserOnnx } from '../models/denoiser-compile.ts';
-import type { UNetConfig } from '../models/unet.ts';
-import { META_DIFFUSION, META_IO, META_OUTPUT, META_STEP, META_VERSION, describeOutput } from './onnx-file.ts';
+import { checkClassNames, type UNetConfig } from '../models/unet.ts';
+import { META_CLASSES, META_DIFFUSION, META_IO, META_OUTPUT, META_STEP, META_VERSION, describeOutput } from './onnx-file.ts';
 
 export interface ExportInfo {
   diffusion: DiffusionConfig;
@@ -15,6 +15,8 @@ export interface ExportInfo {
   version: string;
   /** training step of the source checkpoint, when known */
   step?: number;
+  /** a class-conditional model's class names (default "0", "1", ...); written as ddpm-ts.classes */
+  classNames?: readonly string[];
 }
 
 /** The denoiser as standalone ONNX bytes with every config needed to sample from it in the metadata. */
@@ -25,9 +27,16 @@ export function exportDenoiserFile(unet: UNetConfig, weights: Record<string, Par
     [META_IO]:
       `x: float32 [N,${unet.inChannels},${unet.imageSize},${unet.imageSize}] (x_t, data in [-1,1]); ` +
       `t: float32 [N] (timestep index 0..${info.diffusion.schedule.T - 1}); ` +
+      (unet.numClasses > 0 ? `y: int64 [N] (class label 0..${unet.numClasses - 1}, ${unet.numClasses} = no class; names: ${META_CLASSES}); ` : '') +
       `out: float32 [N,${unet.outChannels},${unet.imageSize},${unet.imageSize}] (model output, meanType '${info.diffusion.meanType}'; channels: ${META_OUTPUT})`,
     [META_OUTPUT]: describeOutput(unet, info.diffusion),
   };
   if (info.step !== undefined) metadata[META_STEP] = String(info.step);
+  const names = info.classNames ?? [];
+  if (unet.numClasses === 0 && names.length > 0) throw new Error(`${names.length} class names for an unconditional model`);
+  if (unet.numClasses > 0) {
+    const classNames = names.length > 0 ? names : Array.from({ length: unet.numClasses }, (_, i) => String(i));
+    metadata[META_CLASSES] = JSON.stringify(checkClassNames(classNames, unet.numClasses));
+  }
   return exportDenoiserOnnx(unet, weights, metadata).bytes;
 }

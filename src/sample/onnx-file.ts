@@ -6,7 +6,9 @@
  * [−1, 1]) and `t` float32 [N] (timestep index 0..T−1, the paper's t − 1); output `out`
  * [N, outChannels, H, W]: the model's prediction (ε̂ for meanType 'epsilon') in the first C channels;
  * with a learned variance (varType 'learnedRange', outChannels = 2C) the last C channels are the
- * interpolation v of Nichol & Dhariwal eq. 15 (see {@link describeOutput}).
+ * interpolation v of Nichol & Dhariwal eq. 15 (see {@link describeOutput}). A class-conditional model
+ * (numClasses > 0 in ddpm-ts.unet) has a third input `y` int64 [N]: the class label of each image, numClasses
+ * meaning ∅, "no class" (classifier-free guidance, diffusion/guidance.ts).
  *
  * Metadata keys (ONNX `metadata_props`, strings):
  *   ddpm-ts.unet       the UNetConfig as JSON
@@ -15,11 +17,13 @@
  *   ddpm-ts.step       training step of the source checkpoint (absent when unknown)
  *   ddpm-ts.io         a one-line description of the inputs and output
  *   ddpm-ts.output     what the output channels hold ({@link describeOutput}; files written before it lack it)
+ *   ddpm-ts.classes    a class-conditional model's class names as a JSON array of strings, label i named by entry i
+ *                      (absent when unconditional; when absent for a conditional model, the names are "0", "1", ...)
  * Reading needs no protobuf library (engine/onnx-read.ts) and no node:* imports: the browser reads the same file.
  */
 import { validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
 import { readOnnxHeader, type OnnxModelHeader } from '../engine/onnx-read.ts';
-import { unetConfig, type UNetConfig } from '../models/unet.ts';
+import { checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { describeValue } from '../describe.ts';
 
 export const META_UNET = 'ddpm-ts.unet';
@@ -28,6 +32,7 @@ export const META_VERSION = 'ddpm-ts.version';
 export const META_STEP = 'ddpm-ts.step';
 export const META_IO = 'ddpm-ts.io';
 export const META_OUTPUT = 'ddpm-ts.output';
+export const META_CLASSES = 'ddpm-ts.classes';
 
 const PREDICTION: Record<DiffusionConfig['meanType'], string> = {
   epsilon: "the noise ε̂ (meanType 'epsilon', Ho et al. eq. 11)",
@@ -55,6 +60,8 @@ export interface DenoiserFile {
   diffusion: DiffusionConfig;
   version?: string;
   step?: number;
+  /** a class-conditional model's class names (label i is classNames[i]), when the file has them */
+  classNames?: string[];
   /** every metadata entry, as stored */
   metadata: Record<string, string>;
 }
@@ -69,21 +76,42 @@ function decodeModel(bytes: Uint8Array): OnnxModelHeader {
 
 type Graph = NonNullable<OnnxModelHeader['graph']>;
 
+const ONNX_FLOAT = 1;
+const ONNX_INT64 = 7;
+
 /**
- * The metadata must describe the graph: x [N, C, S, S], t [N] and out [N, outC, S, S], compared wherever the
- * graph declares a fixed size (sizes we allocate come from the metadata, so a file whose metadata claims, say,
- * imageSize 29360128 is refused here rather than when a buffer is allocated).
+ * The metadata must describe the graph: x [N, C, S, S], t [N] (float32), y [N] (int64, exactly when numClasses > 0)
+ * and out [N, outC, S, S], compared wherever the graph declares a fixed size or an element type (sizes we allocate
+ * come from the metadata, so a file whose metadata claims, say, imageSize 29360128 is refused here rather than when
+ * a buffer is allocated); the graph has no other inputs.
  */
 function checkSignature(graph: Graph, unet: UNetConfig): void {
   const S = unet.imageSize;
-  const expect: [string, 'input' | 'output', (number | null)[]][] = [
-    ['x', 'input', [null, unet.inChannels, S, S]],
-    ['t', 'input', [null]],
-    ['out', 'output', [null, unet.outChannels, S, S]],
+  const expect: [string, 'input' | 'output', (number | null)[], number][] = [
+    ['x', 'input', [null, unet.inChannels, S, S], ONNX_FLOAT],
+    ['t', 'input', [null], ONNX_FLOAT],
+    ...(unet.numClasses > 0 ? [['y', 'input', [null], ONNX_INT64] as [string, 'input', null[], number]] : []),
+    ['out', 'output', [null, unet.outChannels, S, S], ONNX_FLOAT],
   ];
-  for (const [name, kind, want] of expect) {
+  for (const inp of graph.inputs) {
+    if (!expect.some(([name, kind]) => kind === 'input' && name === inp.name)) {
+      const known = expect.filter(([, kind]) => kind === 'input').map(([name]) => name).join(', ');
+      throw new Error(
+        inp.name === 'y'
+          ? "the graph has a class-label input 'y' but ONNX metadata (ddpm-ts.unet) says the model is unconditional (numClasses 0)"
+          : `the graph has an input '${inp.name}' besides ${known}: not a file written by \`ddpm export\``,
+      );
+    }
+  }
+  for (const [name, kind, want, elemType] of expect) {
     const v = (kind === 'input' ? graph.inputs : graph.outputs).find((i) => i.name === name);
-    if (!v) throw new Error(`the graph has no ${kind} '${name}': not a file written by \`ddpm export\``);
+    if (!v) {
+      if (name === 'y') throw new Error(`ONNX metadata (ddpm-ts.unet) says the model has ${unet.numClasses} classes, but the graph has no class-label input 'y'`);
+      throw new Error(`the graph has no ${kind} '${name}': not a file written by \`ddpm export\``);
+    }
+    if (v.elemType !== undefined && v.elemType !== elemType) {
+      throw new Error(`the graph's ${kind} '${name}' has element type ${v.elemType}, expected ${elemType === ONNX_INT64 ? 'int64 (7)' : 'float32 (1)'}`);
+    }
     const dims = v.dims;
     if (!dims) continue; // no declared shape: nothing to compare
     const got = dims.map((d) => (d.value !== undefined && !d.param ? d.value : null));
@@ -140,7 +168,25 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   }
   checkSignature(model.graph, unet);
   checkShapeConstants(model.graph, unet);
-  return { unet, diffusion, version: own(META_VERSION), step: readStep(own(META_STEP)), metadata };
+  const classNames = readClassNames(own(META_CLASSES), unet.numClasses);
+  return { unet, diffusion, version: own(META_VERSION), step: readStep(own(META_STEP)), ...(classNames ? { classNames } : {}), metadata };
+}
+
+/** ddpm-ts.classes: a JSON array of numClasses distinct non-empty strings; only in a class-conditional model's file. */
+function readClassNames(raw: string | undefined, numClasses: number): string[] | undefined {
+  if (raw === undefined) return undefined;
+  if (numClasses === 0) throw new Error(`metadata '${META_CLASSES}' names classes, but ddpm-ts.unet says the model is unconditional (numClasses 0)`);
+  let names: unknown;
+  try {
+    names = JSON.parse(raw);
+  } catch {
+    throw new Error(`metadata '${META_CLASSES}' is not valid JSON`);
+  }
+  try {
+    return checkClassNames(names, numClasses);
+  } catch (e) {
+    throw new Error(`metadata '${META_CLASSES}': ${(e as Error).message}`);
+  }
 }
 
 /** The training step as `ddpm export` writes it: a non-negative integer in decimal ("-1", "1e3", "0x10" are refused). */

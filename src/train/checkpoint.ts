@@ -15,6 +15,7 @@ import type { ParamValue } from '../engine/tree.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
+import { LABEL_EMB } from '../models/unet.ts';
 import { validateTrainConfig, type TrainConfig } from './config.ts';
 
 export interface TrainState {
@@ -134,7 +135,9 @@ export function checkWeights(file: string, got: Record<string, { shape: readonly
  * fresh order. Every tensor must match by name and shape, except one that the new model widens along
  * its first axis (the output conv when a fixed-variance model gains learned variances, Nichol &
  * Dhariwal eq. 15): its leading entries are copied and the new ones start at zero, so the new outputs
- * start at v = 0 (log σ² halfway between log β̃_t and log β_t) and the old ones are unchanged.
+ * start at v = 0 (log σ² halfway between log β̃_t and log β_t) and the old ones are unchanged. An
+ * unconditional source warm-starts a class-conditional model the same way: the class embedding it lacks
+ * (label_emb) starts at zero, so every label, ∅ included, starts as the unconditional model.
  */
 export function warmStartWeights(
   file: string,
@@ -145,9 +148,14 @@ export function warmStartWeights(
   const out: Record<string, ParamValue> = {};
   for (const [k, f] of Object.entries(fresh)) {
     const s = source[k];
+    if (!s && k === LABEL_EMB) {
+      out[k] = { shape: [...f.shape], data: new Float32Array(f.data.length) };
+      continue;
+    }
     if (!s) throw new CheckpointError(`${file}: missing tensor '${k}'`);
     const same = s.shape.join() === f.shape.join();
-    const widened = !same && s.shape.length === f.shape.length && s.shape[0]! < f.shape[0]! && s.shape.slice(1).join() === f.shape.slice(1).join();
+    // the class embedding is never widened: its last row is ∅, so more classes would shift it
+    const widened = k !== LABEL_EMB && !same && s.shape.length === f.shape.length && s.shape[0]! < f.shape[0]! && s.shape.slice(1).join() === f.shape.slice(1).join();
     if (!same && !widened) throw new CheckpointError(`${file}: '${k}' has shape [${s.shape}], the model needs [${f.shape}]`);
     const data = new Float32Array(f.data.length);
     data.set(s.data);

@@ -9,9 +9,9 @@
 import { LOSSES, MEAN_TYPES, VAR_TYPES, defaultDiffusionConfig, validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
 import type { ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
-import { UNET_CONFIGS, unetConfig, type UNetConfig } from '../models/unet.ts';
+import { UNET_CONFIGS, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
-import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 /** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */
 export interface OptimConfig extends LrSchedule {
@@ -33,6 +33,15 @@ export interface DataConfig {
   batchSize: number;
   /** random horizontal flips (off for digits) */
   hflip: boolean;
+  /**
+   * train a class-conditional model (classifier-free guidance, Ho & Salimans 2022) on the data's labels: MNIST's
+   * digits, or a folder's subfolders (sorted, as torchvision's ImageFolder); sets model.numClasses and classNames
+   */
+  classCond: boolean;
+  /** with classCond: probability that a training label is replaced by ∅, "no class" (label dropout) */
+  pUncond: number;
+  /** with classCond: the name of each class (label i is classNames[i]), from the data when training starts */
+  classNames: string[];
 }
 
 export interface RunConfig {
@@ -75,7 +84,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
     diffusion: defaultDiffusionConfig(),
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
-    data: { source: 'mnist', batchSize: 64, hflip: false },
+    data: { source: 'mnist', batchSize: 64, hflip: false, classCond: false, pUncond: 0.1, classNames: [] },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
 }
@@ -106,6 +115,8 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'data.source', flag: 'data', kind: 'string', help: "training images: 'mnist' or a folder of PNG/JPEG/WebP" },
   { path: 'data.batchSize', flag: 'batch-size', kind: 'int', min: 1, max: MAX_BATCH_SIZE, help: 'images per step' },
   { path: 'data.hflip', flag: 'hflip', kind: 'boolean', help: 'random horizontal flips' },
+  { path: 'data.classCond', flag: 'class-cond', kind: 'boolean', help: "class-conditional model for classifier-free guidance: labels are MNIST's digits or a folder's subfolder names" },
+  { path: 'data.pUncond', flag: 'p-uncond', kind: 'number', min: 0, max: 1, help: 'with --class-cond: probability of dropping a label to "no class" (trains the unconditional model too)' },
   { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
   { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, max: MAX_T, help: 'diffusion steps T' },
   { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: MEAN_TYPES, help: 'what the model predicts' },
@@ -227,6 +238,7 @@ export function validateTrainConfig(input: unknown): TrainConfig {
   let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel);
   const learned = diffusion.varType === 'learnedRange';
   if (model.outChannels !== model.inChannels * (learned ? 2 : 1)) model = { ...model, outChannels: model.inChannels * (learned ? 2 : 1) };
+  checkClasses(data, model);
   for (const def of TRAIN_OPTIONS) {
     const v = getPath({ diffusion, optim, data, run, model }, def.path);
     if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${describeValue(v)}`);
@@ -234,4 +246,43 @@ export function validateTrainConfig(input: unknown): TrainConfig {
     if (problem) throw new Error(`config: '${def.path}' ${problem}, got ${v}`);
   }
   return { preset: preset as string, model, diffusion, optim, data, run };
+}
+
+/**
+ * data.classCond, model.numClasses and data.classNames must agree: an unconditional run has no classes; a
+ * class-conditional one has numClasses 0 and no names until the data is read ({@link withClasses}), then numClasses
+ * names.
+ */
+function checkClasses(data: DataConfig, model: UNetConfig): void {
+  if (!Array.isArray(data.classNames)) throw new Error(`config: 'data.classNames' must be an array of strings, got ${describeValue(data.classNames)}`);
+  if (!data.classCond) {
+    if (model.numClasses > 0) throw new Error(`config: model.numClasses ${model.numClasses} needs data.classCond true (--class-cond)`);
+    if (data.classNames.length > 0) throw new Error('config: data.classNames needs data.classCond true (--class-cond)');
+    return;
+  }
+  if (model.numClasses === 0 && data.classNames.length === 0) return; // classes not known yet
+  try {
+    data.classNames = checkClassNames(data.classNames, model.numClasses);
+  } catch (e) {
+    throw new Error(`config: data.classNames: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The config of a class-conditional run with the classes of its data: model.numClasses = classNames.length and the
+ * names stored. A config that already has classes (a resumed run) must have these ones. Unconditional configs are
+ * returned as they are. Throws a message naming both sets of classes when they differ.
+ */
+export function withClasses(config: TrainConfig, classNames: readonly string[] | undefined): TrainConfig {
+  if (!config.data.classCond) return config;
+  const src = config.data.source;
+  if (!classNames || classNames.length === 0) throw new Error(`--class-cond: the data '${src}' has no class labels`);
+  if (classNames.length < 2) throw new Error(`--class-cond: the data '${src}' has only one class ('${classNames[0]}'); conditioning needs at least 2`);
+  if (classNames.length > MAX_CLASSES) throw new Error(`--class-cond: the data '${src}' has ${classNames.length} classes, over the limit of ${MAX_CLASSES} (MAX_CLASSES)`);
+  const had = config.data.classNames;
+  if (had.length > 0 && JSON.stringify(had) !== JSON.stringify(classNames)) {
+    const show = (l: readonly string[]) => (l.length > 12 ? `${l.slice(0, 12).join(', ')}, ... (${l.length})` : l.join(', '));
+    throw new Error(`--class-cond: the run was trained on the classes [${show(had)}], the data '${src}' now has [${show(classNames)}]`);
+  }
+  return validateTrainConfig({ ...config, model: { ...config.model, numClasses: classNames.length }, data: { ...config.data, classNames: [...classNames] } });
 }

@@ -4,7 +4,8 @@
  * periodic sample grids and atomic checkpoints that resume exactly.
  *
  * All randomness derives from the seed: Rng(seed).fold(0) initialises the weights, fold(1).fold(step)
- * draws that step's t and ε, fold(2) drives the data order (per epoch), fold(3) the sample grids.
+ * draws that step's t and ε, fold(2) drives the data order (per epoch), fold(3) the sample grids, and for a
+ * class-conditional model fold(4).fold(step) that step's label dropout (which labels become ∅, "no class").
  * So a checkpoint's step, loader position, weights, EMA and optimiser moments determine the rest
  * of the run: training N+M steps equals training N, resuming, then training M.
  */
@@ -24,6 +25,7 @@ import { writeImageGrid } from '../io/image.ts';
 import type { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { initUNet, unet } from '../models/unet.ts';
+import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -59,6 +61,20 @@ export function emaDecayAt(n: number, decay: number, warmup: boolean): number {
   return warmup ? Math.min(decay, (1 + n) / (10 + n)) : decay;
 }
 
+/**
+ * A class-conditional run needs its classes resolved from the data (withClasses, config.ts) and a dataset with
+ * labels inside them; an unconditional run ignores labels.
+ */
+function checkLabels(config: TrainConfig, dataset: Dataset): void {
+  const K = config.model.numClasses;
+  if (!config.data.classCond) return;
+  if (K === 0) throw new Error('class-conditional config without classes: set them from the data first (withClasses)');
+  const labels = dataset.labels;
+  if (!labels) throw new Error(`--class-cond: the data '${config.data.source}' has no class labels`);
+  if (labels.length !== dataset.n) throw new Error(`dataset: ${labels.length} labels for ${dataset.n} images`);
+  for (const c of labels) if (c >= K) throw new Error(`dataset: label ${c} is outside the model's ${K} classes`);
+}
+
 export class Trainer {
   private stopRequested = false;
   private sampler: Denoiser | null = null;
@@ -84,6 +100,7 @@ export class Trainer {
           '(set --channels / --image-size, or pick a matching config)',
       );
     }
+    checkLabels(config, dataset);
     const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
     const ckptDir = path.join(outDir, 'checkpoint');
     let params: Record<string, ParamValue>;
@@ -127,15 +144,19 @@ export class Trainer {
     const { meanType, varType, minSnrGamma } = config.diffusion;
     // dropout uniforms become extra graph inputs (dropout0, dropout1, ...) fed from the step's RNG
     const dropoutSource = m.dropout > 0 ? { dropoutSource: (name: string, shape: readonly Dim[]) => input(name, shape) } : {};
+    // a class-conditional model takes the (partly dropped) labels as one more int64 input
+    const inputs: Record<string, { shape: Dim[]; dtype?: 'int64' }> = { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } };
+    if (m.numClasses > 0) inputs.y = { shape: [B], dtype: 'int64' };
     const step = await TrainStep.create(
       ort,
       {
         params,
-        inputs: { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } },
+        inputs,
         loss: (p, inp: Record<string, Tensor>) => {
+          const labels = inp.y ? { labels: inp.y } : {};
           const losses = trainingLossesGraph(
             diffusion,
-            (xt, tf) => unet(m, p as unknown as Record<string, Tensor>, xt, tf, dropoutSource),
+            (xt, tf) => unet(m, p as unknown as Record<string, Tensor>, xt, tf, { ...dropoutSource, ...labels }),
             inp.x0!,
             inp.t!,
             inp.noise!,
@@ -173,8 +194,11 @@ export class Trainer {
     return learningRate(this.config.optim, step);
   }
 
-  /** The batch inputs of one step: data, t ~ U{0..T−1}, ε ~ N(0, I) (Algorithm 1, lines 2–4). */
-  private stepInputs(step: number, x0: Float32Array): Record<string, Float32Array | BigInt64Array> {
+  /**
+   * The batch inputs of one step: data, t ~ U{0..T−1}, ε ~ N(0, I) (Algorithm 1, lines 2–4); for a class-conditional
+   * model its labels, each replaced by ∅ (label numClasses) with probability pUncond (Ho & Salimans 2022, Algorithm 1).
+   */
+  private stepInputs(step: number, x0: Float32Array, labels: Uint8Array | undefined): Record<string, Float32Array | BigInt64Array> {
     const B = this.config.data.batchSize;
     const r = new Rng(this.config.run.seed).fold(1).fold(step);
     const t = r.integers(this.diffusion.numTimesteps, B);
@@ -182,6 +206,12 @@ export class Trainer {
     const feeds: Record<string, Float32Array | BigInt64Array> = { x0, t: BigInt64Array.from(t, (v) => BigInt(v)), noise };
     for (const inp of this.step.fn.info.inputs) {
       if (inp.name.startsWith('dropout')) feeds[inp.name] = r.uniformFloat32(inp.shape.reduce<number>((a, d) => a * (d as number), 1));
+    }
+    const K = this.config.model.numClasses;
+    if (K > 0) {
+      const u = new Rng(this.config.run.seed).fold(4).fold(step).uniformFloat32(B);
+      const p = this.config.data.pUncond;
+      feeds.y = BigInt64Array.from(labels!, (c, i) => BigInt(u[i]! < p ? K : c));
     }
     return feeds;
   }
@@ -217,11 +247,11 @@ export class Trainer {
         break;
       }
       const elapsedBefore = this.state.elapsedSec;
-      this.loader.next(x0);
+      const batch = this.loader.next(x0);
       const n = this.state.step;
       let res;
       try {
-        res = await this.step.step(this.stepInputs(n, x0), this.lrAt(n));
+        res = await this.step.step(this.stepInputs(n, x0, batch.labels), this.lrAt(n));
       } catch (e) {
         if (e instanceof NonFiniteLossError) {
           await this.checkpoint();
@@ -302,10 +332,16 @@ export class Trainer {
       clipDenoised: true,
     });
     const shape = [n, m.inChannels, m.imageSize, m.imageSize];
-    const x = await sampleLoop(sampler, this.sampler.predict, shape, new Rng(this.config.run.seed).fold(3));
+    // a class-conditional model draws image i of class i mod K, guided as `ddpm sample --class` is by default,
+    // one class per column when the classes fit a row
+    const K = m.numClasses;
+    const model = K > 0
+      ? classifierFreeGuidance(this.sampler.predictClass, { labels: Int32Array.from({ length: n }, (_, i) => i % K), numClasses: K, scale: DEFAULT_GUIDANCE_SCALE })
+      : this.sampler.predict;
+    const x = await sampleLoop(sampler, model, shape, new Rng(this.config.run.seed).fold(3));
     const file = path.join(this.outDir, 'samples', `step_${String(this.state.step).padStart(7, '0')}.png`);
     await fsp.mkdir(path.dirname(file), { recursive: true });
-    await writeImageGrid(file, x, shape as [number, number, number, number], { nrow: Math.ceil(Math.sqrt(n)) });
+    await writeImageGrid(file, x, shape as [number, number, number, number], { nrow: K > 0 && K <= 16 ? K : Math.ceil(Math.sqrt(n)) });
     this.opts.events?.onSample?.(file, this.state.step);
     return file;
   }
