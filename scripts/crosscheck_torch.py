@@ -1,8 +1,9 @@
 """Cross-check against the PyTorch reference U-Net (bench/peer/torch_unet.py, Debian's python3-torch).
 
-Loads a ddpm-ts checkpoint's safetensors into the reference module with load_state_dict(strict=True) and
-compares its output with the one ddpm-ts computed on the same inputs. Called by scripts/crosscheck-torch.ts.
-usage: crosscheck_torch.py <weights.safetensors> <x.bin> <t as comma list> <ours.bin>
+Builds the reference module from a ddpm-ts U-Net config, loads the checkpoint's safetensors into it with
+load_state_dict(strict=True) and compares its output with the one ddpm-ts computed on the same inputs (for a
+class-conditional model, also the same labels). Called by scripts/crosscheck-torch.ts.
+usage: crosscheck_torch.py <unet config.json> <weights.safetensors> <x.bin> <t as comma list> <ours.bin> [<y as comma list>]
 """
 import json, os, struct, sys
 import numpy as np
@@ -25,17 +26,20 @@ def load_safetensors(path):
     return out
 
 
-weights, xfile, ts, ours_file = sys.argv[1:5]
+cfg_file, weights, xfile, ts, ours_file = sys.argv[1:6]
+ys = sys.argv[6] if len(sys.argv) > 6 else None
+cfg = json.load(open(cfg_file))
 t = torch.tensor([int(v) for v in ts.split(',')])
-net = UNet()
-state = load_safetensors(weights)
-cout = state['out.2.weight'].shape[0]
-if cout != net.out[2].out_channels:  # learned variances: the output conv has a second half (v)
-    net.out[2] = torch.nn.Conv2d(net.out[2].in_channels, cout, 3, padding=1)
-net.load_state_dict(state, strict=True)
+y = torch.tensor([int(v) for v in ys.split(',')]) if ys else None
+net = UNet(cin=cfg['inChannels'], ch=cfg['baseChannels'], mults=tuple(cfg['channelMults']), nres=cfg['numResBlocks'],
+           attn_res=tuple(cfg['attnResolutions']), res=cfg['imageSize'], groups=cfg['groups'], cout=cfg['outChannels'],
+           num_classes=cfg.get('numClasses', 0))
+net.load_state_dict(load_safetensors(weights), strict=True)
 net.eval()
-x = torch.from_numpy(np.fromfile(xfile, dtype=np.float32).reshape(len(t), 1, 28, 28))
+S, C = cfg['imageSize'], cfg['inChannels']
+x = torch.from_numpy(np.fromfile(xfile, dtype=np.float32).reshape(len(t), C, S, S))
 with torch.no_grad():
-    y = net(x, t).numpy()
-ours = np.fromfile(ours_file, dtype=np.float32).reshape(y.shape)
-print(json.dumps({'max_abs_diff': float(np.abs(y - ours).max()), 'max_abs_output': float(np.abs(y).max()), 'torch': torch.__version__}))
+    out = net(x, t, y).numpy()
+ours = np.fromfile(ours_file, dtype=np.float32).reshape(out.shape)
+print(json.dumps({'max_abs_diff': float(np.abs(out - ours).max()), 'max_abs_output': float(np.abs(out).max()),
+                  'params': sum(p.numel() for p in net.parameters()), 'torch': torch.__version__}))

@@ -40,10 +40,13 @@ class Attn(nn.Module):
         return x + self.proj(o)
 
 class UNet(nn.Module):
-    def __init__(self, cin=1, ch=32, mults=(1, 2, 2), nres=2, attn_res=(7,), res=28, groups=8, dropout=0.0):
+    # num_classes > 0: class-conditional, as guided-diffusion's label_emb (an nn.Embedding added to the timestep
+    # embedding), with one more row for the "no class" label num_classes (classifier-free guidance)
+    def __init__(self, cin=1, ch=32, mults=(1, 2, 2), nres=2, attn_res=(7,), res=28, groups=8, dropout=0.0, cout=None, num_classes=0):
         super().__init__()
         self.ch, temb = ch, 4 * ch
         self.temb = nn.Sequential(nn.Linear(ch, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.label_emb = nn.Embedding(num_classes + 1, temb) if num_classes > 0 else None
         self.cin = nn.Conv2d(cin, ch, 3, padding=1)
         self.down, chans, c, r = nn.ModuleList(), [ch], ch, res
         for i, m in enumerate(mults):
@@ -61,9 +64,10 @@ class UNet(nn.Module):
                 if r in attn_res: self.up.append(Attn(c, groups))
             if i != 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), nn.Conv2d(c, c, 3, padding=1))); r *= 2
-        self.out = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, cin, 3, padding=1))
-    def forward(self, x, t):
+        self.out = nn.Sequential(nn.GroupNorm(groups, c), nn.SiLU(), nn.Conv2d(c, cout or cin, 3, padding=1))
+    def forward(self, x, t, y=None):
         temb = self.temb(timestep_embedding(t, self.ch))
+        if self.label_emb is not None: temb = temb + self.label_emb(y)
         h = self.cin(x); hs = [h]
         for m in self.down:
             if isinstance(m, ResBlock): h = m(h, temb); hs.append(h)

@@ -22,7 +22,8 @@ import { DDPMPipeline } from '../pipeline/node.ts';
 import { pipelineSampler, type PipelineGenerateOptions } from '../pipeline/pipeline.ts';
 import { Rng } from '../rng.ts';
 import { SAMPLER_KINDS, type SamplerKind } from '../sample/generate.ts';
-import { MAX_BATCH_SIZE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
+import { MAX_BATCH_SIZE, MAX_GUIDANCE_SCALE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 
 interface EvalOptions {
@@ -37,6 +38,7 @@ interface EvalOptions {
   batchSize: number;
   varType?: 'fixedLarge' | 'fixedSmall';
   classifier?: string;
+  guidance?: number;
   json?: boolean;
   threads?: number;
   ep?: string;
@@ -61,6 +63,11 @@ export function evalCommand(): Command {
       ]),
     )
     .option('--classifier <dir>', 'the FID classifier directory (default: the shipped models/lenet-mnist)')
+    .option(
+      '--guidance <s>',
+      `class-conditional models: --fid draws image i as class i mod numClasses at this classifier-free guidance scale (0 unconditional, 1 conditional; default ${DEFAULT_GUIDANCE_SCALE}) and reports the class accuracy`,
+      parseFloatArg('--guidance', 0, MAX_GUIDANCE_SCALE),
+    )
     .option('--json', 'print the results as one JSON object on stdout');
   addRuntimeOptions(cmd);
   cmd.addHelpText(
@@ -68,11 +75,15 @@ export function evalCommand(): Command {
     `
 FID-LeNet uses the 128-d penultimate features of the shipped MNIST classifier (models/lenet-mnist), so it is
 comparable only with other FID-LeNet numbers at the same number of samples, never with Inception FIDs.
+For a class-conditional MNIST model, --fid also reports the class accuracy: the fraction of samples that
+the classifier assigns to the class they were generated as (--nll scores its unconditional model, label
+"no class").
 
 Examples:
   ddpm eval --checkpoint runs/mnist-28/checkpoint --fid 1000 --steps 50
   ddpm eval --checkpoint runs/mnist-28/checkpoint --nll 100 --var-type fixedSmall --json
-  ddpm eval --samples path/to/pngs`,
+  ddpm eval --samples path/to/pngs
+  ddpm eval --checkpoint models/mnist-28-cond --fid 2000 --guidance 2`,
   );
   cmd.action(async (opts: EvalOptions) => {
     await runEval(opts);
@@ -118,6 +129,7 @@ async function runEval(opts: EvalOptions): Promise<void> {
   if (opts.checkpoint !== undefined && opts.nll === undefined && opts.fid === undefined) {
     throw new UserError('--checkpoint is only used with --nll or --fid (--samples scores the images alone)');
   }
+  if (opts.guidance !== undefined && opts.fid === undefined) throw new UserError('--guidance applies to --fid (the generated samples) only');
   const runtime: RuntimeOptions = nodeRuntime(opts);
   await ensureExecutionProvider(opts.ep);
   const log: Log = (line) => {
@@ -147,13 +159,16 @@ async function runEval(opts: EvalOptions): Promise<void> {
     if (unet.inChannels !== 1 || unet.imageSize !== 28) {
       throw new UserError(`${model.file}: the model makes ${unet.inChannels}x${unet.imageSize}x${unet.imageSize} images; NLL on MNIST and FID-LeNet need 1x28x28`);
     }
+    if (opts.guidance !== undefined && unet.numClasses === 0) {
+      throw new UserError(`--guidance: ${model.file} is an unconditional model (it was not trained with --class-cond)`);
+    }
     const varType: VarType = opts.varType ?? diffusion.varType;
     if ((diffusion.varType === 'learnedRange') !== (varType === 'learnedRange')) {
       throw new UserError(`--var-type ${varType}: the model was trained with ${diffusion.varType}; a learned variance cannot be swapped for a fixed one or back`);
     }
     // before any work: the model at the batch size and the generated images must fit this machine
     const n = Math.max(opts.nll ?? 0, opts.fid ?? 0);
-    checkModelFits(unet, 'sample', Math.min(opts.batchSize, n), model.file);
+    checkModelFits(unet, 'sample', (unet.numClasses > 0 ? 2 : 1) * Math.min(opts.batchSize, n), model.file); // guidance doubles the batch
     if (opts.fid !== undefined) checkOutputMemory(2 * 4 * 784 * opts.fid, `--fid ${opts.fid}: the samples and their copy for the classifier`);
     report.model = { file: model.file, step: model.step ?? null, description: describeModel(model) };
     log(`model: ${model.file} (${describeModel(model)})`);
@@ -161,7 +176,7 @@ async function runEval(opts: EvalOptions): Promise<void> {
     try {
       // 4. NLL on the first n test images, 5. samples for FID
       if (opts.nll !== undefined) report.nll = await runNll(pipe, varType, opts.nll, opts, log);
-      if (opts.fid !== undefined) scored = await runSampling(pipe, opts.fid, opts, log);
+      if (opts.fid !== undefined) scored = await runSampling(pipe, opts.fid, opts, log, model.classNames, classifier!);
     } finally {
       await pipe.release();
     }
@@ -172,10 +187,11 @@ async function runEval(opts: EvalOptions): Promise<void> {
   if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
 }
 
-/** Images to score, (n, 1, 28, 28) in [-1, 1], and where they came from. */
+/** Images to score, (n, 1, 28, 28) in [-1, 1], and where they came from; `labels`: the class each was generated as. */
 interface Scored {
   images: Float32Array;
   source: Report;
+  labels?: Int32Array;
 }
 
 async function runNll(pipe: DDPMPipeline, varType: VarType, n: number, opts: EvalOptions, log: Log): Promise<Report> {
@@ -183,7 +199,8 @@ async function runNll(pipe: DDPMPipeline, varType: VarType, n: number, opts: Eva
   const T = diffusion.numTimesteps;
   const x0 = mnistImages('test', 0, n);
   const batches = Math.ceil(n / opts.batchSize);
-  log(`NLL: ${n} MNIST test image(s), T = ${T}, ${varType}, ${batches} batch(es) of <= ${Math.min(n, opts.batchSize)}: ${batches * T} model calls`);
+  const uncond = pipe.unet.numClasses > 0 ? ' (the class-conditional model with label "no class": its unconditional likelihood)' : '';
+  log(`NLL${uncond}: ${n} MNIST test image(s), T = ${T}, ${varType}, ${batches} batch(es) of <= ${Math.min(n, opts.batchSize)}: ${batches * T} model calls`);
   const bar = progress('nll', batches * T);
   const t0 = performance.now();
   let res;
@@ -212,9 +229,32 @@ async function runNll(pipe: DDPMPipeline, varType: VarType, n: number, opts: Eva
   };
 }
 
-async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log: Log): Promise<Scored> {
+/**
+ * The labels a class-conditional model's samples are drawn with (image i of class i mod numClasses), when its
+ * classes are the classifier's (MNIST digits "0".."9", in order) so that class accuracy means something; otherwise
+ * undefined (and a note).
+ */
+function evalLabels(pipe: DDPMPipeline, n: number, classifier: ClassifierDir, classNames: string[] | undefined, log: Log): Int32Array | undefined {
+  const K = pipe.unet.numClasses;
+  if (K === 0) return undefined;
+  const digits = Array.from({ length: classifier.info.model.numClasses }, (_, i) => String(i));
+  if (JSON.stringify(classNames ?? pipe.classNames) !== JSON.stringify(digits)) {
+    log(`note: the model's ${K} classes are not the classifier's digits 0..${digits.length - 1}; no class accuracy`);
+    return undefined;
+  }
+  return Int32Array.from({ length: n }, (_, i) => i % K);
+}
+
+async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log: Log, classNames: string[] | undefined, classifier: ClassifierDir): Promise<Scored> {
   const varType = opts.varType ?? pipe.diffusion.varType;
-  const request: PipelineGenerateOptions = { n, sampler: opts.sampler, steps: opts.steps, eta: opts.eta, varType: opts.varType, seed: opts.seed, batchSize: opts.batchSize };
+  const labels = evalLabels(pipe, n, classifier, classNames, log);
+  const guidance = pipe.unet.numClasses > 0 ? (opts.guidance ?? DEFAULT_GUIDANCE_SCALE) : undefined;
+  const K = pipe.unet.numClasses;
+  const request: PipelineGenerateOptions = {
+    n, sampler: opts.sampler, steps: opts.steps, eta: opts.eta, varType: opts.varType, seed: opts.seed, batchSize: opts.batchSize,
+    // a conditional model's samples are always drawn per class (i mod K), so that the guidance scale means the same with or without accuracy
+    ...(K > 0 ? { classLabels: labels ?? Int32Array.from({ length: n }, (_, i) => i % K), guidanceScale: guidance } : {}),
+  };
   let sampler: Sampler;
   try {
     sampler = pipelineSampler(pipe.diffusion, request);
@@ -223,7 +263,8 @@ async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log
   }
   const steps = sampler.timesteps.length;
   const batches = Math.ceil(n / opts.batchSize);
-  log(`sampling ${n} image(s): ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
+  const cond = K > 0 ? `, class i mod ${K} with guidance ${guidance}` : '';
+  log(`sampling ${n} image(s)${cond}: ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
   const bar = progress('sampling', batches * steps);
   const t0 = performance.now();
   let images: Float32Array;
@@ -236,8 +277,10 @@ async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log
   const sec = (performance.now() - t0) / 1000;
   return {
     images,
+    labels,
     source: {
       source: 'generated', n, sampler: opts.sampler, steps, eta: opts.sampler === 'ddim' ? (opts.eta ?? 0) : null,
+      ...(K > 0 ? { classes: `image i of class i mod ${K}`, guidanceScale: guidance } : {}),
       varType: opts.sampler === 'ddpm' ? varType : null, seed: opts.seed, batchSize: opts.batchSize, quantized: '8-bit, as saved PNGs',
       sampleSeconds: round(sec, 4), samplesPerSec: round(n / sec, 4),
     },
@@ -260,8 +303,8 @@ async function readSamples(dir: string, log: Log): Promise<Scored> {
   return { images, source: { source: dir, n: folder.n, readSeconds: round((performance.now() - t0) / 1000, 4) } };
 }
 
-async function score({ images, source }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
-  const { n, fid: fd, realFid, nReal, classes: scores, seconds: sec } = await scoreSamples(images, classifier, ort, runtime);
+async function score({ images, source, labels }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
+  const { n, fid: fd, realFid, nReal, classes: scores, classAccuracy, seconds: sec } = await scoreSamples(images, classifier, ort, runtime, labels);
   const d = classifier.info.model.featureDim;
   log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
   if (n <= d) log(`note: ${n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);
@@ -270,6 +313,10 @@ async function score({ images, source }: Scored, classifier: ClassifierDir, runt
   if (ref) log(`  real data for scale: ${Object.entries(ref).map(([k, v]) => `${k}: ${v.toFixed(3)}`).join('; ')}`);
   log(`classes: ${scores.counts.map((c, k) => `${k}:${c}`).join(' ')}; ${scores.classesCovered}/10 with >= 1%, entropy ${scores.entropyBits.toFixed(3)} bits (uniform ${Math.log2(10).toFixed(3)})`);
   log(`confidence: mean max-softmax ${scores.meanConfidence.toFixed(3)}; ${(100 * scores.confidentFraction).toFixed(1)}% of samples > 0.9 (well-formed digits)`);
+  if (classAccuracy) {
+    const per = classAccuracy.perClass.map((a, k) => `${k}:${Number.isFinite(a) ? (100 * a).toFixed(0) : '-'}`).join(' ');
+    log(`class accuracy: ${(100 * classAccuracy.overall).toFixed(2)}% of samples classified as the class they were generated as (per class, %: ${per})`);
+  }
   if (typeof source.sampleSeconds === 'number') {
     log(`timings: sampling ${formatDuration(source.sampleSeconds)} (${(source.samplesPerSec as number).toFixed(2)} img/s), classifier ${sec.toFixed(2)} s`);
   }
@@ -279,6 +326,7 @@ async function score({ images, source }: Scored, classifier: ClassifierDir, runt
     reference: `MNIST test set (${classifier.testStats.n} images)`,
     realDataFidLenet: { n: nReal, images: `MNIST train[0:${nReal}]`, fidLenet: round(realFid) },
     classes: { ...scores, entropyBits: round(scores.entropyBits), meanConfidence: round(scores.meanConfidence), confidentFraction: round(scores.confidentFraction) },
+    ...(classAccuracy ? { classAccuracy: round(classAccuracy.overall), perClassAccuracy: classAccuracy.perClass.map((a) => round(a)) } : {}),
     classifierSeconds: round(sec, 4),
   };
 }
