@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { encodePng } from '../src/io/image.ts';
+import { DEFAULT_COND_MODEL_DIR, DEFAULT_MODEL_DIR } from '../src/pipeline/load.ts';
 import { initUNet } from '../src/models/unet.ts';
 import { Rng } from '../src/rng.ts';
 import { readDenoiserFile } from '../src/sample/onnx-file.ts';
@@ -17,6 +19,8 @@ import { defaultTrainConfig, validateTrainConfig } from '../src/train/config.ts'
 import { measureGuidance } from '../scripts/measure-guidance.ts';
 import { assertUserError, imageSize, runCli } from './cli-helpers.ts';
 
+const SHIPPED = DEFAULT_MODEL_DIR;
+const SHIPPED_COND = DEFAULT_COND_MODEL_DIR;
 let dir: string;
 let folder: string;
 let ckpt: string;
@@ -120,7 +124,20 @@ test('sample: --class out of range or unknown, --class on an unconditional model
   assertUserError(await runCli(['sample', '--checkpoint', ckpt, '--guidance', '2', '--out', o]), /--guidance needs --class/);
   assertUserError(await runCli(['sample', '--checkpoint', ckpt, '--class', 'all', '--nrow', '4', '--out', o]), /--nrow does not apply to --class all/);
   assertUserError(await runCli(['sample', '--checkpoint', ckpt, '--class', '1', '--guidance', '1e9', '--out', o]), /--guidance must be a number in \[0, 100\]/);
-  assertUserError(await runCli(['sample', '--class', '7', '--out', o]), /--class: .*mnist-28.* is an unconditional model \(it was not trained with --class-cond\)/);
+  assertUserError(await runCli(['sample', '--checkpoint', SHIPPED, '--class', '7', '--out', o]), /--class: .*mnist-28.* is an unconditional model \(it was not trained with --class-cond\)/);
+});
+
+test('sample --class without --checkpoint takes the shipped class-conditional model models/mnist-28-cond', async () => {
+  const o = path.join(dir, 'shipped-cond.png');
+  const r = await runCli(['sample', '--class', '3', '--guidance', '2', '--n', '2', '--steps', '3', '--threads', '1', '--out', o]);
+  if (existsSync(SHIPPED_COND)) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /of class 3 .*guidance 2,/);
+    assert.ok(r.stdout.includes(`model ${SHIPPED_COND}`), r.stdout);
+  } else {
+    // before the model is trained and shipped, the command says so
+    assertUserError(r, /no --checkpoint given and the default class-conditional model .*mnist-28-cond does not exist yet/);
+  }
 });
 
 test('eval --fid on a conditional MNIST model reports the class accuracy; --guidance needs --fid and a conditional model', async () => {
@@ -132,7 +149,7 @@ test('eval --fid on a conditional MNIST model reports the class accuracy; --guid
   assert.equal(report.fid.guidanceScale, 2);
   assert.match(r.stderr, /class accuracy: [\d.]+% of samples classified as the class they were generated as/);
   assertUserError(await runCli(['eval', '--checkpoint', mnistCond, '--nll', '2', '--guidance', '2']), /--guidance applies to --fid/);
-  assertUserError(await runCli(['eval', '--fid', '20', '--guidance', '2']), /--guidance: .* is an unconditional model/);
+  assertUserError(await runCli(['eval', '--checkpoint', SHIPPED, '--fid', '20', '--guidance', '2']), /--guidance: .* is an unconditional model/);
 });
 
 test('scripts/measure-guidance.ts on a tiny conditional model: a JSON row per scale and the class-by-scale grid', async () => {

@@ -41,7 +41,7 @@ interface SampleOptions {
 export function sampleCommand(): Command {
   const cmd = new Command('sample')
     .description('generate images from a trained model: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) or DDIM (Song et al. 2021)')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --class, models/mnist-28-cond)')
     .option('--n <count>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
     .addOption(new Option('--sampler <kind>', 'ddpm (ancestral) or ddim').choices(SAMPLER_KINDS).default('ddim'))
     .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim)', parseIntArg('--steps', 2, MAX_T))
@@ -152,7 +152,8 @@ async function runSample(opts: SampleOptions): Promise<void> {
 
   // 2. the model's configs, then the sampler (validates --steps/--spacing/--eta against T)
   const t0 = performance.now();
-  const model = await loadModel(opts.checkpoint);
+  // a class without --checkpoint: the shipped class-conditional model
+  const model = await loadModel(opts.checkpoint, { classConditional: opts.class !== undefined });
   const cls = classRequest(model, opts);
   if (cls?.kind === 'all') {
     const n = cls.perClass * model.unet.numClasses;

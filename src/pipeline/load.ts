@@ -23,6 +23,8 @@ import { checkDenoiserRuns } from './pipeline.ts';
 
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28');
+/** The shipped class-conditional model (MNIST digits), the default of the commands when a class is asked for. */
+export const DEFAULT_COND_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28-cond');
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -114,20 +116,25 @@ async function precheckWeights(dir: string): Promise<void> {
  * Read the model at `spec` (or the shipped default). Every failure is a one-line UserError: missing path,
  * unreadable or invalid config, weights that do not fit the config.
  * @param opts.allowOnnx accept a standalone .onnx (not for `export`, which needs the weights)
+ * @param opts.classConditional without `spec`, the shipped class-conditional model (models/mnist-28-cond)
  * @param opts.label what names the path in messages (default '--checkpoint', the commands' flag)
  */
-export async function loadModel(spec: string | undefined, opts: { allowOnnx?: boolean; label?: string } = {}): Promise<LoadedModel> {
+export async function loadModel(
+  spec: string | undefined,
+  opts: { allowOnnx?: boolean; label?: string; classConditional?: boolean } = {},
+): Promise<LoadedModel> {
   const allowOnnx = opts.allowOnnx ?? true;
   const label = opts.label ?? '--checkpoint';
   let p = spec;
   if (p === undefined) {
-    if ((await kindOf(DEFAULT_MODEL_DIR)) !== 'dir') {
+    const [dflt, train] = opts.classConditional ? [DEFAULT_COND_MODEL_DIR, '--class-cond --out runs/mnist-28-cond'] : [DEFAULT_MODEL_DIR, '--out runs/mnist-28'];
+    if ((await kindOf(dflt)) !== 'dir') {
       throw new UserError(
-        `no ${label} given and the default model ${DEFAULT_MODEL_DIR} does not exist yet; ` +
-          'train one (ddpm train --out runs/mnist-28) and pass --checkpoint runs/mnist-28/checkpoint',
+        `no ${label} given and the default ${opts.classConditional ? 'class-conditional ' : ''}model ${dflt} does not exist yet; ` +
+          `train one (ddpm train ${train}) and pass --checkpoint ${train.split('--out ')[1]}/checkpoint`,
       );
     }
-    p = DEFAULT_MODEL_DIR;
+    p = dflt;
   }
   const kind = await kindOf(p);
   // no `p` but a checkpoint in the middle of a swap (p.new + p.old): loadModelDir reads it
