@@ -277,7 +277,10 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       t.diagnostic(`upload: max |page − CLI| = ${(edge * 127.5).toFixed(0)} levels (in the border columns)`);
       assertClose(image, cli, { atol: 24 / 127.5 }, 'the upload in the page vs the CLI, border columns included');
 
-      // a jump as long as the run is refused in the page, with the library's message
+      // an empty mask, and a jump as long as the run (with the library's message), are refused in the page
+      await page.click('#mask-clear');
+      await page.click('#inpaint-btn');
+      assert.match((await page.textContent('#edit-step-info'))!, /^cannot inpaint: the mask is empty/);
       await page.click('#mask-half');
       await page.fill('#edit-steps', '10');
       await page.fill('#jump', '10');
@@ -367,21 +370,21 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
         assert.ok(mask.every((v) => v === 0 || v === 1));
         assert.equal(Number(await page.getAttribute('#edit-input', 'data-mask-pixels')), mask.filter((v) => v === 1).length);
 
-        // 3. Inpaint: DDPM-10 with RePaint jump 3 × 2, two results of seed 5
-        await page.fill('#jump', '3');
+        // 3. Inpaint with the panel's defaults (DDPM-25, RePaint jump 5 × 2, four results) and seed 5
+        await page.fill('#jump', '5');
         await page.fill('#resample', '2');
-        const form: EditForm = { n: 2, sampler: 'ddpm', steps: 10, seed: 5 };
+        const form: EditForm = { n: 4, sampler: 'ddpm', steps: 25, seed: 5 };
         await runEdit(page, '#inpaint-btn', form);
         const { last } = await editState(page);
         assert.equal(last?.kind, 'inpaint');
-        assert.deepEqual(last.shape, [2, C, S, S]);
+        assert.deepEqual(last.shape, [4, C, S, S]);
         assert.deepEqual(last.request.mask, mask);
-        assert.equal(Number(await page.getAttribute('#edit-timings', 'data-model-calls')), 10 + 3 * 3, 'RePaint N=10 j=3 r=2: 10 steps + 3 jumps of 3');
+        assert.equal(Number(await page.getAttribute('#edit-timings', 'data-model-calls')), 25 + 4 * 5, 'RePaint N=25 j=5 r=2: 25 steps + 4 jumps of 5');
         t.diagnostic(`wasm, 1 thread: ${await page.textContent('#edit-timings')}`);
 
         // (a) the known region is the input bit for bit, in [-1, 1] (so also its 8-bit values, quantised as the CLI writes PNGs)
         const changed: string[] = [];
-        for (let i = 0; i < 2; i++) {
+        for (let i = 0; i < form.n; i++) {
           for (let j = 0; j < per; j++) {
             const v = last.samples[i * per + j]!;
             if (mask[j] === 0 && (v !== image[j] || unitToUint8(v) !== bytes[j])) changed.push(`result ${i} pixel ${j}: ${v} != ${image[j]}`);
@@ -390,11 +393,11 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
         assert.deepEqual(changed.slice(0, 5), [], `${changed.length} kept pixels changed`);
         assert.ok(last.samples.some((v, j) => mask[j % per] === 1 && v !== image[j % per]), 'no masked pixel changed');
 
-        // (b) the computation of `ddpm inpaint --sampler ddpm --steps 10 --jump 3 --resample 2 --n 2 --seed 5`, on onnxruntime-node
+        // (b) the computation of `ddpm inpaint --sampler ddpm --steps 25 --jump 5 --resample 2 --n 4 --seed 5`, on onnxruntime-node
         const sampler = pipelineSampler(pipe.diffusion, { sampler: form.sampler, steps: form.steps });
         const m = Float32Array.from(mask);
         const want = await inBatches(form.n, 64, form.seed, per, (B, rng) =>
-          inpaint(sampler, pipe.denoiser.predict, { data: repeat(x0, B), shape: [B, C, S, S] }, repeat(m, B), rng, { jumpLength: 3, jumpNSample: 2 }),
+          inpaint(sampler, pipe.denoiser.predict, { data: repeat(x0, B), shape: [B, C, S, S] }, repeat(m, B), rng, { jumpLength: 5, jumpNSample: 2 }),
         );
         t.diagnostic(`inpaint, browser vs node: max |diff| = ${maxAbsDiff(last.samples, want).toExponential(2)}`);
         assertClose(last.samples, want, { atol }, 'inpainted: browser (onnxruntime-web wasm) vs node (onnxruntime-node)');

@@ -247,6 +247,7 @@ export class EditPanel {
         : { strength: Number(f.strength.value) };
     // the library's own checks, before the worker: a jump as long as the run, a strength that keeps no step
     try {
+      if (kind === 'inpaint' && !this.mask.some((v) => v > 0)) throw new Error('the mask is empty: brush over the part to generate');
       const sampler = makeSampler(this.diffusion, { sampler: common.sampler, steps: common.steps, eta: common.sampler === 'ddim' ? common.eta : undefined });
       if (extra.jump !== undefined) repaintSchedule(sampler.timesteps.length, extra.jump, extra.resample);
       else sdeditStartStep(sampler.timesteps.length, extra.strength);
