@@ -263,6 +263,8 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
         .composite([{ input: { create: { width: 84, height: 84, channels: 3, background: '#0000ff' } }, left: 21, top: 0 }])
         .png()
         .toBuffer();
+      await page.setInputFiles('#edit-upload', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') });
+      await page.waitForFunction(() => document.getElementById('edit-input-caption')!.textContent === 'could not read notes.png as an image');
       await page.setInputFiles('#edit-upload', { name: 'blue.png', mimeType: 'image/png', buffer: png });
       await page.waitForFunction(() => document.getElementById('edit-input-caption')!.textContent!.includes('blue.png'));
       assert.equal(await page.isChecked('#edit-invert'), false, 'a dark image is not inverted');
