@@ -205,18 +205,9 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     await trainer.release();
     throw e;
   }
-  process.stdout.write(
-    `${resuming ? 'resuming' : 'training'} ${config.preset} (${describeUNet(config.model)}) on ${config.data.source} (${dataset.n.toLocaleString('en-US')} images) ` +
-      `from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
-      `batch ${B}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}${limitsNote(config)}; out ${out}\n`,
-  );
-  if (barBy) {
-    const { value, payload } = barState();
-    bar.start(barTotal, value, payload);
-    barOn = true;
-  }
   // The first SIGINT/SIGTERM stops after the current step; the run then writes its checkpoint and sample grid and
-  // exits 130/143. A second one quits at once (the last checkpoint on disk is complete: writes are atomic).
+  // exits 130/143. A second one quits at once (the last checkpoint on disk is complete: writes are atomic). Handled
+  // from before the start line, so a signal sent as soon as it shows is never the default (a kill without saving).
   let signal: 'SIGINT' | 'SIGTERM' | null = null;
   const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
     if (signal !== null) process.exit(sig === 'SIGINT' ? 130 : 143);
@@ -230,6 +221,16 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const onSigterm = () => onSignal('SIGTERM');
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigterm);
+  process.stdout.write(
+    `${resuming ? 'resuming' : 'training'} ${config.preset} (${describeUNet(config.model)}) on ${config.data.source} (${dataset.n.toLocaleString('en-US')} images) ` +
+      `from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
+      `batch ${B}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}${limitsNote(config)}; out ${out}\n`,
+  );
+  if (barBy) {
+    const { value, payload } = barState();
+    bar.start(barTotal, value, payload);
+    barOn = true;
+  }
   try {
     const res = await trainer.train();
     if (barOn) bar.stop();

@@ -62,6 +62,8 @@ export interface TrainerOptions extends RuntimeOptions {
   /** continue from `<outDir>/checkpoint` if it exists */
   resume?: boolean;
   events?: TrainerEvents;
+  /** milliseconds on a monotonic clock, for the time budget and the log's timing (default performance.now; tests pass their own) */
+  clock?: () => number;
 }
 
 /** EMA decay at update n: min(decay, (1+n)/(10+n)) with warmup (as in the reference recipe). */
@@ -225,13 +227,14 @@ export class Trainer {
     const B = this.config.data.batchSize;
     const x0 = new Float32Array(B * this.config.model.inChannels * this.config.model.imageSize ** 2);
     const budgetSec = run.minutes > 0 ? run.minutes * 60 : Infinity;
-    const sessionStart = performance.now();
+    const now = this.opts.clock ?? (() => performance.now());
+    const sessionStart = now();
     const elapsedBase = this.state.elapsedSec;
-    let window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+    let window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: now() };
     let nextLogSec = run.logSeconds > 0 ? Math.min(FIRST_LOG_SEC, run.logSeconds) : Infinity;
     // one log event: the averages over the steps since the previous one
     const log = () => {
-      const dt = (performance.now() - window.t0) / 1000;
+      const dt = (now() - window.t0) / 1000;
       ev.onLog?.({
         step: this.state.step,
         windowSteps: window.n,
@@ -243,7 +246,7 @@ export class Trainer {
         imgPerSec: (window.n * B) / dt,
         elapsedSec: this.state.elapsedSec,
       });
-      window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+      window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: now() };
     };
     let stopped: 'done' | 'requested' | 'budget' = 'done';
     while (run.steps === 0 || this.state.step < run.steps) {
@@ -251,7 +254,7 @@ export class Trainer {
         stopped = 'requested';
         break;
       }
-      const elapsed = elapsedBase + (performance.now() - sessionStart) / 1000;
+      const elapsed = elapsedBase + (now() - sessionStart) / 1000;
       if (elapsed >= budgetSec) {
         stopped = 'budget';
         break;
@@ -272,14 +275,14 @@ export class Trainer {
       this.updateEma();
       this.state.step = n + 1;
       this.state.images += B;
-      this.state.elapsedSec = elapsedBase + (performance.now() - sessionStart) / 1000;
+      this.state.elapsedSec = elapsedBase + (now() - sessionStart) / 1000;
       ev.onStep?.(this.state.step, res.loss);
       window.loss += res.loss;
       window.mse += res.aux.mse ?? res.loss;
       window.vb += res.aux.vb ?? 0;
       window.gradNorm += res.gradNorm;
       window.n++;
-      if (this.state.step % run.logEvery === 0 || (performance.now() - window.t0) / 1000 >= nextLogSec) {
+      if (this.state.step % run.logEvery === 0 || (now() - window.t0) / 1000 >= nextLogSec) {
         log();
         nextLogSec = run.logSeconds > 0 ? run.logSeconds : Infinity;
       }
