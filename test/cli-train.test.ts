@@ -133,3 +133,19 @@ test('--image-size keeps the preset\'s attention at the same level; the presets 
   // a learned variance doubles the output channels of any preset
   assert.equal(applyOptions(defaultTrainConfig('rgb-32'), { loss: 'hybrid' }).model.outChannels, 6);
 });
+
+test('a checkpoint from before the check (attention at a size no level has, so never built) samples and resumes as the model it was', async () => {
+  const out = path.join(dir, 'legacy');
+  assert.equal((await runCli(['train', '--data', images, '--out', out, '--steps', '1', ...base, '--attn-resolutions', 'none'])).code, 0);
+  // what an older ddpm-ts wrote for this model: a stray attention size it silently left out
+  const file = path.join(out, 'checkpoint', 'config.json');
+  const cfg = JSON.parse(await readFile(file, 'utf8'));
+  cfg.model.attnResolutions = [3];
+  await writeFile(file, JSON.stringify(cfg));
+  const s = await runCli(['sample', '--checkpoint', path.join(out, 'checkpoint'), '--n', '2', '--steps', '2', '--out', path.join(dir, 'legacy.png'), '--threads', '1']);
+  assert.equal(s.code, 0, s.stderr);
+  const r = await runCli(['train', '--out', out, '--resume', '--steps', '2', '--threads', '1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^resuming tiny \(3x8x8, base 8, mults 1,2, 1 res block, attn none; /m);
+  assert.deepEqual(JSON.parse(await readFile(file, 'utf8')).model.attnResolutions, [], 'written back as what it is');
+});
