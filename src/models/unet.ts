@@ -168,15 +168,6 @@ export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig =
   if (c.imageSize % 2 ** (c.channelMults.length - 1) !== 0) {
     throw new Error(`U-Net config: imageSize ${c.imageSize} is not divisible by 2^${c.channelMults.length - 1} (one halving per extra level)`);
   }
-  const levels = unetLevels(c);
-  if (opts.stored) c.attnResolutions = c.attnResolutions.filter((r) => levels.includes(r));
-  const stray = c.attnResolutions.find((r) => !levels.includes(r));
-  if (stray !== undefined) {
-    throw new UserError(
-      `U-Net config: attnResolutions (--attn-resolutions) has ${stray}, which is not a level of this ${c.imageSize}x${c.imageSize} model ` +
-        `(its levels: ${levels.join(', ')}; pick from those, or 'none')`,
-    );
-  }
   for (const m of [1, ...c.channelMults]) {
     const width = c.baseChannels * m;
     if (width > MAX_CHANNELS) {
@@ -188,6 +179,16 @@ export function unetConfig(partial: Partial<UNetConfig> = {}, base: UNetConfig =
   if (params > MAX_PARAMS) {
     throw new Error(
       `U-Net config: ${params.toExponential(2)} parameters, over the limit of ${MAX_PARAMS.toExponential(1)} (float32 weights over 2 GB do not fit an ONNX model)`,
+    );
+  }
+  // last, after the size limits: attention at a size no level has would silently build no attention block
+  const levels = unetLevels(c);
+  if (opts.stored) c.attnResolutions = c.attnResolutions.filter((r) => levels.includes(r));
+  const stray = c.attnResolutions.find((r) => !levels.includes(r));
+  if (stray !== undefined) {
+    throw new UserError(
+      `U-Net config: attnResolutions (--attn-resolutions) has ${stray}, which is not a level of this ${c.imageSize}x${c.imageSize} model ` +
+        `(its levels: ${levels.join(', ')}; pick from those, or 'none')`,
     );
   }
   return c;
