@@ -1,5 +1,5 @@
 /**
- * U-Net benchmark for the reference config `mnist-28` at batch 64 (issue: train and sample end to end):
+ * U-Net benchmark for the reference config `mnist-28` (or another preset: --config) at batch 64:
  * training img/s (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising
  * img-steps/s (one U-Net evaluation per image per step, no gradients), plus peak RSS.
  * With `--peer`, the PyTorch peer (bench/peer/torch_unet.py, Debian's python3-torch) runs in the
@@ -7,7 +7,7 @@
  * also runs under onnxruntime's profiler and the JSON gets its kernel time per op type (ms per step, share).
  * Prints one JSON object last.
  *
- *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer --profile]
+ *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer --profile --config rgb-32 --res-blocks 2]
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -19,7 +19,7 @@ import { adamw } from '../src/engine/optim.ts';
 import type { Tensor } from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
 import { compileDenoiser } from '../src/models/denoiser-compile.ts';
-import { MNIST_28, countParams, initUNet, unet } from '../src/models/unet.ts';
+import { UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/models/unet.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
 import { PYTHON, TORCH_UNET, checkTorch } from './peer/python.ts';
@@ -34,12 +34,16 @@ const B = flag('batch', 64);
 const steps = flag('steps', 5);
 const runPeer = args.includes('--peer');
 const runProfile = args.includes('--profile');
+const preset = args.includes('--config') ? args[args.indexOf('--config') + 1]! : 'mnist-28';
+if (!Object.hasOwn(UNET_CONFIGS, preset)) throw new Error(`--config: unknown preset '${preset}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
+const cfg = unetConfig(args.includes('--res-blocks') ? { numResBlocks: flag('res-blocks', 2) } : {}, UNET_CONFIGS[preset]);
+if (runPeer && preset !== 'mnist-28') throw new Error('--peer: the PyTorch peer is mnist-28 only');
 if (runPeer) checkTorch('--peer'); // before the minutes of our own benchmark
 
-const cfg = MNIST_28;
 const params = initUNet(cfg, new Rng(0));
 const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
-const xShape = [B, 1, 28, 28];
+const xShape = [B, cfg.inChannels, cfg.imageSize, cfg.imageSize];
+const D = cfg.inChannels * cfg.imageSize ** 2; // values per image
 
 // 1. training: the same compiled step the trainer uses
 let t0 = performance.now();
@@ -54,9 +58,9 @@ const step = await TrainStep.create(ort, {
 const compileSec = (performance.now() - t0) / 1000;
 const rng = new Rng(1);
 const batch = () => ({
-  x0: rng.uniformFloat32(B * 784).map((v) => v * 2 - 1),
+  x0: rng.uniformFloat32(B * D).map((v) => v * 2 - 1),
   t: BigInt64Array.from(rng.integers(1000, B), (v) => BigInt(v)),
-  noise: rng.normalFloat32(B * 784),
+  noise: rng.normalFloat32(B * D),
 });
 for (let i = 0; i < 2; i++) await step.step(batch(), 2e-4); // warm-up
 t0 = performance.now();
@@ -110,7 +114,7 @@ await step.release();
 
 // 2. denoising: the inference session `ddpm sample` uses (weights baked in, symbolic batch)
 const den = await compileDenoiser(ort, cfg, params, { threads });
-let x = rng.normalFloat32(B * 784);
+let x = rng.normalFloat32(B * D);
 for (let i = 0; i < 2; i++) await den.predict(x, new Int32Array(B).fill(500));
 t0 = performance.now();
 for (let i = 0; i < steps * 2; i++) x = await den.predict(x, new Int32Array(B).fill(999 - i));
@@ -132,7 +136,8 @@ if (runPeer) {
 
 const result = {
   bench: 'unet',
-  config: 'mnist-28',
+  config: preset,
+  num_res_blocks: cfg.numResBlocks,
   params: countParams(params),
   batch: B,
   threads,

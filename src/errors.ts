@@ -9,3 +9,16 @@ export class UserError extends Error {
     super(message);
   }
 }
+
+/**
+ * The user stopped a command with a signal after it saved what it had (a training run's checkpoint): the CLI
+ * prints nothing more and exits 128 + the signal number, as a shell reports it (SIGINT 130, SIGTERM 143).
+ */
+export class Interrupted extends Error {
+  override name = 'Interrupted';
+  readonly exitCode: number;
+  constructor(readonly signal: 'SIGINT' | 'SIGTERM') {
+    super(`interrupted by ${signal}`);
+    this.exitCode = signal === 'SIGINT' ? 130 : 143;
+  }
+}

@@ -8,7 +8,7 @@ export { DEFAULT_MODEL_DIR, loadModel, type LoadedModel } from './pipeline/load.
 export { exportDenoiserFile } from './sample/onnx-export.ts';
 export { ort, nodeRuntime } from './node/ort.ts';
 export { loadMnist, mnistDataset } from './data/mnist.ts';
-export { loadImageFolder, imageFolderDataset } from './data/folder.ts';
+export { inspectImageFolder, loadImageFolder, imageFolderDataset, type ImageFolderInspection } from './data/folder.ts';
 export { BatchLoader, uint8Dataset, type Dataset } from './data/loader.ts';
 export { encodePng, readImage, writeImageGrid, writePng, writeGif } from './io/image.ts';
 export { readSafetensorsFile, writeSafetensorsFile } from './io/safetensors-file.ts';

@@ -1,6 +1,7 @@
 /**
  * The DDPM U-Net: the reference config's exact parameter count and layout, shapes for any batch,
- * shape errors, and a tiny model that overfits one image.
+ * shape errors, and a tiny model that overfits one image; the presets (ddpm-cifar10 against the paper's count),
+ * attention resolutions that must be levels, presets adapted to other data, and the shipped model unchanged.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,13 @@ import { adamw } from '../src/engine/optim.ts';
 import * as T from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
 import { compileDenoiser } from '../src/models/denoiser-compile.ts';
-import { MNIST_28, UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/models/unet.ts';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../src/errors.ts';
+import {
+  DDPM_CIFAR10, MNIST_28, RGB_32, UNET_CONFIGS, countParams, describeUNet, initUNet, presetForData, unet, unetConfig, unetLevels, unetParamCount,
+} from '../src/models/unet.ts';
+import { loadModelDir } from '../src/train/checkpoint.ts';
 import { Rng } from '../src/rng.ts';
 
 test('mnist-28 has exactly 1,623,169 parameters, laid out like the PyTorch reference', () => {
@@ -82,4 +89,80 @@ test('a tiny U-Net overfits one image: L_simple falls below 0.05 (from ~1) with 
   assert.ok(out.every(Number.isFinite));
   await den.release();
   await step.release();
+});
+
+test('ddpm-cifar10 has the paper\'s 35.7M parameters (35,746,307, counted from the shapes); rgb-32 is small', () => {
+  // Ho et al. 2020, appendix B: "Our CIFAR10 model has 35.7 million parameters"
+  const n = unetParamCount(DDPM_CIFAR10);
+  assert.equal(n, 35_746_307);
+  assert.equal((n / 1e6).toFixed(1), '35.7');
+  assert.equal(unetParamCount(RGB_32), 1_113_955);
+  assert.deepEqual(unetLevels(DDPM_CIFAR10), [32, 16, 8, 4]);
+  assert.equal(describeUNet(DDPM_CIFAR10), '3x32x32, base 128, mults 1,2,2,2, 2 res blocks, attn 16, dropout 0.1; 35.7M params');
+  assert.equal(describeUNet(RGB_32), '3x32x32, base 32, mults 1,2,2, 1 res block, attn 8; 1.1M params');
+  for (const [name, cfg] of Object.entries(UNET_CONFIGS)) assert.deepEqual(unetConfig({}, cfg), cfg, `${name} validates as it is`);
+});
+
+test('an attention resolution that is no level of the model is a UserError naming the key, the flag and the levels', () => {
+  const err = (() => {
+    try {
+      unetConfig({ attnResolutions: [16, 7] }, RGB_32);
+    } catch (e) {
+      return e as Error;
+    }
+    assert.fail('accepted attention at 7 in a 32x32 model');
+  })();
+  assert.ok(err instanceof UserError);
+  assert.equal(err.message, "U-Net config: attnResolutions (--attn-resolutions) has 7, which is not a level of this 32x32 model (its levels: 32, 16, 8; pick from those, or 'none')");
+  assert.throws(() => unetConfig({ attnResolutions: [64] }, RGB_32), /has 64, which is not a level/);
+  assert.deepEqual(unetConfig({ attnResolutions: [] }, RGB_32).attnResolutions, []);
+  // a stored config (a checkpoint or an exported model from before the check) loads as the model it was: the
+  // stray resolution never had an attention block, so dropping it changes no weight
+  const stored = unetConfig({ ...RGB_32, attnResolutions: [16, 7] }, MNIST_28, { stored: true });
+  assert.deepEqual(stored.attnResolutions, [16]);
+  assert.deepEqual(Object.keys(initUNet(stored, new Rng(0))), Object.keys(initUNet({ ...RGB_32, attnResolutions: [16, 7] }, new Rng(0))));
+});
+
+test('presetForData: a preset at another size and channel count keeps its attention at the same level index', () => {
+  const cases: [string, number, number, number[]][] = [
+    ['mnist-28', 32, 3, [8]], // the issue's case: 7 (level 2 of 28, 14, 7) becomes 8 (level 2 of 32, 16, 8)
+    ['rgb-32', 64, 3, [16]],
+    ['rgb-32', 16, 1, [4]],
+    ['ddpm-cifar10', 64, 3, [32]],
+    ['rgb-32', 32, 3, [8]],
+  ];
+  for (const [preset, size, channels, attn] of cases) {
+    const c = presetForData(preset, size, channels);
+    const p = UNET_CONFIGS[preset]!;
+    assert.deepEqual(c, { ...p, imageSize: size, inChannels: channels, outChannels: channels, attnResolutions: attn }, `${preset} at ${channels}x${size}`);
+  }
+  // a learned-variance config keeps its 2C outputs
+  assert.equal(presetForData({ ...MNIST_28, outChannels: 2 }, 32, 3).outChannels, 6);
+  // the same rule when a partial config changes only the size
+  assert.deepEqual(unetConfig({ imageSize: 16, inChannels: 3 }, UNET_CONFIGS.tiny).attnResolutions, [8]);
+  assert.throws(() => presetForData('rgb-32', 30, 3), (e) => e instanceof UserError && /imageSize 30 is not divisible by 2\^2/.test(e.message));
+  assert.throws(() => presetForData('huge', 32, 3), /unknown model preset 'huge' \(known: mnist-28, rgb-32, ddpm-cifar10, tiny\)/);
+  assert.throws(() => presetForData('rgb-32', 32, 2), /inChannels must be 1 or 3/);
+});
+
+test('the shipped models/mnist-28 loads as before (attention at 7, one of its levels 28, 14, 7) and computes what its model.onnx does', async () => {
+  const dir = path.join(import.meta.dirname, '..', 'models', 'mnist-28');
+  const raw = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
+  const { config, weights } = await loadModelDir(dir);
+  // (numClasses, newer than the file, reads as 0: unconditional)
+  assert.deepEqual(config.model, { ...raw.model, numClasses: 0 }, 'the stored model config is read back unchanged');
+  assert.deepEqual(unetConfig(raw.model), { ...raw.model, numClasses: 0 }, 'and passes the strict check');
+  // model.onnx was exported (by the code before this check) from these weights: the compiled model must agree
+  const den = await compileDenoiser(ort as never, config.model, weights, { threads: 1 });
+  const x = new Rng(5).normalFloat32(2 * 28 * 28);
+  const ours = await den.predict(x, Int32Array.from([10, 700]), [2, 1, 28, 28]);
+  await den.release();
+  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), { intraOpNumThreads: 1 });
+  const res = await session.run({ x: new ort.Tensor('float32', x, [2, 1, 28, 28]), t: new ort.Tensor('float32', Float32Array.from([10, 700]), [2]) });
+  await session.release();
+  const shipped = res[session.outputNames[0]!]!.data as Float32Array;
+  assert.equal(ours.length, shipped.length);
+  let maxDiff = 0;
+  for (let i = 0; i < ours.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - shipped[i]!));
+  assert.ok(maxDiff < 1e-4, `max |ours - model.onnx| = ${maxDiff} (first values ${ours.slice(0, 3)} vs ${shipped.slice(0, 3)})`);
 });

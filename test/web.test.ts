@@ -18,13 +18,18 @@ import { build } from 'vite';
 import { webConfig } from '../web/vite.config.ts';
 import { mnistDataset } from '../src/data/mnist.ts';
 import { GaussianDiffusion } from '../src/diffusion/index.ts';
+import { inBatches, repeat } from '../src/cli/edit-shared.ts';
+import { sdedit } from '../src/diffusion/edit.ts';
+import { inpaint } from '../src/diffusion/inpaint.ts';
+import { readImage, unitToUint8 } from '../src/io/image.ts';
 import { DDPMPipeline } from '../src/pipeline/node.ts';
+import { pipelineSampler } from '../src/pipeline/pipeline.ts';
 import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { DIGITS_FILE, digitsJson } from '../web/scripts/make-digits.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { serveStatic, type StaticServer } from '../web/scripts/serve.ts';
-import type { WebModelInfo } from '../web/src/protocol.ts';
+import type { SamplerKind, WebModelInfo } from '../web/src/protocol.ts';
 import { assertClose } from './helpers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -100,6 +105,46 @@ async function generate(page: Page, form: { n: number; sampler: 'ddim' | 'ddpm';
   if (form.sampler === 'ddim') await page.fill('#eta', String(form.eta ?? 0));
   await page.fill('#seed', String(form.seed ?? 0));
   await page.click('#generate-btn');
+}
+
+interface EditState {
+  image: number[];
+  mask: number[];
+  last: { kind: string; request: Record<string, unknown>; samples: number[]; shape: number[] } | null;
+}
+
+/** The Edit panel's debug handle (EditDebug in web/src/edit.ts), read in the page. */
+function editState(page: Page): Promise<EditState> {
+  return page.evaluate(() => {
+    type Debug = { image(): number[]; mask(): number[]; last: { kind: string; request: Record<string, unknown>; samples: Float32Array; shape: number[] } | null };
+    const e = (globalThis as unknown as { ddpm: { edit: Debug } }).ddpm.edit;
+    const last = e.last && { ...e.last, samples: Array.from(e.last.samples) };
+    return { image: e.image(), mask: e.mask(), last };
+  });
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let mx = 0;
+  for (let i = 0; i < a.length; i++) mx = Math.max(mx, Math.abs(a[i]! - b[i]!));
+  return mx;
+}
+
+interface EditForm {
+  n: number;
+  sampler: SamplerKind;
+  steps: number;
+  seed: number;
+}
+
+/** Fill the Edit panel's sampler fields, click `button`, wait for the run to end. */
+async function runEdit(page: Page, button: '#inpaint-btn' | '#sdedit-btn', form: EditForm): Promise<void> {
+  await page.fill('#edit-n', String(form.n));
+  await page.selectOption('#edit-sampler', form.sampler);
+  await page.fill('#edit-steps', String(form.steps));
+  await page.fill('#edit-seed', String(form.seed));
+  await page.click(button);
+  await page.waitForSelector('body[data-editing=done], body[data-editing=error], body[data-editing=cancelled]', { timeout: LOAD_TIMEOUT });
+  assert.equal(await page.getAttribute('body', 'data-editing'), 'done', `the edit failed: ${await page.textContent('#edit-result-caption')}`);
 }
 
 test('the shipped test digits are what web/scripts/make-digits.ts makes from MNIST', async () => {
@@ -209,6 +254,158 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       // x_0 canvas: 28 px at 6×; centre is ink (white), corner is background (black)
       assert.deepEqual((await pixel(page, 'fwd-x0', 84, 84)).slice(0, 3), [255, 255, 255]);
       assert.deepEqual((await pixel(page, 'fwd-x0', 3, 3)).slice(0, 3), [0, 0, 0]);
+    });
+
+    await t.test('Edit: an upload becomes x_0 as the CLI reads it (shorter side to 28, centre crop, Rec. 601 luma); Stop cancels an inpaint', async (t) => {
+      await page.waitForSelector('#inpaint-btn:not([disabled])', { timeout: LOAD_TIMEOUT });
+      // 126×84 RGB: a pure blue centre square (luma 29) between white bands that the centre crop removes
+      const png = await sharp({ create: { width: 126, height: 84, channels: 3, background: '#ffffff' } })
+        .composite([{ input: { create: { width: 84, height: 84, channels: 3, background: '#0000ff' } }, left: 21, top: 0 }])
+        .png()
+        .toBuffer();
+      await page.setInputFiles('#edit-upload', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not a picture') });
+      await page.waitForFunction(() => document.getElementById('edit-input-caption')!.textContent === 'could not read notes.png as an image');
+      await page.setInputFiles('#edit-upload', { name: 'blue.png', mimeType: 'image/png', buffer: png });
+      await page.waitForFunction(() => document.getElementById('edit-input-caption')!.textContent!.includes('blue.png'));
+      assert.equal(await page.isChecked('#edit-invert'), false, 'a dark image is not inverted');
+      const { image } = await editState(page);
+      const cli = (await readImage(png, { channels: 1, size: 28 })).data; // what ddpm inpaint|edit --image reads
+      const level = 1.01 / 127.5;
+      const inner = (v: ArrayLike<number>) => Array.from(v).filter((_, i) => i % 28 !== 0 && i % 28 !== 27);
+      assertClose(inner(image), inner(cli), { atol: level }, 'the upload in the page vs the CLI (sharp), [-1, 1], columns 1-26');
+      assertClose(inner(image), new Array(26 * 28).fill(29 / 127.5 - 1), { atol: level }, 'the blue square as luma 29');
+      // the first and last columns touch the cropped white bands: the resamplers (the browser's, sharp's lanczos3) differ there
+      const edge = Math.max(...image.map((v, i) => Math.abs(v - cli[i]!)));
+      t.diagnostic(`upload: max |page − CLI| = ${(edge * 127.5).toFixed(0)} levels (in the border columns)`);
+      assertClose(image, cli, { atol: 24 / 127.5 }, 'the upload in the page vs the CLI, border columns included');
+
+      // an empty mask, and a jump as long as the run (with the library's message), are refused in the page
+      await page.click('#mask-clear');
+      await page.click('#inpaint-btn');
+      assert.match((await page.textContent('#edit-step-info'))!, /^cannot inpaint: the mask is empty/);
+      await page.click('#mask-half');
+      await page.fill('#edit-steps', '10');
+      await page.fill('#jump', '10');
+      await page.fill('#resample', '2');
+      await page.click('#inpaint-btn');
+      assert.match((await page.textContent('#edit-step-info'))!, /^cannot inpaint: RePaint jump length 10 must be below the number of steps 10$/);
+      assert.equal(await page.getAttribute('body', 'data-editing'), 'idle');
+
+      await page.selectOption('#edit-sampler', 'ddpm');
+      await page.fill('#edit-steps', '500');
+      await page.fill('#edit-n', '1');
+      await page.click('#inpaint-btn');
+      await page.waitForFunction(() => /^step [3-9]/.test(document.getElementById('edit-step-info')!.textContent!), undefined, { timeout: LOAD_TIMEOUT });
+      assert.equal(await page.isDisabled('#generate-btn'), true, 'Generate waits while an inpaint runs');
+      await page.click('#edit-stop');
+      await page.waitForSelector('body[data-editing=cancelled]', { timeout: LOAD_TIMEOUT });
+      assert.match((await page.textContent('#edit-step-info'))!, /stopped$/);
+      assert.equal(await page.isDisabled('#generate-btn'), false);
+    });
+
+    await t.test('Edit: SDEdit, then a mask brushed with mouse and touch pointer events and Inpaint, equal `ddpm edit` / `ddpm inpaint`\'s computations on onnxruntime-node; the known pixels are kept exactly', async (t) => {
+      const [C, S] = [info.unet.inChannels, info.unet.imageSize];
+      assert.deepEqual([C, S], [1, 28], 'the test drives the shipped 28x28 gray model');
+      const per = C * S * S;
+      await page.click('#edit-digits button:nth-child(8)'); // the first test-set 7
+      await page.waitForFunction(() => document.getElementById('edit-input-caption')!.textContent!.includes('(a 7)'));
+      const { image } = await editState(page);
+      // the starting image is the digit's bytes / 127.5 − 1 in float32, as `ddpm inpaint|edit --image` reads a PNG of it
+      const digits = JSON.parse(await readFile(DIGITS_FILE, 'utf8')) as { digits: { label: number; pixels: string }[] };
+      const bytes = Buffer.from(digits.digits[7]!.pixels, 'base64');
+      assert.deepEqual(image, Array.from(bytes, (v) => Math.fround(v / 127.5 - 1)));
+      const x0 = Float32Array.from(image);
+      /** Tolerance against onnxruntime-node: the backends' float rounding (measured max |diff| 1e-6 to 3e-6 here). */
+      const atol = 1e-4;
+
+      const pipe = await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, 'model.onnx'))), { threads: 1 });
+      try {
+        // 1. SDEdit at strength 0.5 with DPM-Solver++-10: two results of seed 3
+        await page.locator('#strength').fill('0.5');
+        assert.match((await page.textContent('#strength-out'))!, /^0\.50: the last \d+ of \d+ steps, from t = \d+/);
+        const sd: EditForm = { n: 2, sampler: 'dpm++', steps: 10, seed: 3 };
+        await runEdit(page, '#sdedit-btn', sd);
+        assert.match((await page.textContent('#strength-out'))!, /^0\.50: the last 5 of 10 steps, from t = \d+$/);
+        const edited = (await editState(page)).last!;
+        assert.equal(edited.kind, 'sdedit');
+        assert.deepEqual(edited.shape, [2, C, S, S]);
+        assert.equal(Number(await page.getAttribute('#edit-timings', 'data-model-calls')), 5);
+        t.diagnostic(`wasm, 1 thread: ${await page.textContent('#edit-timings')}`);
+        const sdSampler = pipelineSampler(pipe.diffusion, { sampler: sd.sampler, steps: sd.steps });
+        const wantSd = await inBatches(sd.n, 64, sd.seed, per, (B, rng) =>
+          sdedit(sdSampler, pipe.denoiser.predict, { data: repeat(x0, B), shape: [B, C, S, S] }, rng, { strength: 0.5 }),
+        );
+        t.diagnostic(`sdedit, browser vs node: max |diff| = ${maxAbsDiff(edited.samples, wantSd).toExponential(2)}`);
+        assertClose(edited.samples, wantSd, { atol }, 'SDEdit: browser (onnxruntime-web wasm) vs node (onnxruntime-node)');
+        assert.ok(edited.samples.some((v, j) => v !== image[j % per]), 'SDEdit returned the input');
+
+        // 2. the brush (radius 2 model pixels): a mouse drag along row 20 (x 4.5 → 23.5, model pixels), a touch stroke at row 5
+        await page.click('#mask-clear');
+        await page.fill('#brush', '4');
+        const box = (await page.locator('#edit-input').boundingBox())!;
+        const cell = box.width / S;
+        const at = (x: number, y: number) => [box.x + x * cell, box.y + y * cell] as const;
+        await page.mouse.move(...at(4.5, 20.5));
+        await page.mouse.down();
+        await page.mouse.move(...at(23.5, 20.5), { steps: 6 });
+        await page.mouse.up();
+        await page.evaluate(([S]) => {
+          const c = document.getElementById('edit-input')!;
+          const r = c.getBoundingClientRect();
+          // (no named helper functions here: tsx would wrap them in its __name, unknown in the page)
+          for (const [type, x, y] of [['pointerdown', 12.5, 5.5], ['pointermove', 15.5, 5.5], ['pointerup', 15.5, 5.5]] as const) {
+            const init = { pointerId: 7, pointerType: 'touch', isPrimary: true, bubbles: true, cancelable: true, buttons: type === 'pointerup' ? 0 : 1 };
+            c.dispatchEvent(new PointerEvent(type, { ...init, clientX: r.left + (x * r.width) / S!, clientY: r.top + (y * r.height) / S! }));
+          }
+        }, [S]);
+        const { mask } = await editState(page);
+        const on = (x: number, y: number) => mask[y * S + x];
+        for (let x = 5; x <= 23; x++) assert.equal(on(x, 20), 1, `the mouse stroke misses (${x}, 20)`);
+        for (let x = 13; x <= 15; x++) assert.equal(on(x, 5), 1, `the touch stroke misses (${x}, 5)`);
+        // nothing further than the brush radius from either stroke (pixel centres, model pixels)
+        const near = (x: number, y: number) => {
+          const d = (ax: number, bx: number, yy: number) => Math.hypot(Math.max(ax - (x + 0.5), 0, x + 0.5 - bx), y + 0.5 - yy);
+          return Math.min(d(4.5, 23.5, 20.5), d(12.5, 15.5, 5.5)) <= 2 + 1e-9;
+        };
+        const stray = mask.flatMap((v, i) => (v !== 0 && !near(i % S, Math.floor(i / S)) ? [i] : []));
+        assert.deepEqual(stray, [], 'mask pixels away from the strokes');
+        assert.ok(mask.every((v) => v === 0 || v === 1));
+        assert.equal(Number(await page.getAttribute('#edit-input', 'data-mask-pixels')), mask.filter((v) => v === 1).length);
+
+        // 3. Inpaint with the panel's defaults (DDPM-25, RePaint jump 5 × 2, four results) and seed 5
+        await page.fill('#jump', '5');
+        await page.fill('#resample', '2');
+        const form: EditForm = { n: 4, sampler: 'ddpm', steps: 25, seed: 5 };
+        await runEdit(page, '#inpaint-btn', form);
+        const { last } = await editState(page);
+        assert.equal(last?.kind, 'inpaint');
+        assert.deepEqual(last.shape, [4, C, S, S]);
+        assert.deepEqual(last.request.mask, mask);
+        assert.equal(Number(await page.getAttribute('#edit-timings', 'data-model-calls')), 25 + 4 * 5, 'RePaint N=25 j=5 r=2: 25 steps + 4 jumps of 5');
+        t.diagnostic(`wasm, 1 thread: ${await page.textContent('#edit-timings')}`);
+
+        // (a) the known region is the input bit for bit, in [-1, 1] (so also its 8-bit values, quantised as the CLI writes PNGs)
+        const changed: string[] = [];
+        for (let i = 0; i < form.n; i++) {
+          for (let j = 0; j < per; j++) {
+            const v = last.samples[i * per + j]!;
+            if (mask[j] === 0 && (v !== image[j] || unitToUint8(v) !== bytes[j])) changed.push(`result ${i} pixel ${j}: ${v} != ${image[j]}`);
+          }
+        }
+        assert.deepEqual(changed.slice(0, 5), [], `${changed.length} kept pixels changed`);
+        assert.ok(last.samples.some((v, j) => mask[j % per] === 1 && v !== image[j % per]), 'no masked pixel changed');
+
+        // (b) the computation of `ddpm inpaint --sampler ddpm --steps 25 --jump 5 --resample 2 --n 4 --seed 5`, on onnxruntime-node
+        const sampler = pipelineSampler(pipe.diffusion, { sampler: form.sampler, steps: form.steps });
+        const m = Float32Array.from(mask);
+        const want = await inBatches(form.n, 64, form.seed, per, (B, rng) =>
+          inpaint(sampler, pipe.denoiser.predict, { data: repeat(x0, B), shape: [B, C, S, S] }, repeat(m, B), rng, { jumpLength: 5, jumpNSample: 2 }),
+        );
+        t.diagnostic(`inpaint, browser vs node: max |diff| = ${maxAbsDiff(last.samples, want).toExponential(2)}`);
+        assertClose(last.samples, want, { atol }, 'inpainted: browser (onnxruntime-web wasm) vs node (onnxruntime-node)');
+      } finally {
+        await pipe.release();
+      }
     });
 
     await t.test('screenshot', async () => {

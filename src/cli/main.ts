@@ -5,6 +5,7 @@ import { IdxError } from '../data/mnist.ts';
 import { SafetensorsError } from '../io/safetensors.ts';
 import { CheckpointError } from '../train/checkpoint.ts';
 import { ExecutionProviderError } from '../node/ort.ts';
+import { Interrupted } from '../errors.ts';
 import { UserError } from './common.ts';
 import { errnoWords } from './output.ts';
 import { packageVersion } from '../pipeline/load.ts';
@@ -40,6 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
+    if (e instanceof Interrupted) return e.exitCode; // the command has said what it saved
     if (process.env.DDPM_DEBUG) console.error(e);
     if (e instanceof UserError) {
       process.stderr.write(`error: ${oneLine(e.message)}\n`);

@@ -13,7 +13,8 @@ import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, withClasses, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
-import { UNET_CONFIGS } from '../models/unet.ts';
+import { UNET_CONFIGS, describeUNet, formatParamCount, unetParamCount } from '../models/unet.ts';
+import { Interrupted } from '../errors.ts';
 import { MAX_GRID_PIXELS } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
 import { checkOutputDir, makeDirs, outputError, removeDirs } from './output.ts';
@@ -23,12 +24,14 @@ export function trainCommand(): Command {
   const cmd = new Command('train')
     .description('train a DDPM on MNIST or an image folder (Ho et al. 2020, Algorithm 1)')
     .requiredOption('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl)')
-    .option('--config <name|file>', `model preset (${Object.keys(UNET_CONFIGS).join(', ')}) or a config JSON file`, 'mnist-28')
+    .option('--config <name|file>', `model preset (${presetList()}) or a config JSON file; the model flags below change it`, 'mnist-28')
     .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags and the learning-rate schedule may change)');
   for (const def of TRAIN_OPTIONS) {
     const dflt = def.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], d);
+    const shown = Array.isArray(dflt) ? (dflt.length > 0 ? dflt.join(',') : 'none') : JSON.stringify(dflt);
     const label = def.kind === 'boolean' ? `--${def.flag} [bool]` : `--${def.flag} <value>`;
-    const opt = new Option(label, `${def.help} (default: ${JSON.stringify(dflt)})`);
+    // model flags change the preset's value; the default shown is mnist-28's
+    const opt = new Option(label, `${def.help} (default: ${def.path.startsWith('model.') ? `the preset's; mnist-28: ${shown}` : shown})`);
     if (def.choices) opt.choices(def.choices as string[]);
     cmd.addOption(opt);
   }
@@ -37,6 +40,13 @@ export function trainCommand(): Command {
     await runTrain(opts);
   });
   return cmd;
+}
+
+/** The presets with what they are, for --help. */
+function presetList(): string {
+  return Object.entries(UNET_CONFIGS)
+    .map(([name, m]) => `${name} ${m.inChannels}x${m.imageSize}x${m.imageSize} ${formatParamCount(unetParamCount(m))}`)
+    .join(', ');
 }
 
 /** commander stores --batch-size as batchSize; map back to flag names. */
@@ -145,39 +155,54 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   config = classesFromData(config, dataset);
   const logFile = path.join(out, 'log.jsonl');
   const { run } = config;
-  const tty = process.stderr.isTTY;
+  const B = config.data.batchSize;
+  // The bar (a TTY only): by steps, or by time for a --minutes run; its "left" is secondsLeft's.
+  const barBy = !process.stderr.isTTY ? null : run.minutes > 0 ? 'time' : run.steps > 0 ? 'steps' : null;
   const bar = new cliProgress.SingleBar(
-    {
-      format: ' {bar} {percentage}% | step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}',
-      hideCursor: true,
-      etaBuffer: 200,
-      stream: process.stderr,
-    },
+    { format: ' {bar} {percentage}% | step {step} | loss {loss} | {ips} img/s | {left} left', hideCursor: true, stream: process.stderr },
     cliProgress.Presets.shades_classic,
   );
-  const total = run.steps > 0 ? run.steps : 0;
+  const barTotal = barBy === 'time' ? Math.round(run.minutes * 60) : run.steps;
   let lastLoss = NaN;
-  let lastIps = 0;
+  let lastIps = NaN;
+  const barState = () => {
+    const { step, elapsedSec } = trainer.state;
+    const payload = {
+      step: run.steps > 0 ? `${step}/${run.steps}` : String(step),
+      loss: Number.isFinite(lastLoss) ? lastLoss.toFixed(4) : '-',
+      ips: Number.isFinite(lastIps) ? lastIps.toFixed(1) : '-',
+      left: formatDuration(secondsLeft(config, step, elapsedSec, lastIps)),
+    };
+    return { value: barBy === 'time' ? Math.min(barTotal, Math.round(elapsedSec)) : step, payload };
+  };
+  let barOn = false;
   const say = (line: string) => {
-    if (tty && total > 0) bar.stop();
+    if (barOn) bar.stop();
     process.stdout.write(line + '\n');
-    if (tty && total > 0) bar.start(total, trainer.state.step, { loss: lastLoss.toFixed(4), ips: lastIps.toFixed(1) });
+    if (barOn) {
+      const { value, payload } = barState();
+      bar.start(barTotal, value, payload);
+    }
   };
   const trainer = await Trainer.create(ort, config, out, dataset, {
     ...nodeRuntime({ threads: opts.threads as number | undefined, ep: opts.ep as string | undefined }),
     resume: resuming,
     events: {
-      onStep: (step, loss) => {
+      onStep: (_step, loss) => {
         lastLoss = loss;
-        if (tty && total > 0) bar.update(step, { loss: loss.toFixed(4), ips: lastIps.toFixed(1) });
+        if (barOn) {
+          const { value, payload } = barState();
+          bar.update(value, payload);
+        }
       },
       onLog: (l: StepLog) => {
         lastIps = l.imgPerSec;
         appendFileSync(logFile, JSON.stringify({ ...l, time: new Date().toISOString() }) + '\n');
-        const eta = total > 0 ? ((total - l.step) * config.data.batchSize) / l.imgPerSec : run.minutes > 0 ? run.minutes * 60 - l.elapsedSec : NaN;
+        const left = secondsLeft(config, l.step, l.elapsedSec, l.imgPerSec);
         say(
-          `step ${l.step}${total ? `/${total}` : ''}  loss ${l.loss.toFixed(5)}  mse ${l.mse.toFixed(5)}${l.vb !== undefined ? `  vb ${l.vb.toFixed(4)}` : ''}` +
-            `  |g| ${l.gradNorm.toFixed(3)}  lr ${l.lr.toExponential(2)}  ${l.imgPerSec.toFixed(1)} img/s  elapsed ${formatDuration(l.elapsedSec)}  ETA ${formatDuration(eta)}`,
+          `step ${l.step}${run.steps > 0 ? `/${run.steps}` : ''}  loss ${l.loss.toFixed(5)}  mse ${l.mse.toFixed(5)}${l.vb !== undefined ? `  vb ${l.vb.toFixed(4)}` : ''}` +
+            `  |g| ${l.gradNorm.toFixed(3)}  lr ${l.lr.toExponential(2)}  ${l.imgPerSec.toFixed(1)} img/s  elapsed ${formatDuration(l.elapsedSec)}` +
+            (Number.isFinite(left) ? `  left ${formatDuration(left)}` : ''),
         );
       },
       onSample: (file) => say(`samples: ${file}`),
@@ -191,39 +216,69 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     await trainer.release();
     throw e;
   }
+  // The first SIGINT/SIGTERM stops after the current step; the run then writes its checkpoint and sample grid and
+  // exits 130/143. A second one quits at once (the last checkpoint on disk is complete: writes are atomic). Handled
+  // from before the start line, so a signal sent as soon as it shows is never the default (a kill without saving).
+  let signal: 'SIGINT' | 'SIGTERM' | null = null;
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (signal !== null) process.exit(sig === 'SIGINT' ? 130 : 143);
+    signal = sig;
+    if (barOn) bar.stop();
+    barOn = false;
+    process.stderr.write(`\n${sig}: finishing this step, then writing a checkpoint${run.sampleEvery > 0 ? ' and a sample grid' : ''} (${sig === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit at once)\n`);
+    trainer.requestStop();
+  };
+  const onSigint = () => onSignal('SIGINT');
+  const onSigterm = () => onSignal('SIGTERM');
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
   process.stdout.write(
-    `${resuming ? 'resuming' : 'training'} ${config.preset} on ${config.data.source} (${dataset.n} images) from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
-      `batch ${config.data.batchSize}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}; out ${out}\n`,
+    `${resuming ? 'resuming' : 'training'} ${config.preset} (${describeUNet(config.model)}) on ${config.data.source} (${dataset.n.toLocaleString('en-US')} images) ` +
+      `from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
+      `batch ${B}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}${limitsNote(config)}; out ${out}\n`,
   );
   if (config.data.classCond) {
     const names = config.data.classNames;
     process.stdout.write(`class-conditional: ${names.length} classes (${names.length > 12 ? `${names.slice(0, 12).join(', ')}, ...` : names.join(', ')}), label dropout p_uncond ${config.data.pUncond}\n`);
   }
-  if (tty && total > 0) bar.start(total, trainer.state.step, { loss: '-', ips: '-' });
-  let interrupts = 0;
-  const onSigint = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      process.stderr.write('\ninterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)\n');
-      trainer.requestStop();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
+  if (barBy) {
+    const { value, payload } = barState();
+    bar.start(barTotal, value, payload);
+    barOn = true;
+  }
   try {
     const res = await trainer.train();
-    if (tty && total > 0) bar.stop();
-    process.stdout.write(`done: ${res.steps} steps (${res.stopped}); checkpoint in ${ckptDir}\n`);
+    if (barOn) bar.stop();
+    barOn = false;
+    const why = signal ?? (res.stopped === 'budget' ? `--minutes ${run.minutes} reached` : res.stopped === 'done' ? `--steps ${run.steps} reached` : 'stopped');
+    process.stdout.write(`done: ${res.steps} steps (${why}); checkpoint in ${ckptDir}\n`);
   } catch (e) {
-    if (tty && total > 0) bar.stop();
+    if (barOn) bar.stop();
+    barOn = false;
     // a run directory this process made and nothing was written to is removed again
     if (created.length > 0 && (await readdir(out).catch(() => ['?'])).length === 0) await removeDirs(created);
     throw outputError('--out', out, e); // a full disk or a directory gone read-only, as one line naming the run
   } finally {
     process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    process.off('SIGTERM', onSigterm);
     await trainer.release();
   }
+  if (signal !== null) throw new Interrupted(signal);
+}
+
+/**
+ * Seconds until the run stops: the rest of the --minutes budget, or the remaining --steps at `imgPerSec`,
+ * whichever comes first; Infinity for a run without either (it stops at Ctrl-C).
+ */
+export function secondsLeft(config: TrainConfig, step: number, elapsedSec: number, imgPerSec: number): number {
+  const { run } = config;
+  const byTime = run.minutes > 0 ? Math.max(0, run.minutes * 60 - elapsedSec) : Infinity;
+  const bySteps = run.steps > 0 && imgPerSec > 0 ? (Math.max(0, run.steps - step) * config.data.batchSize) / imgPerSec : Infinity;
+  return Math.min(byTime, bySteps);
+}
+
+/** How the run stops, for the start line. */
+function limitsNote({ run }: TrainConfig): string {
+  const limits = [run.steps > 0 ? `${run.steps} steps` : '', run.minutes > 0 ? `${run.minutes} min` : ''].filter(Boolean);
+  return limits.length > 0 ? `; until ${limits.join(' or ')}` : '; until Ctrl-C';
 }

@@ -1,7 +1,7 @@
 // Image files: decode PNG/JPEG/WebP (sharp, libvips), write PNG grids and animated GIFs.
 // Pure pixel work lives in ./grid.ts and ./gif.ts (shared with the browser); this module adds codecs and files.
 
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { MAX_DECODE_FRAME_BYTES, MAX_DECODE_PIXELS, MAX_DECODE_SIDE, MAX_IMAGE_SIZE } from '../limits.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { encodeGif, type GifOptions } from './gif.ts';
@@ -12,11 +12,28 @@ export type { BatchShape, GridOptions, ImageU8 } from './grid.ts';
 export { encodeGif } from './gif.ts';
 export type { GifOptions } from './gif.ts';
 
+/**
+ * How an image is brought to size x size, named after torchvision's transforms:
+ *   center-crop  Resize(size) + CenterCrop(size): the shorter side to `size`, the longer one cropped around the centre
+ *   stretch      Resize((size, size)): both sides to `size`, the aspect ratio not kept
+ *   pad          the longer side to `size`, the shorter one padded with black on both sides (Pad's fill 0)
+ */
+export const RESIZE_MODES = ['center-crop', 'stretch', 'pad'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
+
 export interface DecodeOptions {
-  /** 1 = grayscale (Rec. 601 luma, as PIL), 3 = RGB (default 3). Alpha is composited onto black. */
+  /** 1 = grayscale (Rec. 601 luma, as PIL), 3 = RGB (default 3). */
   channels?: 1 | 3;
-  /** Resize so the shorter side is `size`, then centre-crop to size x size. Default: keep the size. */
+  /** Bring the image to size x size (see `resize`). Default: keep the size. */
   size?: number;
+  /** How to bring it to `size` (default 'center-crop'). */
+  resize?: ResizeMode;
+  /**
+   * 'black' (default): alpha is composited onto black, so a transparent pixel is black whatever colour it stores;
+   * 'drop': alpha is dropped and the stored colour kept, as PIL's convert('RGB') / convert('L') (torchvision's
+   * ImageFolder loader) does.
+   */
+  alpha?: 'black' | 'drop';
 }
 
 /** What an image file declares in its header. */
@@ -27,6 +44,19 @@ export interface ImageHeader {
   pixels: number;
   /** e.g. 'png', 'jpeg', 'webp' */
   format: string;
+}
+
+/** How an image file stores its pixels: what a decode to 8-bit grey or RGB converts. */
+export interface ImageMode {
+  /** colour (RGB, palette or CMYK) rather than grey */
+  colour: boolean;
+  alpha: boolean;
+  /** bits per sample: 16 for a 16-bit PNG, else 8 */
+  bits: 8 | 16;
+  /** a PNG with a palette (PIL's mode 'P') */
+  palette: boolean;
+  /** a CMYK JPEG */
+  cmyk: boolean;
 }
 
 /** The formats we decode (IMAGE_EXTENSIONS of src/data/folder.ts): sharp sniffs the bytes, not the file name, and
@@ -70,8 +100,14 @@ export async function readImageHeader(input: string | Uint8Array): Promise<Image
   return (await readHeader(input)).header;
 }
 
-/** readImageHeader, with the EXIF orientation (1 when there is none). */
-async function readHeader(input: string | Uint8Array): Promise<{ header: ImageHeader; orientation: number }> {
+/** readImageHeader, with how the pixels are stored (grey or colour, alpha, 16-bit, palette). */
+export async function readImageInfo(input: string | Uint8Array): Promise<ImageHeader & { mode: ImageMode }> {
+  const { header, mode } = await readHeader(input);
+  return { ...header, mode };
+}
+
+/** readImageHeader, with the storage mode and the EXIF orientation (1 when there is none). */
+async function readHeader(input: string | Uint8Array): Promise<{ header: ImageHeader; mode: ImageMode; orientation: number }> {
   const meta = await sharp(input).metadata();
   const { width, height, format } = meta;
   if (!DECODE_FORMATS.includes(format ?? '')) {
@@ -95,7 +131,14 @@ async function readHeader(input: string | Uint8Array): Promise<{ header: ImageHe
         `(MAX_DECODE_FRAME_BYTES); a non-interlaced PNG or a baseline JPEG of this size is read row by row`,
     );
   }
-  return { header: { width, height, pixels, format }, orientation: meta.orientation ?? 1 };
+  const mode: ImageMode = {
+    colour: meta.space !== 'b-w' && meta.space !== 'grey16',
+    alpha: meta.hasAlpha === true,
+    bits: meta.depth === 'ushort' ? 16 : 8,
+    palette: meta.isPalette === true,
+    cmyk: meta.space === 'cmyk',
+  };
+  return { header: { width, height, pixels, format }, mode, orientation: meta.orientation ?? 1 };
 }
 
 /**
@@ -109,18 +152,34 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
   if (opts.size !== undefined && !(Number.isInteger(opts.size) && opts.size >= 1 && opts.size <= MAX_IMAGE_SIZE)) {
     throw new Error(`size must be an integer in [1, ${MAX_IMAGE_SIZE}], got ${opts.size}`);
   }
+  const resize = opts.resize ?? 'center-crop';
+  if (!RESIZE_MODES.includes(resize)) throw new Error(`resize must be one of ${RESIZE_MODES.join(', ')}, got ${String(resize)}`);
   // 1. The header first: a bomb is refused here. limitInputPixels repeats the check inside libvips, for a
   //    header that the metadata reader and the decoder might read differently.
-  const { orientation } = await readHeader(input);
+  const { orientation, mode } = await readHeader(input);
   // The EXIF orientation is applied last, to the 8-bit result (step 3), not by sharp: libvips turns and flips a
   // whole image in memory, and sharp does it after the resize but before the crop, so a 16384x1 JPEG tagged
   // 'rotate 90' read at size 256 asked for 16384*256 x 256 pixels (3 GB) to keep 256 x 256 of them.
-  let p = sharp(input, { failOn: 'warning', limitInputPixels: MAX_DECODE_PIXELS }).flatten({ background: '#000000' });
+  const load = { failOn: 'warning', limitInputPixels: MAX_DECODE_PIXELS } as const;
+  let p: Sharp;
+  if (opts.alpha !== 'drop' || !mode.alpha) {
+    p = sharp(input, load).flatten({ background: '#000000' });
+  } else if (opts.size === undefined) {
+    p = sharp(input, load).removeAlpha(); // without a resize, sharp never premultiplies
+  } else {
+    // sharp resizes an image with alpha premultiplied (a transparent pixel turns black) and removes the alpha only
+    // after that; PIL's convert('RGB') drops it before torchvision's Resize sees the image. So drop it in a pass of
+    // its own, to 8-bit sRGB at full size (the memory of a decode at full size, which the limits above bound).
+    const { data, info } = await sharp(input, load).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    p = sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels as 3 } });
+  }
   if (opts.size !== undefined) {
-    // fit 'cover' = scale the shorter side to `size`, then crop the longer one around the centre. Cropping the
-    // stored image is cropping the oriented one (a centre square turns into itself), but for the one pixel of an
-    // odd margin, which goes to the stored image's right or bottom side.
-    p = p.resize(opts.size, opts.size, { fit: 'cover', position: 'centre' });
+    // center-crop = fit 'cover': scale the shorter side to `size`, then crop the longer one around the centre.
+    // Cropping the stored image is cropping the oriented one (a centre square turns into itself), but for the one
+    // pixel of an odd margin, which goes to the stored image's right or bottom side; the same holds for the
+    // padding of 'pad' (fit 'contain'), and 'stretch' (fit 'fill') commutes with any turn or flip.
+    const fit = ({ 'center-crop': 'cover', stretch: 'fill', pad: 'contain' } as const)[resize];
+    p = p.resize(opts.size, opts.size, { fit, position: 'centre', background: { r: 0, g: 0, b: 0, alpha: 1 } });
   }
   // 2. Decode to 8-bit sRGB first, also for grayscale output: libvips' own b-w conversion weighs linear light (pure
   //    green -> 220), while PIL / torchvision Grayscale use Rec. 601 luma on the encoded values (pure green -> 150).

@@ -157,7 +157,7 @@ export function readDenoiserFile(bytes: Uint8Array): DenoiserFile {
   let unet: UNetConfig;
   let diffusion: DiffusionConfig;
   try {
-    unet = unetConfig(json(META_UNET) as Partial<UNetConfig>);
+    unet = unetConfig(json(META_UNET) as Partial<UNetConfig>, undefined, { stored: true });
     diffusion = validateDiffusionConfig(json(META_DIFFUSION));
   } catch (e) {
     throw new Error(`ONNX metadata: ${(e as Error).message}`);

@@ -168,7 +168,7 @@ export function warmStartWeights(
 export async function readConfig(dir: string): Promise<TrainConfig> {
   const file = path.join(dir, 'config.json');
   try {
-    return validateTrainConfig(await readJson(file));
+    return validateTrainConfig(await readJson(file), { stored: true });
   } catch (e) {
     if (e instanceof CheckpointError) throw e;
     throw new CheckpointError(`${file}: ${(e as Error).message}`);

@@ -9,9 +9,9 @@
 import { LOSSES, MEAN_TYPES, VAR_TYPES, defaultDiffusionConfig, validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
 import type { ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
-import { UNET_CONFIGS, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
+import { UNET_CONFIGS, attnResolutionsAtSize, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
-import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_CHANNELS, MAX_IMAGE_SIZE, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
+import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 /** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */
 export interface OptimConfig extends LrSchedule {
@@ -42,6 +42,7 @@ export interface DataConfig {
   pUncond: number;
   /** with classCond: the name of each class (label i is classNames[i]), from the data when training starts */
   classNames: string[];
+  /** a folder's unreadable images: 'skip' them (counted, the first few named in one warning) or stop ('error') */
 }
 
 export interface RunConfig {
@@ -51,6 +52,12 @@ export interface RunConfig {
   minutes: number;
   seed: number;
   logEvery: number;
+  /**
+   * seconds between log lines as well (whichever comes first: --log-every steps or this); the first line comes
+   * after at most FIRST_LOG_SEC. 0 = by steps only
+   */
+  logSeconds: number;
+  /** steps between sample grids (0 = never, not even at the end of the run) */
   sampleEvery: number;
   checkpointEvery: number;
   /** images in the periodic sample grid */
@@ -85,14 +92,15 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     diffusion: defaultDiffusionConfig(),
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
     data: { source: 'mnist', batchSize: 64, hflip: false, classCond: false, pUncond: 0.1, classNames: [] },
-    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
+    run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, logSeconds: 30, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Flags: one definition per scalar field, used for the CLI and for validation.
 
-type Kind = 'number' | 'int' | 'string' | 'boolean';
+/** 'ints': a comma-separated list of integers (`1,2,2`), each within min/max; 'none' is the empty list where `none` allows it */
+type Kind = 'number' | 'int' | 'ints' | 'string' | 'boolean';
 
 export interface OptionDef {
   /** dotted path in TrainConfig */
@@ -107,6 +115,8 @@ export interface OptionDef {
   min?: number;
   /** for 'int', at most Number.MAX_SAFE_INTEGER whatever this says */
   max?: number;
+  /** for 'ints': 'none' means the empty list */
+  none?: boolean;
 }
 
 const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'sigmoid', 'scaledLinear'];
@@ -138,16 +148,19 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'run.minutes', flag: 'minutes', kind: 'number', min: 0, help: 'time budget in minutes (0 = none)' },
   { path: 'run.seed', flag: 'seed', kind: 'int', min: 0, max: MAX_SEED, help: 'random seed' },
   { path: 'run.logEvery', flag: 'log-every', kind: 'int', min: 1, help: 'steps between log lines' },
-  { path: 'run.sampleEvery', flag: 'sample-every', kind: 'int', min: 0, help: 'steps between sample grids (0 = never)' },
+  { path: 'run.logSeconds', flag: 'log-seconds', kind: 'number', min: 0, help: 'seconds between log lines too, whichever comes first (the first within 5 s; 0 = by steps only)' },
+  { path: 'run.sampleEvery', flag: 'sample-every', kind: 'int', min: 0, help: 'steps between sample grids; one is also written when the run ends (0 = never)' },
   { path: 'run.checkpointEvery', flag: 'checkpoint-every', kind: 'int', min: 1, help: 'steps between checkpoints' },
   { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, max: MAX_SAMPLES, help: 'images per sample grid' },
   { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, max: MAX_T, help: 'DDIM steps for sample grids' },
   { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
   { path: 'run.initFrom', flag: 'init-from', kind: 'string', help: "start from a model/checkpoint directory's weights (fine-tuning; '' = random init); with --loss hybrid on a fixed-variance model, the new variance outputs start at zero" },
   { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, max: MAX_IMAGE_SIZE, help: 'image size (folders are resized + centre-cropped to it)' },
-  { path: 'model.inChannels', flag: 'channels', kind: 'int', values: IMAGE_CHANNELS, help: 'image channels: 1 (grayscale) or 3 (RGB)' },
-  { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, max: MAX_CHANNELS, help: 'U-Net base channels' },
+  { path: 'model.inChannels', flag: 'channels', kind: 'int', values: IMAGE_CHANNELS, help: 'image channels: 1 (grayscale) or 3 (RGB); for a folder, inferred (3 when colour images are at least half) unless given' },
+  { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, max: MAX_CHANNELS, help: 'U-Net base channels (the width of the first level)' },
+  { path: 'model.channelMults', flag: 'channel-mults', kind: 'ints', min: 1, max: MAX_CHANNELS, help: 'width of each level as a multiple of --base-channels, e.g. 1,2,2,2 (one level per entry; each after the first halves the size)' },
   { path: 'model.numResBlocks', flag: 'res-blocks', kind: 'int', min: 1, max: MAX_RES_BLOCKS, help: 'residual blocks per level' },
+  { path: 'model.attnResolutions', flag: 'attn-resolutions', kind: 'ints', min: 1, max: MAX_IMAGE_SIZE, none: true, help: "feature-map sizes with self-attention, e.g. 16 or 16,8, each a level of the model, or 'none' (the middle block always has it); --image-size alone keeps the preset's attention levels" },
   { path: 'model.dropout', flag: 'dropout', kind: 'number', min: 0, max: 0.99, help: 'dropout in residual blocks' },
 ];
 
@@ -175,7 +188,7 @@ function numberProblem(def: OptionDef, v: number): string | undefined {
 }
 
 /** Parse a CLI string for one option; throws a message naming the flag. */
-export function parseOptionValue(def: OptionDef, raw: string | boolean): string | number | boolean {
+export function parseOptionValue(def: OptionDef, raw: string | boolean): string | number | boolean | number[] {
   if (def.kind === 'boolean') {
     if (typeof raw === 'boolean') return raw;
     if (raw === 'true' || raw === '1') return true;
@@ -187,6 +200,19 @@ export function parseOptionValue(def: OptionDef, raw: string | boolean): string 
     if (def.choices && !def.choices.includes(s)) throw new Error(`--${def.flag}: '${s}' is not one of ${def.choices.join(', ')}`);
     return s;
   }
+  if (def.kind === 'ints') {
+    if (def.none && s.trim() === 'none') return [];
+    const parts = s.split(',');
+    const expected = `expected comma-separated integers${def.none ? " or 'none'" : ''}`;
+    if (parts.length > MAX_LEVELS) throw new Error(`--${def.flag}: at most ${MAX_LEVELS} values, got '${s}'`);
+    return parts.map((p) => {
+      const v = Number(p);
+      if (p.trim() === '' || !Number.isFinite(v)) throw new Error(`--${def.flag}: ${expected}, got '${s}'`);
+      const problem = numberProblem({ ...def, kind: 'int' }, v);
+      if (problem) throw new Error(`--${def.flag}: ${p.trim()} ${problem}, got '${s}'`);
+      return v;
+    });
+  }
   const v = Number(s);
   if (s.trim() === '' || !Number.isFinite(v)) throw new Error(`--${def.flag}: expected a number, got '${s}'`);
   const problem = numberProblem(def, v);
@@ -194,9 +220,13 @@ export function parseOptionValue(def: OptionDef, raw: string | boolean): string 
   return v;
 }
 
-/** Apply parsed flag values (keyed by flag name) to a config; returns a validated copy. */
+/**
+ * Apply parsed flag values (keyed by flag name) to a config; returns a validated copy. --image-size without
+ * --attn-resolutions keeps the base model's attention at the same levels (attnResolutionsAtSize).
+ */
 export function applyOptions(base: TrainConfig, values: Record<string, string | boolean | undefined>): TrainConfig {
   const c = JSON.parse(JSON.stringify(base)) as Record<string, unknown>;
+  const moveAttention = values['image-size'] !== undefined && values['attn-resolutions'] === undefined;
   for (const def of TRAIN_OPTIONS) {
     const raw = values[def.flag];
     if (raw === undefined) continue;
@@ -208,14 +238,24 @@ export function applyOptions(base: TrainConfig, values: Record<string, string | 
     }
     setPath(c, def.path, parseOptionValue(def, raw));
   }
+  if (moveAttention) {
+    const model = c.model as UNetConfig;
+    model.attnResolutions = attnResolutionsAtSize(base.model, model.imageSize);
+  }
   return validateTrainConfig(c);
+}
+
+/** Options of {@link validateTrainConfig}. */
+export interface ValidateOptions {
+  /** read back from a checkpoint training wrote (see UNetConfigOptions.stored); user-written configs are checked strictly */
+  stored?: boolean;
 }
 
 /**
  * Validate a full config (e.g. parsed from a checkpoint's config.json): every section must be present
  * with known keys and the right types; unknown keys are an error.
  */
-export function validateTrainConfig(input: unknown): TrainConfig {
+export function validateTrainConfig(input: unknown, opts: ValidateOptions = {}): TrainConfig {
   const d = defaultTrainConfig();
   const top = checkConfigKeys(input, d, '');
   const preset = top.preset ?? d.preset;
@@ -235,7 +275,7 @@ export function validateTrainConfig(input: unknown): TrainConfig {
   const data = section('data');
   const run = section('run');
   const presetModel = Object.hasOwn(UNET_CONFIGS, preset as string) ? UNET_CONFIGS[preset as string]! : d.model;
-  let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel);
+  let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel, { stored: opts.stored });
   const learned = diffusion.varType === 'learnedRange';
   if (model.outChannels !== model.inChannels * (learned ? 2 : 1)) model = { ...model, outChannels: model.inChannels * (learned ? 2 : 1) };
   checkClasses(data, model);

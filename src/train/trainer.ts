@@ -30,8 +30,15 @@ import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
 
+/**
+ * One log event: averages over the steps since the previous one. Events come every `run.logEvery` steps and,
+ * between those, whenever `run.logSeconds` have passed since the previous event (the first after at most
+ * FIRST_LOG_SEC), so a slow run shows progress early and a long step count still shows it regularly.
+ */
 export interface StepLog {
   step: number;
+  /** steps averaged in this event (logEvery, or fewer when time triggered it) */
+  windowSteps: number;
   loss: number;
   mse: number;
   vb?: number;
@@ -41,10 +48,13 @@ export interface StepLog {
   elapsedSec: number;
 }
 
+/** The first log event of a session comes after at most this many seconds (or `logSeconds`, if smaller). */
+export const FIRST_LOG_SEC = 5;
+
 export interface TrainerEvents {
   /** after every step */
   onStep?: (step: number, loss: number) => void;
-  /** every `logEvery` steps, with averages over the window */
+  /** every `logEvery` steps and every `logSeconds` (see StepLog), with averages over the steps since the last */
   onLog?: (log: StepLog) => void;
   onSample?: (file: string, step: number) => void;
   onCheckpoint?: (dir: string, step: number) => void;
@@ -54,6 +64,8 @@ export interface TrainerOptions extends RuntimeOptions {
   /** continue from `<outDir>/checkpoint` if it exists */
   resume?: boolean;
   events?: TrainerEvents;
+  /** milliseconds on a monotonic clock, for the time budget and the log's timing (default performance.now; tests pass their own) */
+  clock?: () => number;
 }
 
 /** EMA decay at update n: min(decay, (1+n)/(10+n)) with warmup (as in the reference recipe). */
@@ -73,6 +85,13 @@ function checkLabels(config: TrainConfig, dataset: Dataset): void {
   if (!labels) throw new Error(`--class-cond: the data '${config.data.source}' has no class labels`);
   if (labels.length !== dataset.n) throw new Error(`dataset: ${labels.length} labels for ${dataset.n} images`);
   for (const c of labels) if (c >= K) throw new Error(`dataset: label ${c} is outside the model's ${K} classes`);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fsp.access(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 export class Trainer {
@@ -181,7 +200,9 @@ export class Trainer {
         v.data = saved.data;
       }
     }
-    return new Trainer(ort, config, outDir, diffusion, step, ema, loader, state, opts);
+    const trainer = new Trainer(ort, config, outDir, diffusion, step, ema, loader, state, opts);
+    if (resumed) trainer.lastSavedStep = state.step;
+    return trainer;
   }
 
   /** Ask the loop to stop after the current step (it then writes a checkpoint). */
@@ -225,23 +246,45 @@ export class Trainer {
     }
   }
 
-  /** Run until `run.steps` (or the time budget, or a stop request); writes checkpoints on the way. */
+  /**
+   * Run until `run.steps` (or the time budget, or a stop request); writes checkpoints on the way. However it
+   * stops, it ends with a checkpoint and (unless `sampleEvery` is 0, or no step was ever taken) a sample grid of
+   * the last step, written once: the checkpoint first, as it is the one that matters when the user is waiting.
+   */
   async train(): Promise<{ steps: number; stopped: 'done' | 'requested' | 'budget' }> {
     const { run } = this.config;
     const ev = this.opts.events ?? {};
     const B = this.config.data.batchSize;
     const x0 = new Float32Array(B * this.config.model.inChannels * this.config.model.imageSize ** 2);
     const budgetSec = run.minutes > 0 ? run.minutes * 60 : Infinity;
-    const sessionStart = performance.now();
+    const now = this.opts.clock ?? (() => performance.now());
+    const sessionStart = now();
     const elapsedBase = this.state.elapsedSec;
-    let window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+    let window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: now() };
+    let nextLogSec = run.logSeconds > 0 ? Math.min(FIRST_LOG_SEC, run.logSeconds) : Infinity;
+    // one log event: the averages over the steps since the previous one
+    const log = () => {
+      const dt = (now() - window.t0) / 1000;
+      ev.onLog?.({
+        step: this.state.step,
+        windowSteps: window.n,
+        loss: window.loss / window.n,
+        mse: window.mse / window.n,
+        vb: this.config.diffusion.varType === 'learnedRange' ? window.vb / window.n : undefined,
+        gradNorm: window.gradNorm / window.n,
+        lr: this.lrAt(this.state.step - 1),
+        imgPerSec: (window.n * B) / dt,
+        elapsedSec: this.state.elapsedSec,
+      });
+      window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: now() };
+    };
     let stopped: 'done' | 'requested' | 'budget' = 'done';
     while (run.steps === 0 || this.state.step < run.steps) {
       if (this.stopRequested) {
         stopped = 'requested';
         break;
       }
-      const elapsed = elapsedBase + (performance.now() - sessionStart) / 1000;
+      const elapsed = elapsedBase + (now() - sessionStart) / 1000;
       if (elapsed >= budgetSec) {
         stopped = 'budget';
         break;
@@ -262,26 +305,16 @@ export class Trainer {
       this.updateEma();
       this.state.step = n + 1;
       this.state.images += B;
-      this.state.elapsedSec = elapsedBase + (performance.now() - sessionStart) / 1000;
+      this.state.elapsedSec = elapsedBase + (now() - sessionStart) / 1000;
       ev.onStep?.(this.state.step, res.loss);
       window.loss += res.loss;
       window.mse += res.aux.mse ?? res.loss;
       window.vb += res.aux.vb ?? 0;
       window.gradNorm += res.gradNorm;
       window.n++;
-      if (this.state.step % run.logEvery === 0) {
-        const dt = (performance.now() - window.t0) / 1000;
-        ev.onLog?.({
-          step: this.state.step,
-          loss: window.loss / window.n,
-          mse: window.mse / window.n,
-          vb: this.config.diffusion.varType === 'learnedRange' ? window.vb / window.n : undefined,
-          gradNorm: window.gradNorm / window.n,
-          lr: this.lrAt(n),
-          imgPerSec: (window.n * B) / dt,
-          elapsedSec: this.state.elapsedSec,
-        });
-        window = { loss: 0, mse: 0, vb: 0, gradNorm: 0, n: 0, t0: performance.now() };
+      if (this.state.step % run.logEvery === 0 || (now() - window.t0) / 1000 >= nextLogSec) {
+        log();
+        nextLogSec = run.logSeconds > 0 ? run.logSeconds : Infinity;
       }
       if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
       // the snapshot before the step's checkpoint: killed while writing it, the run resumes from a checkpoint taken
@@ -292,8 +325,15 @@ export class Trainer {
       }
       if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
     }
+    if (window.n > 0) log(); // the steps since the last event (a run stopped by time or by the user)
     if (this.lastSavedStep !== this.state.step) await this.checkpoint();
+    if (run.sampleEvery > 0 && this.state.step > 0 && !(await exists(this.gridFile()))) await this.sampleGrid();
     return { steps: this.state.step, stopped };
+  }
+
+  /** `<outDir>/samples/step_XXXXXXX.png` for the current step. */
+  private gridFile(): string {
+    return path.join(this.outDir, 'samples', `step_${String(this.state.step).padStart(7, '0')}.png`);
   }
 
   /** Write `<outDir>/checkpoint` atomically. */
@@ -339,7 +379,7 @@ export class Trainer {
       ? classifierFreeGuidance(this.sampler.predictClass, { labels: Int32Array.from({ length: n }, (_, i) => i % K), numClasses: K, scale: DEFAULT_GUIDANCE_SCALE })
       : this.sampler.predict;
     const x = await sampleLoop(sampler, model, shape, new Rng(this.config.run.seed).fold(3));
-    const file = path.join(this.outDir, 'samples', `step_${String(this.state.step).padStart(7, '0')}.png`);
+    const file = this.gridFile();
     await fsp.mkdir(path.dirname(file), { recursive: true });
     await writeImageGrid(file, x, shape as [number, number, number, number], { nrow: K > 0 && K <= 16 ? K : Math.ceil(Math.sqrt(n)) });
     this.opts.events?.onSample?.(file, this.state.step);

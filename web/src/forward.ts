@@ -4,18 +4,14 @@
  */
 import { GaussianDiffusion, type ScheduleConfig } from '../../src/diffusion/index.ts';
 import { Rng } from '../../src/rng.ts';
-import digitsAsset from './assets/mnist-test-digits.json';
-import { bytesToFloat, decodeToGray, drawImage } from './image.ts';
+import { bytesToFloat, drawImage } from './image.ts';
+import { DIGIT_SIZE, ImagePicker } from './picker.ts';
 import { scheduleCurves, schedulePlotSvg, type ScheduleCurve } from './plot.ts';
 
-const SIZE = 28;
+const SIZE = DIGIT_SIZE;
 const SCALE = 6;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
-
-function base64Bytes(s: string): Uint8Array {
-  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
-}
 
 const fmt = (v: number): string => (v === 0 || (Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4) ? v.toFixed(4) : v.toExponential(3));
 
@@ -49,48 +45,14 @@ export class ForwardPanel {
       this.noise = new Rng(++this.noiseSeed).normalFloat32(SIZE * SIZE);
       this.update();
     };
-    this.digitButtons();
-    const upload = $<HTMLInputElement>('upload');
-    const invert = $<HTMLInputElement>('invert');
-    upload.onchange = () => this.useFile(upload.files?.[0], 'auto');
-    invert.onchange = () => this.useFile(upload.files?.[0], invert.checked);
-  }
-
-  private digitButtons(): void {
-    const box = $('digits');
-    const buttons = digitsAsset.digits.map((d, i) => {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.title = `MNIST test #${d.index} (label ${d.label})`;
-      b.dataset.index = String(d.index);
-      const c = document.createElement('canvas');
-      const x = bytesToFloat(base64Bytes(d.pixels));
-      drawImage(c, x, SIZE, 1);
-      b.append(c);
-      b.onclick = () => {
-        buttons.forEach((o) => o.setAttribute('aria-pressed', String(o === b)));
-        // invert applies to an uploaded image only
-        $<HTMLInputElement>('upload').value = '';
-        $<HTMLInputElement>('invert').checked = false;
-        this.setX0(x, `x₀: MNIST test #${d.index} (a ${d.label})`);
-      };
-      if (i === 0) queueMicrotask(() => b.click());
-      return b;
+    new ImagePicker({
+      ids: { digits: 'digits', upload: 'upload', invert: 'invert' },
+      size: SIZE,
+      channels: 1,
+      background: 'white', // a drawing's transparent paper
+      onPick: (px, caption) => this.setX0(bytesToFloat(px), `x₀: ${caption}`),
+      onError: (msg) => ($('fwd-x0-caption').textContent = msg),
     });
-    box.replaceChildren(...buttons);
-  }
-
-  private async useFile(file: File | undefined, invert: boolean | 'auto'): Promise<void> {
-    if (!file) return;
-    try {
-      const { pixels, inverted } = await decodeToGray(file, SIZE, invert);
-      $<HTMLInputElement>('invert').checked = inverted;
-      $('digits').querySelectorAll('button').forEach((b) => b.setAttribute('aria-pressed', 'false'));
-      this.setX0(bytesToFloat(pixels), `x₀: ${file.name}${inverted ? ' (inverted)' : ''}`);
-    } catch (e) {
-      console.error(`could not read ${file.name}:`, e);
-      $('fwd-x0-caption').textContent = `could not read ${file.name} as an image`;
-    }
   }
 
   private setX0(x0: Float32Array, caption: string): void {

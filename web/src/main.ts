@@ -1,22 +1,25 @@
 /**
  * The page: loads the model's config, starts the sampling worker (which loads the ONNX denoiser on
- * WebGPU or wasm), draws every reverse step it reports, and runs the forward-process panel.
+ * WebGPU or wasm), draws every reverse step it reports, and runs the Edit panel (edit.ts: inpainting and
+ * SDEdit in the same worker) and the forward-process panel.
  *
  * URL parameters: ep=auto|webgpu|wasm (backend, default auto), threads=N (wasm threads, default
  * min(4, cores)), and n, sampler, steps, eta, seed to prefill the form.
  */
 import { validateDiffusionConfig } from '../../src/diffusion/config.ts';
 import { unetConfig } from '../../src/models/unet.ts';
+import { EditPanel, type EditDebug } from './edit.ts';
 import { ForwardPanel } from './forward.ts';
 import { drawGrid, gridLayout } from './image.ts';
 import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, ToWorker, WebModelInfo } from './protocol.ts';
+import { Runs, type RunMessage } from './runs.ts';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
 const url = (p: string): string => new URL(p, document.baseURI).href;
 
-/** The last finished samples (B, C, H, W) in [-1, 1], for tests and the devtools console. */
-const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[] };
+/** The last finished samples (B, C, H, W) in [-1, 1] and the Edit panel's state, for tests and the devtools console. */
+const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[], edit: null as EditDebug | null };
 (globalThis as { ddpm?: typeof debugHandle }).ddpm = debugHandle;
 
 function showError(msg: string): void {
@@ -72,12 +75,15 @@ function readRequest(T: number): SampleRequest {
 function startWorker(info: WebModelInfo): void {
   const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   const send = (msg: ToWorker) => worker.postMessage(msg);
+  const runs = new Runs(send);
   const m = info.unet;
   const xtCanvas = $<HTMLCanvasElement>('xt-canvas');
   const x0Canvas = $<HTMLCanvasElement>('x0-canvas');
-  let runId = 0;
+  let runId: number | null = null;
   let shape: number[] = [];
   let scale = 1;
+  runs.onChange(() => (form.generate.disabled = !runs.idle));
+  debugHandle.edit = new EditPanel(info, runs).debug;
 
   worker.onerror = (e) => showError(`sampling worker failed: ${e.message || 'could not start'}`);
   worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -88,17 +94,23 @@ function startWorker(info: WebModelInfo): void {
       $('backend').textContent = `backend: ${msg.backend}${threads} · ${iso}${msg.note ? ` · ${msg.note}` : ''} · model loaded in ${msg.loadMs.toFixed(0)} ms`;
       document.body.dataset.backend = msg.backend;
       document.body.dataset.model = 'ready';
-      form.generate.disabled = false;
-    } else if (msg.type === 'step') {
-      if (msg.id !== runId) return;
+      runs.setReady();
+    } else if (msg.type === 'error' && msg.id === null) {
+      document.body.dataset.model = 'error';
+      showError(`could not load the model: ${msg.message}`);
+    } else runs.dispatch(msg);
+  };
+
+  /** The Generate panel's messages. */
+  const onGenerate = (msg: RunMessage) => {
+    if (msg.type === 'step') {
       drawGrid(xtCanvas, msg.xt, shape, scale);
       drawGrid(x0Canvas, msg.predX0, shape, scale);
       $('xt-caption').innerHTML = `x<sub>t</sub>, t = ${msg.t}`;
       $<HTMLProgressElement>('progress').value = (msg.step + 1) / msg.total;
       $('step-info').textContent = `step ${msg.step + 1}/${msg.total} · t = ${msg.t} · ${msg.stepMs.toFixed(1)} ms`;
     } else if (msg.type === 'done') {
-      if (msg.id !== runId) return;
-      form.generate.disabled = false;
+      runId = null;
       form.stop.disabled = true;
       document.body.dataset.sampling = msg.cancelled ? 'cancelled' : 'done';
       if (msg.cancelled) {
@@ -117,31 +129,27 @@ function startWorker(info: WebModelInfo): void {
       el.dataset.modelMsPerStep = perStep.toFixed(2);
       el.dataset.totalMs = msg.totalMs.toFixed(1);
     } else if (msg.type === 'error') {
-      if (msg.id === null) document.body.dataset.model = 'error';
-      else {
-        form.generate.disabled = false;
-        form.stop.disabled = true;
-        document.body.dataset.sampling = 'error';
-      }
-      showError(msg.id === null ? `could not load the model: ${msg.message}` : `sampling failed: ${msg.message}`);
+      runId = null;
+      form.stop.disabled = true;
+      document.body.dataset.sampling = 'error';
+      showError(`sampling failed: ${msg.message}`);
     }
   };
 
   $<HTMLFormElement>('gen-form').onsubmit = (e) => {
     e.preventDefault();
+    if (!runs.idle) return;
     const req = readRequest(info.diffusion.schedule.T);
-    runId++;
     shape = [req.n, m.inChannels, m.imageSize, m.imageSize]; // (B, C, H, W)
     const { cols, pad } = gridLayout(req.n);
     scale = Math.max(1, Math.floor(300 / (cols * (m.imageSize + pad) + pad)));
-    form.generate.disabled = true;
-    form.stop.disabled = false;
     document.body.dataset.sampling = 'running';
     $<HTMLProgressElement>('progress').value = 0;
     $('timings').textContent = 'model + sampler: – ms/step · total: – ms';
-    send({ type: 'sample', id: runId, ...req });
+    runId = runs.start((id) => ({ type: 'sample', id, ...req }), onGenerate);
+    form.stop.disabled = false;
   };
-  form.stop.onclick = () => send({ type: 'cancel', id: runId });
+  form.stop.onclick = () => runId !== null && runs.cancel(runId);
 
   const threads = Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
   send({

@@ -1,4 +1,4 @@
-/** Messages between the page (main.ts) and the sampling worker (worker.ts). */
+/** Messages between the page (main.ts, edit.ts) and the sampling worker (worker.ts). */
 import type { DiffusionConfig } from '../../src/diffusion/config.ts';
 import type { UNetConfig } from '../../src/models/unet.ts';
 import type { SamplerKind } from '../../src/sample/generate.ts';
@@ -31,14 +31,51 @@ export interface SampleRequest {
   seed: number;
 }
 
+/**
+ * What the Edit panel's two runs share: the starting image and the sampler. Result i draws all its randomness from
+ * stream i of the seed, `Rng(seed).fold(i)`, as `ddpm inpaint|edit --n --seed` (src/cli/edit-shared.ts inBatches).
+ */
+export interface EditRequest {
+  /** number of results */
+  n: number;
+  sampler: SamplerKind;
+  steps: number;
+  /** DDIM η (ignored by DDPM and DPM-Solver++) */
+  eta: number;
+  seed: number;
+  /** x_0 (C, S, S) in [-1, 1]: 8-bit pixels / 127.5 − 1, as the CLI reads an image */
+  image: Float32Array;
+}
+
+/** Inpainting (src/diffusion/inpaint.ts), as `ddpm inpaint --jump --resample`. */
+export interface InpaintRequest extends EditRequest {
+  /** (S, S), 1 = generate, 0 = keep */
+  mask: Float32Array;
+  /** RePaint's jump length */
+  jump: number;
+  /** RePaint's jump_n_sample: 1 = no resampling */
+  resample: number;
+}
+
+/** Image-to-image (SDEdit, src/diffusion/edit.ts), as `ddpm edit --strength`. */
+export interface SdeditRequest extends EditRequest {
+  /** in (0, 1] */
+  strength: number;
+}
+
 export type ToWorker =
   | { type: 'init'; modelUrl: string; ortUrl: string; wasmUrl: string; backend: BackendChoice; threads: number }
   | ({ type: 'sample'; id: number } & SampleRequest)
+  | ({ type: 'inpaint'; id: number } & InpaintRequest)
+  | ({ type: 'sdedit'; id: number } & SdeditRequest)
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
   | { type: 'ready'; backend: 'webgpu' | 'wasm'; threads: number; note: string; loadMs: number }
   /** stepMs: the step's model call and sampler update */
   | { type: 'step'; id: number; step: number; total: number; t: number; xt: Float32Array; predX0: Float32Array; stepMs: number }
+  /** inpaint / sdedit: the current x of all results after a move (for inpaint a reverse step or a resampling q step) */
+  | { type: 'edit-step'; id: number; step: number; total: number; t: number; x: Float32Array; stepMs: number }
+  /** steps: model calls made; stepMs: their time with the sampler's */
   | { type: 'done'; id: number; samples: Float32Array; totalMs: number; stepMs: number; steps: number; cancelled: boolean }
   | { type: 'error'; id: number | null; message: string };

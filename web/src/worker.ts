@@ -1,11 +1,16 @@
 /**
  * The sampling worker: holds the library's DDPMPipeline (src/pipeline/pipeline.ts) on onnxruntime-web and posts
- * x_t and x̂_0 after every step. Running here keeps the page responsive while the model computes.
+ * x_t and x̂_0 after every step; for the Edit panel it runs the library's inpainting (src/diffusion/inpaint.ts) and
+ * SDEdit (src/diffusion/edit.ts) with the pipeline's model and sampler, as `ddpm inpaint` and `ddpm edit` do.
+ * Running here keeps the page responsive while the model computes.
  */
 import type * as Ort from 'onnxruntime-web';
+import { sdedit } from '../../src/diffusion/edit.ts';
+import { inpaint } from '../../src/diffusion/inpaint.ts';
 import type { OrtModule } from '../../src/engine/runtime.ts';
-import { DDPMPipeline } from '../../src/pipeline/pipeline.ts';
-import type { FromWorker, SampleRequest, ToWorker } from './protocol.ts';
+import { DDPMPipeline, pipelineSampler } from '../../src/pipeline/pipeline.ts';
+import { PerExampleRng, Rng } from '../../src/rng.ts';
+import type { FromWorker, InpaintRequest, SampleRequest, SdeditRequest, ToWorker } from './protocol.ts';
 
 // Typed view of the worker scope (the page's tsconfig has the DOM lib, not WebWorker).
 const scope = self as unknown as {
@@ -113,11 +118,70 @@ async function sample(id: number, req: SampleRequest): Promise<void> {
   post({ type: 'done', id, samples, totalMs: performance.now() - t0, stepMs, steps, cancelled: controller.signal.aborted }, [samples.buffer]);
 }
 
+/** `x` repeated `n` times. */
+function repeat(x: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n * x.length);
+  for (let i = 0; i < n; i++) out.set(x, i * x.length);
+  return out;
+}
+
+/**
+ * Inpainting or SDEdit of `req.n` copies of one image in one batch; copy i draws from `Rng(seed).fold(i)`, so the
+ * results are those of `ddpm inpaint|edit --n --seed` with the same sampler flags (up to the backends' float rounding).
+ */
+async function edit(id: number, req: ({ type: 'inpaint' } & InpaintRequest) | ({ type: 'sdedit' } & SdeditRequest)): Promise<void> {
+  if (!pipe) throw new Error('the model is not loaded yet');
+  const [c, s] = [pipe.unet.inChannels, pipe.unet.imageSize];
+  if (req.image.length !== c * s * s) throw new Error(`the image has ${req.image.length} values, the model takes ${c}x${s}x${s}`);
+  const n = req.n;
+  const sampler = pipelineSampler(pipe.diffusion, { sampler: req.sampler, steps: req.steps, eta: req.sampler === 'ddim' ? req.eta : undefined });
+  const root = new Rng(req.seed);
+  const rng = new PerExampleRng(Array.from({ length: n }, (_, i) => root.fold(i)));
+  const image = { data: repeat(req.image, n), shape: [n, c, s, s] };
+  const controller = new AbortController();
+  running.set(id, controller);
+  let stepMs = 0;
+  let calls = 0;
+  let last = performance.now();
+  const t0 = last;
+  // after every move: x to the page, then a cancel gets its chance (throwing from onStep stops the library's loop)
+  const onStep = async (m: { step: number; total: number; t: number; x: Float32Array; call: boolean }): Promise<void> => {
+    const dt = performance.now() - last;
+    stepMs += dt;
+    if (m.call) calls++;
+    const x = m.x.slice();
+    post({ type: 'edit-step', id, step: m.step, total: m.total, t: m.t, x, stepMs: dt }, [x.buffer]);
+    await yieldToEvents();
+    controller.signal.throwIfAborted();
+    last = performance.now();
+  };
+  let samples: Float32Array = new Float32Array(0);
+  try {
+    samples =
+      req.type === 'inpaint'
+        ? await inpaint(sampler, pipe.denoiser.predict, image, repeat(req.mask, n), rng, {
+            jumpLength: req.jump,
+            jumpNSample: req.resample,
+            onStep: (m) => onStep({ ...m, call: m.direction === 'reverse' }),
+          })
+        : await sdedit(sampler, pipe.denoiser.predict, image, rng, {
+            strength: req.strength,
+            onStep: (m) => onStep({ step: m.step, total: m.total, t: m.t, x: m.prevSample, call: true }),
+          });
+  } catch (e) {
+    if (!controller.signal.aborted) throw e;
+  } finally {
+    running.delete(id);
+  }
+  post({ type: 'done', id, samples, totalMs: performance.now() - t0, stepMs, steps: calls, cancelled: controller.signal.aborted }, [samples.buffer]);
+}
+
 scope.onmessage = (e) => {
   const msg = e.data;
   const fail = (id: number | null) => (err: unknown) =>
     post({ type: 'error', id, message: err instanceof Error ? err.message : String(err) });
   if (msg.type === 'init') init(msg).catch(fail(null));
   else if (msg.type === 'sample') sample(msg.id, msg).catch(fail(msg.id));
+  else if (msg.type === 'inpaint' || msg.type === 'sdedit') edit(msg.id, msg).catch(fail(msg.id));
   else if (msg.type === 'cancel') running.get(msg.id)?.abort();
 };
