@@ -209,10 +209,10 @@ test('export: a conditional model has input y int64 [N] and its class names; the
   assert.equal(readDenoiserFile(plain).classNames, undefined);
   const cases: [string, Uint8Array, RegExp][] = [
     ['metadata says 3 classes, graph has no y', edit(plain, (m) => setMeta(m, 'ddpm-ts.unet', JSON.stringify(TINY3))), /says the model has 3 classes, but the graph has no class-label input 'y'/],
-    ['graph has y, metadata unconditional', edit(bytes, (m) => setMeta(m, 'ddpm-ts.unet', JSON.stringify({ ...TINY3, numClasses: 0 }))), /class-label input 'y' but ONNX metadata \(ddpm-ts.unet\) says the model is unconditional/],
-    ['y declared float', edit(bytes, (m) => (m.graph!.input!.find((i) => i.name === 'y')!.type!.tensorType!.elemType = 1)), /input 'y' has element type 1, expected int64/],
-    ['t declared int64', edit(bytes, (m) => (m.graph!.input!.find((i) => i.name === 't')!.type!.tensorType!.elemType = 7)), /input 't' has element type 7, expected float32/],
-    ['an extra input', edit(plain, (m) => m.graph!.input!.push(onnx.ValueInfoProto.create({ name: 'z' }))), /the graph has an input 'z' besides x, t/],
+    ['graph has y, metadata unconditional', edit(bytes, (m) => setMeta(m, 'ddpm-ts.unet', JSON.stringify({ ...TINY3, numClasses: 0 }))), /ONNX metadata \(ddpm-ts.unet\) says the model is unconditional \(numClasses 0\), but the graph has a class-label input 'y'/],
+    ['y declared float', edit(bytes, (m) => (m.graph!.input!.find((i) => i.name === 'y')!.type!.tensorType!.elemType = 1)), /says input 'y' is int64 \(element type 7\), the graph declares element type 1/],
+    ['t declared int64', edit(bytes, (m) => (m.graph!.input!.find((i) => i.name === 't')!.type!.tensorType!.elemType = 7)), /says input 't' is float32 \(element type 1\), the graph declares element type 7/],
+    ['an extra input', edit(plain, (m) => m.graph!.input!.push(onnx.ValueInfoProto.create({ name: 'z' }))), /describes the inputs x, t, the graph also has an input 'z'/],
     ['names not JSON', edit(bytes, (m) => setMeta(m, 'ddpm-ts.classes', '[a, b')), /'ddpm-ts.classes' is not valid JSON/],
     ['two names for three classes', edit(bytes, (m) => setMeta(m, 'ddpm-ts.classes', '["a","b"]')), /2 class names for a model of 3 classes/],
     ['a repeated name', edit(bytes, (m) => setMeta(m, 'ddpm-ts.classes', '["a","b","a"]')), /class name "a" appears twice/],

@@ -98,8 +98,8 @@ function checkSignature(graph: Graph, unet: UNetConfig): void {
       const known = expect.filter(([, kind]) => kind === 'input').map(([name]) => name).join(', ');
       throw new Error(
         inp.name === 'y'
-          ? "the graph has a class-label input 'y' but ONNX metadata (ddpm-ts.unet) says the model is unconditional (numClasses 0)"
-          : `the graph has an input '${inp.name}' besides ${known}: not a file written by \`ddpm export\``,
+          ? "ONNX metadata (ddpm-ts.unet) says the model is unconditional (numClasses 0), but the graph has a class-label input 'y'"
+          : `ONNX metadata (ddpm-ts.unet) describes the inputs ${known}, the graph also has an input '${inp.name}': not a file written by \`ddpm export\``,
       );
     }
   }
@@ -110,7 +110,7 @@ function checkSignature(graph: Graph, unet: UNetConfig): void {
       throw new Error(`the graph has no ${kind} '${name}': not a file written by \`ddpm export\``);
     }
     if (v.elemType !== undefined && v.elemType !== elemType) {
-      throw new Error(`the graph's ${kind} '${name}' has element type ${v.elemType}, expected ${elemType === ONNX_INT64 ? 'int64 (7)' : 'float32 (1)'}`);
+      throw new Error(`ONNX metadata (ddpm-ts.unet) says ${kind} '${name}' is ${elemType === ONNX_INT64 ? 'int64 (element type 7)' : 'float32 (element type 1)'}, the graph declares element type ${v.elemType}`);
     }
     const dims = v.dims;
     if (!dims) continue; // no declared shape: nothing to compare
