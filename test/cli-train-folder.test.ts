@@ -77,6 +77,9 @@ test('a folder with odd files trains with no flag but --data and --steps, into r
       /--out runs\/odd \(the default --out for --data odd\) already holds a checkpoint .*; pass --resume to continue that run, or --out <dir> for a new one/,
     );
     assertUserError(await runCli(['train', '--resume', '--steps', '2']), /--resume needs --out <dir>/);
+    // a config file's data.source names the default --out too
+    await writeFile('odd.json', JSON.stringify({ ...defaultTrainConfig('tiny'), data: { source: 'odd' } }));
+    assertUserError(await runCli(['train', '--config', 'odd.json', '--steps', '1']), /--out runs\/odd \(the default --out for --data odd\) already holds a checkpoint/);
   } finally {
     process.chdir(cwd);
   }

@@ -110,8 +110,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   if (opts.resume && opts.out === undefined && flags.data === undefined) {
     throw new UserError('--resume needs --out <dir> (or the --data of a run in its default directory, runs/<name of the folder>)');
   }
-  const out = opts.out !== undefined ? String(opts.out) : defaultOut(flags.data as string | undefined);
-  const outNote = opts.out === undefined ? ` (the default --out for --data ${flags.data ?? 'mnist'})` : '';
+  // the default run directory is named after the data: --data, or a config file's data.source
+  const dataName = opts.out !== undefined ? undefined : ((flags.data as string | undefined) ?? (opts.resume ? 'mnist' : (await baseConfig(String(opts.config))).data.source));
+  const out = opts.out !== undefined ? String(opts.out) : defaultOut(dataName);
+  const outNote = opts.out === undefined ? ` (the default --out for --data ${dataName})` : '';
   let config: TrainConfig;
   const ckptDir = path.join(out, 'checkpoint');
   // The run directory first: an existing writable directory, or one that can be created (it is created only once
