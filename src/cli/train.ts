@@ -1,13 +1,11 @@
 /** `ddpm train`: flags come from the typed config (src/train/config.ts), the work from the Trainer. */
 import { appendFileSync } from 'node:fs';
-import { access, readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import { loadImageFolder, imageFolderDataset } from '../data/folder.ts';
-import { labelledFolderDataset } from '../data/folder-classes.ts';
+import type { ImageFolderInspection } from '../data/folder.ts';
 import type { Dataset } from '../data/loader.ts';
-import { mnistDataset } from '../data/mnist.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
@@ -18,12 +16,13 @@ import { Interrupted } from '../errors.ts';
 import { MAX_GRID_PIXELS } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
 import { checkOutputDir, makeDirs, outputError, removeDirs } from './output.ts';
+import { defaultOut, fitBatchToData, loadTrainData, planFolderData } from './train-data.ts';
 
 export function trainCommand(): Command {
   const d = defaultTrainConfig();
   const cmd = new Command('train')
     .description('train a DDPM on MNIST or an image folder (Ho et al. 2020, Algorithm 1)')
-    .requiredOption('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl)')
+    .option('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl); default runs/<name of the --data folder>, or runs/mnist')
     .option('--config <name|file>', `model preset (${presetList()}) or a config JSON file; the model flags below change it`, 'mnist-28')
     .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags and the learning-rate schedule may change)');
   for (const def of TRAIN_OPTIONS) {
@@ -78,21 +77,9 @@ async function baseConfig(spec: string): Promise<TrainConfig> {
   throw new UserError(`--config: unknown preset '${spec}' (known: ${Object.keys(UNET_CONFIGS).join(', ')}; or pass a .json file)`);
 }
 
-export async function loadDataset(config: TrainConfig): Promise<Dataset> {
-  const src = config.data.source;
-  if (src === 'mnist') {
-    if (config.model.imageSize !== 28 || config.model.inChannels !== 1) {
-      throw new UserError(`MNIST is 1x28x28 but the model is ${config.model.inChannels}x${config.model.imageSize}x${config.model.imageSize}`);
-    }
-    return mnistDataset('train');
-  }
-  try {
-    await access(src);
-  } catch {
-    throw new UserError(`--data: '${src}' is neither 'mnist' nor an existing folder`);
-  }
-  const data = await loadImageFolder(src, { size: config.model.imageSize, channels: config.model.inChannels as 1 | 3 });
-  return config.data.classCond ? labelledFolderDataset(src, data) : imageFolderDataset(data);
+/** The training images for `config` (a folder's notes and skip warning on stderr); see train-data.ts. */
+export async function loadDataset(config: TrainConfig, inspection?: ImageFolderInspection): Promise<Dataset> {
+  return loadTrainData(config, inspection);
 }
 
 /**
@@ -128,8 +115,14 @@ function lrDecayNote({ optim: o }: TrainConfig): string {
 }
 
 async function runTrain(opts: Record<string, string | boolean | number | undefined>): Promise<void> {
-  const out = String(opts.out);
   const flags = flagValues(opts);
+  if (opts.resume && opts.out === undefined && flags.data === undefined) {
+    throw new UserError('--resume needs --out <dir> (or the --data of a run in its default directory, runs/<name of the folder>)');
+  }
+  // the default run directory is named after the data: --data, or a config file's data.source
+  const dataName = opts.out !== undefined ? undefined : ((flags.data as string | undefined) ?? (opts.resume ? 'mnist' : (await baseConfig(String(opts.config))).data.source));
+  const out = opts.out !== undefined ? String(opts.out) : defaultOut(dataName);
+  const outNote = opts.out === undefined ? ` (the default --out for --data ${dataName})` : '';
   let config: TrainConfig;
   const ckptDir = path.join(out, 'checkpoint');
   // The run directory first: an existing writable directory, or one that can be created (it is created only once
@@ -140,10 +133,16 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const resuming = Boolean(opts.resume) && (await recoverCheckpoint(ckptDir));
   // A new run never replaces another run's checkpoint: its first write would destroy the saved state.
   if (!opts.resume && (await resolveCheckpointDir(ckptDir)) !== null) {
-    throw new UserError(`--out ${out} already holds a checkpoint (${ckptDir}); pass --resume to continue that run, or choose another --out`);
+    throw new UserError(`--out ${out}${outNote} already holds a checkpoint (${ckptDir}); pass --resume to continue that run, or --out <dir> for a new one`);
   }
+  let inspection: ImageFolderInspection | undefined;
+  let batchIsDefault = false;
   try {
-    config = applyOptions(resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config)), flags);
+    let base = resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config));
+    // a folder's headers: a new run on a built-in preset takes the images' size and channels (the flags still win)
+    const preset = Object.hasOwn(UNET_CONFIGS, String(opts.config));
+    ({ base, inspection, batchIsDefault } = await planFolderData(base, flags, { resuming, preset, configName: String(opts.config) }));
+    config = applyOptions(base, flags);
   } catch (e) {
     if (e instanceof UserError) throw e;
     throw new UserError((e as Error).message);
@@ -151,8 +150,9 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   if (opts.resume && !resuming) process.stderr.write(`note: no checkpoint in ${ckptDir}; starting a new run\n`);
   checkTrainSize(config, resuming ? path.join(ckptDir, 'config.json') : 'config');
   await ensureExecutionProvider(opts.ep as string | undefined);
-  const dataset = await loadDataset(config);
+  const dataset = await loadDataset(config, inspection);
   config = classesFromData(config, dataset);
+  config = fitBatchToData(config, dataset.n, batchIsDefault);
   const logFile = path.join(out, 'log.jsonl');
   const { run } = config;
   const B = config.data.batchSize;

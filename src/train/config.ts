@@ -11,6 +11,7 @@ import type { ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { UNET_CONFIGS, attnResolutionsAtSize, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
+import { RESIZE_MODES, type ResizeMode } from '../io/image.ts';
 import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 /** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */
@@ -33,6 +34,8 @@ export interface DataConfig {
   batchSize: number;
   /** random horizontal flips (off for digits) */
   hflip: boolean;
+  /** how a folder's images are brought to the model's size (src/io/image.ts RESIZE_MODES) */
+  resize: ResizeMode;
   /**
    * train a class-conditional model (classifier-free guidance, Ho & Salimans 2022) on the data's labels: MNIST's
    * digits, or a folder's subfolders (sorted, as torchvision's ImageFolder); sets model.numClasses and classNames
@@ -43,6 +46,7 @@ export interface DataConfig {
   /** with classCond: the name of each class (label i is classNames[i]), from the data when training starts */
   classNames: string[];
   /** a folder's unreadable images: 'skip' them (counted, the first few named in one warning) or stop ('error') */
+  onCorrupt: 'skip' | 'error';
 }
 
 export interface RunConfig {
@@ -91,7 +95,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
     diffusion: defaultDiffusionConfig(),
     optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
-    data: { source: 'mnist', batchSize: 64, hflip: false, classCond: false, pUncond: 0.1, classNames: [] },
+    data: { source: 'mnist', batchSize: 64, hflip: false, resize: 'center-crop', onCorrupt: 'skip', classCond: false, pUncond: 0.1, classNames: [] },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, logSeconds: 30, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
 }
@@ -120,11 +124,14 @@ export interface OptionDef {
 }
 
 const SCHEDULES: readonly ScheduleKind[] = ['linear', 'cosine', 'sigmoid', 'scaledLinear'];
+const ON_CORRUPT: readonly DataConfig['onCorrupt'][] = ['skip', 'error'];
 
 export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'data.source', flag: 'data', kind: 'string', help: "training images: 'mnist' or a folder of PNG/JPEG/WebP" },
   { path: 'data.batchSize', flag: 'batch-size', kind: 'int', min: 1, max: MAX_BATCH_SIZE, help: 'images per step' },
   { path: 'data.hflip', flag: 'hflip', kind: 'boolean', help: 'random horizontal flips' },
+  { path: 'data.resize', flag: 'resize', kind: 'string', choices: RESIZE_MODES, help: "how folder images become --image-size squares: center-crop (shorter side resized, then cropped: torchvision's Resize + CenterCrop), stretch (both sides resized), pad (longer side resized, black bars)" },
+  { path: 'data.onCorrupt', flag: 'on-corrupt', kind: 'string', choices: ON_CORRUPT, help: 'unreadable files in a folder: skip (counted; the first few named in one warning) or error (stop at the first)' },
   { path: 'data.classCond', flag: 'class-cond', kind: 'boolean', help: "class-conditional model for classifier-free guidance: labels are MNIST's digits or a folder's subfolder names" },
   { path: 'data.pUncond', flag: 'p-uncond', kind: 'number', min: 0, max: 1, help: 'with --class-cond: probability of dropping a label to "no class" (trains the unconditional model too)' },
   { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
@@ -155,7 +162,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, max: MAX_T, help: 'DDIM steps for sample grids' },
   { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
   { path: 'run.initFrom', flag: 'init-from', kind: 'string', help: "start from a model/checkpoint directory's weights (fine-tuning; '' = random init); with --loss hybrid on a fixed-variance model, the new variance outputs start at zero" },
-  { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, max: MAX_IMAGE_SIZE, help: 'image size (folders are resized + centre-cropped to it)' },
+  { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, max: MAX_IMAGE_SIZE, help: "image side; for a folder, inferred from its images (the most common shorter side) unless given; see --resize" },
   { path: 'model.inChannels', flag: 'channels', kind: 'int', values: IMAGE_CHANNELS, help: 'image channels: 1 (grayscale) or 3 (RGB); for a folder, inferred (3 when colour images are at least half) unless given' },
   { path: 'model.baseChannels', flag: 'base-channels', kind: 'int', min: 1, max: MAX_CHANNELS, help: 'U-Net base channels (the width of the first level)' },
   { path: 'model.channelMults', flag: 'channel-mults', kind: 'ints', min: 1, max: MAX_CHANNELS, help: 'width of each level as a multiple of --base-channels, e.g. 1,2,2,2 (one level per entry; each after the first halves the size)' },
@@ -273,6 +280,8 @@ export function validateTrainConfig(input: unknown, opts: ValidateOptions = {}):
   const optim = section('optim');
   if (!LR_DECAYS.includes(optim.decay)) throw new Error(`config: optim.decay '${optim.decay}' is not one of ${LR_DECAYS.join(', ')}`);
   const data = section('data');
+  if (!RESIZE_MODES.includes(data.resize)) throw new Error(`config: data.resize '${data.resize}' is not one of ${RESIZE_MODES.join(', ')}`);
+  if (!ON_CORRUPT.includes(data.onCorrupt)) throw new Error(`config: data.onCorrupt '${data.onCorrupt}' is not one of ${ON_CORRUPT.join(', ')}`);
   const run = section('run');
   const presetModel = Object.hasOwn(UNET_CONFIGS, preset as string) ? UNET_CONFIGS[preset as string]! : d.model;
   let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel, { stored: opts.stored });
