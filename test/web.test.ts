@@ -24,10 +24,13 @@ import { inpaint } from '../src/diffusion/inpaint.ts';
 import { readImage, unitToUint8 } from '../src/io/image.ts';
 import { DDPMPipeline } from '../src/pipeline/node.ts';
 import { pipelineSampler } from '../src/pipeline/pipeline.ts';
-import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
+import { initUNet, unetConfig } from '../src/models/unet.ts';
+import { Rng } from '../src/rng.ts';
+import { saveCheckpoint } from '../src/train/checkpoint.ts';
+import { applyOptions, defaultTrainConfig, validateTrainConfig } from '../src/train/config.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { DIGITS_FILE, digitsJson } from '../web/scripts/make-digits.ts';
-import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
+import { SHIPPED_COND_MODEL_DIR, SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { serveStatic, type StaticServer } from '../web/scripts/serve.ts';
 import type { SamplerKind, WebModelInfo } from '../web/src/protocol.ts';
 import { assertClose } from './helpers.ts';
@@ -196,6 +199,7 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       const backend = (await page.textContent('#backend'))!;
       assert.match(backend, /^backend: wasm · 1 thread · cross-origin isolated/);
       assert.match((await page.textContent('#model-info'))!, new RegExp(`model: ${info.name} U-Net`));
+      assert.equal(await page.isHidden('#class-controls'), true, 'an unconditional model has no class choice');
       t.diagnostic(`page ready in ${((performance.now() - loadStart) / 1000).toFixed(1)} s (${backend})`);
     });
 
@@ -430,6 +434,83 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
       assert.deepEqual(errors, []);
       assert.deepEqual(offsite, []);
     });
+  } finally {
+    await ctx?.close();
+    await server?.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+});
+
+/**
+ * A class-conditional web model in `tmp/cond-model`: the shipped models/mnist-28-cond when it exists, else a
+ * stand-in, mnist-28 with 10 classes at its random init (the test compares the browser with Node, not quality).
+ */
+async function prepareCondModel(tmp: string): Promise<{ dir: string; info: WebModelInfo }> {
+  const dir = path.join(tmp, 'cond-model');
+  if (existsSync(SHIPPED_COND_MODEL_DIR)) return { dir, info: await prepareModel(SHIPPED_COND_MODEL_DIR, dir) };
+  const d = defaultTrainConfig('mnist-28');
+  const config = validateTrainConfig({
+    ...d,
+    model: unetConfig({ ...d.model, numClasses: 10 }),
+    data: { ...d.data, classCond: true, classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] },
+  });
+  const params = initUNet(config.model, new Rng(0));
+  const ckpt = path.join(tmp, 'cond-run');
+  await saveCheckpoint(ckpt, { config, params, ema: params, optimizer: new Map(), state: { step: 0, loader: null, elapsedSec: 0, images: 0 } });
+  return { dir, info: await prepareModel(ckpt, dir) };
+}
+
+test('web app with a class-conditional model: a digit (or any) and a guidance scale; a guided browser sample equals the same guided pipeline on onnxruntime-node', { timeout: 240_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) assert.fail(`${CHROMIUM} not found (apt-get install -y --no-install-recommends chromium)`);
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-web-cond-'));
+  let server: StaticServer | null = null;
+  let ctx: BrowserContext | null = null;
+  try {
+    const { dir: model, info } = await prepareCondModel(tmp);
+    assert.equal(info.unet.numClasses, 10);
+    assert.deepEqual(info.classNames, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
+    await buildApp(model, path.join(tmp, 'dist'));
+    t.diagnostic(`conditional model from ${info.source} (step ${info.step})`);
+    server = await serveStatic(path.join(tmp, 'dist'));
+    ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
+    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    // class=7 and guidance=2 from the URL, as a link to "sevens" would set them
+    await page.goto(`${server.url}?ep=wasm&threads=1&class=7&guidance=2`);
+    await page.waitForSelector('body[data-model=ready], body[data-model=error]', { timeout: LOAD_TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-model'), 'ready', `model failed to load: ${await page.textContent('#error')}`);
+    assert.equal(await page.isVisible('#class-controls'), true);
+    assert.equal(await page.textContent('#class-label'), 'digit');
+    assert.deepEqual(await page.locator('#class option').allTextContents(), ['any', ...info.classNames]);
+    assert.equal(await page.inputValue('#class'), '7');
+    assert.equal(await page.inputValue('#guidance'), '2');
+    assert.match((await page.textContent('#model-info'))!, /class-conditional, 10 classes/);
+
+    const pipe = await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, 'model.onnx'))), { threads: 1 });
+    try {
+      const runs: { label: string; classLabels?: number; guidanceScale?: number }[] = [
+        { label: '7', classLabels: 7, guidanceScale: 2 },
+        { label: 'any' }, // guidance is off (and disabled) for "any": the model with label ∅
+      ];
+      for (const r of runs) {
+        await page.selectOption('#class', r.label === 'any' ? 'any' : r.label);
+        assert.equal(await page.isDisabled('#guidance'), r.label === 'any');
+        await generate(page, { n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 7 });
+        await page.waitForSelector('body[data-sampling=done], body[data-sampling=error]', { timeout: LOAD_TIMEOUT });
+        assert.equal(await page.getAttribute('body', 'data-sampling'), 'done', `sampling failed: ${await page.textContent('#error')}`);
+        const got = await page.evaluate(() => Array.from((globalThis as unknown as { ddpm: { lastSamples: Float32Array } }).ddpm.lastSamples));
+        const { label: _, ...opts } = r;
+        const want = (await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 7, ...opts })).samples;
+        t.diagnostic(`class ${r.label}: browser vs node max |diff| = ${maxAbsDiff(got, want).toExponential(2)}; ${await page.textContent('#timings')}`);
+        assertClose(got, want, { atol: 1e-3 }, `class ${r.label}: browser (onnxruntime-web wasm) vs node (onnxruntime-node)`);
+        await page.evaluate(() => (document.body.dataset.sampling = 'idle'));
+      }
+    } finally {
+      await pipe.release();
+    }
+    assert.deepEqual(errors, []);
   } finally {
     await ctx?.close();
     await server?.close();

@@ -6,7 +6,8 @@
  *
  *   node --import tsx web/scripts/prepare-model.ts [SOURCE]        (npm run web:model -- SOURCE)
  *
- * SOURCE, else $DDPM_WEB_MODEL, else the shipped `models/mnist-28/`; with none of them, an existing
+ * SOURCE, else $DDPM_WEB_MODEL, else the shipped class-conditional `models/mnist-28-cond/` (the page then offers a
+ * digit and a guidance scale), else the shipped `models/mnist-28/`; with none of them, an existing
  * `web/.model/` is kept. It may be any model `ddpm sample --checkpoint` accepts (the library's loadModel reads
  * it): a `.onnx` file from `ddpm export`, a directory holding only an exported `model.onnx`, or a checkpoint /
  * model directory (`config.json` + `ema.safetensors` / `params.safetensors`), exported here (this is how a
@@ -22,17 +23,20 @@ import type { WebModelInfo } from '../src/protocol.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const WEB_MODEL_DIR = path.join(ROOT, 'web', '.model');
 export const SHIPPED_MODEL_DIR = path.join(ROOT, 'models', 'mnist-28');
+/** The shipped class-conditional model: the page's default when present (the digit and guidance controls need it). */
+export const SHIPPED_COND_MODEL_DIR = path.join(ROOT, 'models', 'mnist-28-cond');
 
 /** Write `out`/model.onnx and `out`/model.json from `source` (see the header); returns the info written. */
 export async function prepareModel(source: string, out: string = WEB_MODEL_DIR): Promise<WebModelInfo> {
   const src = path.resolve(source);
   const m = await loadModel(src, { label: 'source' });
-  const bytes = m.onnxBytes ?? exportDenoiserFile(m.unet, m.weights!, { diffusion: m.diffusion, version: packageVersion(), step: m.step });
+  const bytes = m.onnxBytes ?? exportDenoiserFile(m.unet, m.weights!, { diffusion: m.diffusion, version: packageVersion(), step: m.step, classNames: m.classNames });
   // an .onnx has no preset name: models/mnist-28/model.onnx -> 'mnist-28', foo.onnx -> 'foo'
   const stem = path.basename(m.file, '.onnx');
   const name = m.preset ?? (stem === 'model' ? path.basename(path.dirname(m.file)) : stem);
   const rel = path.relative(ROOT, src);
-  const info: WebModelInfo = { name, unet: m.unet, diffusion: m.diffusion, step: m.step ?? null, source: rel.startsWith('..') ? src : rel };
+  const classNames = m.unet.numClasses > 0 ? (m.classNames ?? Array.from({ length: m.unet.numClasses }, (_, i) => String(i))) : [];
+  const info: WebModelInfo = { name, unet: m.unet, diffusion: m.diffusion, step: m.step ?? null, source: rel.startsWith('..') ? src : rel, classNames };
   await fsp.mkdir(out, { recursive: true });
   await fsp.writeFile(path.join(out, 'model.onnx'), bytes);
   await fsp.writeFile(path.join(out, 'model.json'), JSON.stringify(info, null, 2) + '\n');
@@ -42,6 +46,7 @@ export async function prepareModel(source: string, out: string = WEB_MODEL_DIR):
 /** The source used without an argument, or null to keep the existing web/.model. */
 export function defaultSource(): string | null {
   if (process.env.DDPM_WEB_MODEL) return process.env.DDPM_WEB_MODEL;
+  if (existsSync(SHIPPED_COND_MODEL_DIR)) return SHIPPED_COND_MODEL_DIR;
   if (existsSync(SHIPPED_MODEL_DIR)) return SHIPPED_MODEL_DIR;
   return null;
 }

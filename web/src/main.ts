@@ -4,9 +4,11 @@
  * SDEdit in the same worker) and the forward-process panel.
  *
  * URL parameters: ep=auto|webgpu|wasm (backend, default auto), threads=N (wasm threads, default
- * min(4, cores)), and n, sampler, steps, eta, seed to prefill the form.
+ * min(4, cores)), and n, sampler, steps, eta, seed to prefill the form (and, for a class-conditional model, class
+ * (a class name, or any) and guidance).
  */
 import { validateDiffusionConfig } from '../../src/diffusion/config.ts';
+import { MAX_GUIDANCE_SCALE } from '../../src/limits.ts';
 import { unetConfig } from '../../src/models/unet.ts';
 import { EditPanel, type EditDebug } from './edit.ts';
 import { ForwardPanel } from './forward.ts';
@@ -45,30 +47,56 @@ const form = {
   steps: $<HTMLInputElement>('steps'),
   eta: $<HTMLInputElement>('eta'),
   seed: $<HTMLInputElement>('seed'),
+  classLabel: $<HTMLSelectElement>('class'),
+  guidance: $<HTMLInputElement>('guidance'),
   generate: $<HTMLButtonElement>('generate-btn'),
   stop: $<HTMLButtonElement>('stop-btn'),
 };
-for (const k of ['n', 'sampler', 'steps', 'eta', 'seed'] as const) {
+for (const k of ['n', 'sampler', 'steps', 'eta', 'seed', 'guidance'] as const) {
   const v = params.get(k);
   if (v !== null) form[k].value = v;
 }
 const syncEta = () => (form.eta.disabled = form.sampler.value !== 'ddim');
 form.sampler.onchange = syncEta;
 syncEta();
+const syncGuidance = () => (form.guidance.disabled = form.classLabel.value === 'any');
+form.classLabel.onchange = syncGuidance;
 
-function readRequest(T: number): SampleRequest {
+/**
+ * A class-conditional model: the class choice ("any", then each class by name; "digit" when the classes are the
+ * digits) and the guidance scale appear; URL parameter class=<name> preselects one.
+ */
+function setupClasses(names: readonly string[]): void {
+  if (names.length === 0) return;
+  $('class-controls').hidden = false;
+  $('class-label').textContent = names.every((c, i) => c === String(i)) && names.length === 10 ? 'digit' : 'class';
+  for (const [i, c] of names.entries()) form.classLabel.add(new Option(c, String(i)));
+  const want = params.get('class');
+  if (want !== null) {
+    const i = names.indexOf(want);
+    if (i >= 0) form.classLabel.value = String(i);
+    else if (want !== 'any') showError(`unknown class=${want} (the model has ${names.join(', ')}); using any`);
+  }
+  syncGuidance();
+}
+
+function readRequest(T: number, numClasses: number): SampleRequest {
   const int = (el: HTMLInputElement, lo: number, hi: number) => Math.min(hi, Math.max(lo, Math.round(Number(el.value) || 0)));
+  const cls = numClasses > 0 && form.classLabel.value !== 'any' ? Number(form.classLabel.value) : null;
   const req: SampleRequest = {
     n: int(form.n, 1, 64),
     sampler: form.sampler.value as SamplerKind,
     steps: int(form.steps, 2, T),
     eta: Math.min(1, Math.max(0, Number(form.eta.value) || 0)),
     seed: int(form.seed, 0, 2 ** 32 - 1),
+    classLabel: cls !== null && Number.isInteger(cls) && cls >= 0 && cls < numClasses ? cls : null,
+    guidance: Math.min(MAX_GUIDANCE_SCALE, Math.max(0, Number(form.guidance.value) || 0)),
   };
   form.n.value = String(req.n);
   form.steps.value = String(req.steps);
   form.eta.value = String(req.eta);
   form.seed.value = String(req.seed);
+  form.guidance.value = String(req.guidance);
   return req;
 }
 
@@ -139,7 +167,7 @@ function startWorker(info: WebModelInfo): void {
   $<HTMLFormElement>('gen-form').onsubmit = (e) => {
     e.preventDefault();
     if (!runs.idle) return;
-    const req = readRequest(info.diffusion.schedule.T);
+    const req = readRequest(info.diffusion.schedule.T, m.numClasses);
     shape = [req.n, m.inChannels, m.imageSize, m.imageSize]; // (B, C, H, W)
     const { cols, pad } = gridLayout(req.n);
     scale = Math.max(1, Math.floor(300 / (cols * (m.imageSize + pad) + pad)));
@@ -171,7 +199,8 @@ function describe(info: WebModelInfo): string {
   return (
     `model: ${info.name} U-Net (${m.imageSize}×${m.imageSize}×${m.inChannels}, ${m.baseChannels} base channels × [${m.channelMults}]) · ` +
     `predicts ${target} · ${d.schedule.kind} β schedule, T = ${d.schedule.T} · variance ${d.varType} · ` +
-    `${info.step === null ? 'training step unknown' : `trained ${info.step} step${info.step === 1 ? '' : 's'}`} (${info.source})`
+    `${info.step === null ? 'training step unknown' : `trained ${info.step} step${info.step === 1 ? '' : 's'}`}` +
+    `${m.numClasses > 0 ? ` · class-conditional, ${m.numClasses} classes (classifier-free guidance)` : ''} (${info.source})`
   );
 }
 
@@ -181,8 +210,12 @@ async function main(): Promise<void> {
     const res = await fetch(url('model/model.json'));
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const raw = (await res.json()) as WebModelInfo;
-    info = { ...raw, unet: unetConfig(raw.unet), diffusion: validateDiffusionConfig(raw.diffusion) };
+    const unet = unetConfig(raw.unet);
+    // (a model.json written before classes existed has no classNames)
+    const classNames = raw.classNames?.length ? raw.classNames : Array.from({ length: unet.numClasses }, (_, i) => String(i));
+    info = { ...raw, unet, diffusion: validateDiffusionConfig(raw.diffusion), classNames };
     $('model-info').textContent = describe(info);
+    setupClasses(info.classNames);
   } catch (e) {
     document.body.dataset.model = 'error';
     $('backend').textContent = 'backend: –';

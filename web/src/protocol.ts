@@ -15,6 +15,8 @@ export interface WebModelInfo {
   step: number | null;
   /** where the model came from (relative to the repository when inside it) */
   source: string;
+  /** a class-conditional model's class names (label i is classNames[i]); [] for an unconditional model */
+  classNames: string[];
 }
 
 export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
@@ -29,6 +31,10 @@ export interface SampleRequest {
   /** DDIM η (ignored by DDPM and DPM-Solver++) */
   eta: number;
   seed: number;
+  /** a class-conditional model: the class of every image, or null for "any" (unconditional, label ∅) */
+  classLabel: number | null;
+  /** the classifier-free guidance scale with a class (diffusers' guidance_scale: 0 unconditional, 1 conditional) */
+  guidance: number;
 }
 
 /**

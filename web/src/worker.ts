@@ -96,6 +96,8 @@ async function sample(id: number, req: SampleRequest): Promise<void> {
       steps: req.steps,
       eta: req.sampler === 'ddim' ? req.eta : undefined,
       seed: req.seed,
+      // a class: classifier-free guidance on a doubled batch (src/diffusion/guidance.ts); "any": the model as it is
+      ...(req.classLabel !== null ? { classLabels: req.classLabel, guidanceScale: req.guidance } : {}),
       batchSize: req.n, // one batch: every step redraws all the images
       signal: controller.signal,
       onStep: async (s) => {
