@@ -362,6 +362,9 @@ test('config: --class-cond, --p-uncond and the classes agree with the model, or 
   const cond = applyOptions(base, { 'class-cond': 'true' });
   assert.equal(cond.model.numClasses, 0, 'classes come from the data');
   assert.throws(() => applyOptions(base, { 'p-uncond': '1.5' }), /--p-uncond: must be <= 1/);
+  assert.equal(applyOptions(base, { 'class-cond': 'true', 'class-lr-scale': '20' }).optim.classLrScale, 20);
+  assert.throws(() => applyOptions(base, { 'class-lr-scale': '20' }), /--class-lr-scale\) needs data.classCond true/);
+  assert.throws(() => applyOptions(base, { 'class-cond': 'true', 'class-lr-scale': '-1' }), /--class-lr-scale: must be >= 0/);
   const ten = withClasses(cond, ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']);
   assert.equal(ten.model.numClasses, 10);
   assert.deepEqual(JSON.parse(JSON.stringify(validateTrainConfig(JSON.parse(JSON.stringify(ten))))), JSON.parse(JSON.stringify(ten)), 'round trip');

@@ -174,3 +174,30 @@ test('learning-rate schedule: warmup, constant, then a linear or cosine decay to
   assert.equal(validateTrainConfig(old).optim.decay, 'none');
   assert.throws(() => validateTrainConfig({ ...old, optim: { ...old.optim, decay: 'exp' } }), /optim.decay 'exp'/);
 });
+
+test('lrScale: a parameter with multiplier k moves k times as far in an Adam step; all ones is the plain graph', async () => {
+  // a and b get the same gradient (loss = sum((a + b − 1)²)), so their Adam steps differ only by the multiplier
+  const make = (lrScale?: Record<string, number>) =>
+    TrainStep.create(ort as never, {
+      params: { a: { shape: [3], data: new Float32Array([0.1, 0.2, 0.3]) }, b: { shape: [3], data: new Float32Array([0.1, 0.2, 0.3]) }, c: { shape: [2], data: new Float32Array([1, -1]) } },
+      inputs: {},
+      loss: (p) => {
+        const q = p as unknown as Record<string, T.Tensor>;
+        return T.add(T.sum(T.square(T.sub(T.add(q.a!, q.b!), 1))), T.sum(T.square(q.c!)));
+      },
+      optimizer: adamw({ weightDecay: 0 }),
+      lrScale,
+    }, { threads: 1 });
+  const scaled = await make({ b: 3, c: 0 });
+  await scaled.step({}, 1e-2);
+  const p = scaled.paramsByPath();
+  const da = p.get('a')!.data.map((v, i) => v - [0.1, 0.2, 0.3][i]!);
+  const db = p.get('b')!.data.map((v, i) => v - [0.1, 0.2, 0.3][i]!);
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(db[i]! - 3 * da[i]!) < 1e-6 && Math.abs(da[i]!) > 5e-3, `a moved ${da[i]}, b ${db[i]}`);
+  assert.deepEqual(p.get('c')!.data, new Float32Array([1, -1]), 'a multiplier of 0 freezes c');
+  const plain = await make();
+  const ones = await make({ a: 1, b: 1 });
+  assert.deepEqual(ones.fn.onnxBytes, plain.fn.onnxBytes, 'multipliers of 1 change nothing in the graph');
+  await assert.rejects(make({ nope: 2 }), /lrScale: no parameter 'nope'/);
+  for (const s of [scaled, plain, ones]) await s.release();
+});

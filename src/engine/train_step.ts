@@ -11,7 +11,7 @@ import { numel, type DType, type Dim } from './graph.ts';
 import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState } from './optim.ts';
 import { compile } from './compile.ts';
 import type { CompiledFunction, Feeds, OrtModule, RuntimeOptions } from './runtime.ts';
-import { Tensor, concat, input, reshape, split } from './tensor.ts';
+import { Tensor, concat, expand, input, mul, reshape, split } from './tensor.ts';
 import { treeFlatten, treeMap, type ParamValue, type Tree } from './tree.ts';
 
 export interface TrainStepSpec<I extends Record<string, Tensor>> {
@@ -24,6 +24,11 @@ export interface TrainStepSpec<I extends Record<string, Tensor>> {
   optimizer: Optimizer;
   /** Global-norm gradient clipping (off when undefined). */
   clipNorm?: number;
+  /**
+   * Learning-rate multipliers by parameter path (1 for the others), e.g. a new embedding that must move faster than
+   * the fine-tuned weights around it. The graph is the plain one when every multiplier is 1.
+   */
+  lrScale?: Record<string, number>;
 }
 
 export interface StepResult {
@@ -77,7 +82,7 @@ export class TrainStep {
     };
     const packedGrads = pack(rawGrads);
     const { grads, norm } = spec.clipNorm !== undefined ? clipByGlobalNorm(packedGrads, spec.clipNorm) : { grads: packedGrads, norm: globalNorm(packedGrads) };
-    const updated = spec.optimizer.update(grads, { step: stateTensors.step, m: pack(stateTensors.m), v: pack(stateTensors.v) }, pack(paramTensors), lr);
+    const updated = spec.optimizer.update(grads, { step: stateTensors.step, m: pack(stateTensors.m), v: pack(stateTensors.v) }, pack(paramTensors), packedLr(lr, leaves, spec.lrScale));
 
     const outputs: Record<string, Tensor> = { loss, gradNorm: norm };
     for (const [k, t] of Object.entries(auxOut)) outputs[`aux:${k}`] = t;
@@ -120,6 +125,26 @@ export class TrainStep {
   async release(): Promise<void> {
     await this.fn.release();
   }
+}
+
+/**
+ * The learning rate of every packed element: the scalar `lr` when no multiplier differs from 1, else a vector of
+ * lr·scale, one run of equal values per group of consecutive parameters with the same scale.
+ */
+function packedLr(lr: Tensor, leaves: [string, Tensor][], lrScale: Record<string, number> = {}): Tensor {
+  for (const [path, k] of Object.entries(lrScale)) {
+    if (!leaves.some(([p]) => p === path)) throw new Error(`lrScale: no parameter '${path}'`);
+    if (!(Number.isFinite(k) && k >= 0)) throw new Error(`lrScale: '${path}' must be a finite number >= 0, got ${k}`);
+  }
+  if (Object.values(lrScale).every((k) => k === 1)) return lr;
+  const runs: { scale: number; n: number }[] = [];
+  for (const [path, t] of leaves) {
+    const scale = lrScale[path] ?? 1;
+    const last = runs.at(-1);
+    if (last && last.scale === scale) last.n += numel(t.shape);
+    else runs.push({ scale, n: numel(t.shape) });
+  }
+  return concat(runs.map(({ scale, n }) => expand(reshape(scale === 1 ? lr : mul(lr, scale), [1]), [n])), 0);
 }
 
 export class NonFiniteLossError extends Error {

@@ -26,6 +26,12 @@ export interface OptimConfig extends LrSchedule {
   emaDecay: number;
   /** EMA decay warmup min(decay, (1+n)/(10+n)) */
   emaWarmup: boolean;
+  /**
+   * learning-rate multiplier of a class-conditional model's class embedding (label_emb): a fine-tune from an
+   * unconditional model starts it at zero, and at the network's learning rate it moves too slowly to carry the
+   * classes in a short run (as textual inversion, the new embedding wants a larger rate than the weights around it)
+   */
+  classLrScale: number;
 }
 
 export interface DataConfig {
@@ -94,7 +100,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
     preset,
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
     diffusion: defaultDiffusionConfig(),
-    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true },
+    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true, classLrScale: 1 },
     data: { source: 'mnist', batchSize: 64, hflip: false, resize: 'center-crop', onCorrupt: 'skip', classCond: false, pUncond: 0.1, classNames: [] },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, logSeconds: 30, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
@@ -134,6 +140,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'data.onCorrupt', flag: 'on-corrupt', kind: 'string', choices: ON_CORRUPT, help: 'unreadable files in a folder: skip (counted; the first few named in one warning) or error (stop at the first)' },
   { path: 'data.classCond', flag: 'class-cond', kind: 'boolean', help: "class-conditional model for classifier-free guidance: labels are MNIST's digits or a folder's subfolder names" },
   { path: 'data.pUncond', flag: 'p-uncond', kind: 'number', min: 0, max: 1, help: 'with --class-cond: probability of dropping a label to "no class" (trains the unconditional model too)' },
+  { path: 'optim.classLrScale', flag: 'class-lr-scale', kind: 'number', min: 0, max: 1000, help: "with --class-cond: learning-rate multiplier of the class embedding (e.g. 20 when fine-tuning an unconditional model, whose new embedding starts at zero)" },
   { path: 'diffusion.schedule.kind', flag: 'schedule', kind: 'string', choices: SCHEDULES, help: 'β schedule' },
   { path: 'diffusion.schedule.T', flag: 'T', kind: 'int', min: 2, max: MAX_T, help: 'diffusion steps T' },
   { path: 'diffusion.meanType', flag: 'objective', kind: 'string', choices: MEAN_TYPES, help: 'what the model predicts' },
@@ -287,7 +294,7 @@ export function validateTrainConfig(input: unknown, opts: ValidateOptions = {}):
   let model = unetConfig((top.model ?? {}) as Partial<UNetConfig>, presetModel, { stored: opts.stored });
   const learned = diffusion.varType === 'learnedRange';
   if (model.outChannels !== model.inChannels * (learned ? 2 : 1)) model = { ...model, outChannels: model.inChannels * (learned ? 2 : 1) };
-  checkClasses(data, model);
+  checkClasses(data, model, optim);
   for (const def of TRAIN_OPTIONS) {
     const v = getPath({ diffusion, optim, data, run, model }, def.path);
     if (def.kind === 'int' && !Number.isInteger(v)) throw new Error(`config: '${def.path}' must be an integer, got ${describeValue(v)}`);
@@ -302,9 +309,10 @@ export function validateTrainConfig(input: unknown, opts: ValidateOptions = {}):
  * class-conditional one has numClasses 0 and no names until the data is read ({@link withClasses}), then numClasses
  * names.
  */
-function checkClasses(data: DataConfig, model: UNetConfig): void {
+function checkClasses(data: DataConfig, model: UNetConfig, optim: OptimConfig): void {
   if (!Array.isArray(data.classNames)) throw new Error(`config: 'data.classNames' must be an array of strings, got ${describeValue(data.classNames)}`);
   if (!data.classCond) {
+    if (optim.classLrScale !== 1) throw new Error(`config: optim.classLrScale ${optim.classLrScale} (--class-lr-scale) needs data.classCond true (--class-cond)`);
     if (model.numClasses > 0) throw new Error(`config: model.numClasses ${model.numClasses} needs data.classCond true (--class-cond)`);
     if (data.classNames.length > 0) throw new Error('config: data.classNames needs data.classCond true (--class-cond)');
     return;

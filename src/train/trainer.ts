@@ -24,7 +24,7 @@ import { BatchLoader, type Dataset, type LoaderState } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
 import type { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
-import { initUNet, unet } from '../models/unet.ts';
+import { LABEL_EMB, initUNet, unet } from '../models/unet.ts';
 import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
@@ -187,6 +187,7 @@ export class Trainer {
         },
         optimizer: adamw({ b1: config.optim.beta1, b2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay }),
         clipNorm: config.optim.clipNorm > 0 ? config.optim.clipNorm : undefined,
+        lrScale: m.numClasses > 0 ? { [LABEL_EMB]: config.optim.classLrScale } : undefined,
       },
       opts,
     );
