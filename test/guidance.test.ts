@@ -290,6 +290,10 @@ test('class-conditional training: resume is exact (6 steps == 3 + resume + 3), c
     assert.equal(ckpt.config.model.numClasses, 3);
     assert.deepEqual(ckpt.config.data.classNames, ['a', 'b', 'c']);
     assert.equal(ckpt.config.data.pUncond, 0.1);
+    // the class embedding's learning-rate multiplier may change on resume, as the learning-rate schedule may
+    const faster = await run(tinyCond({ steps: '7', 'class-lr-scale': '10' }), path.join(dir, 'b'), true);
+    assert.equal(faster.losses.length, 1);
+    assert.equal((await loadModelDir(path.join(dir, 'b', 'checkpoint'))).config.optim.classLrScale, 10);
     // the label dropout is part of the run: another p_uncond trains differently from the first step that drops a label
     const other = await run(tinyCond({ steps: '6', 'p-uncond': '0.5' }), path.join(dir, 'c'));
     assert.notDeepEqual(other.losses, full.losses);

@@ -192,7 +192,7 @@ export async function recoverCheckpoint(dir: string): Promise<boolean> {
  * Load a training checkpoint for resuming (recovering it first), or null when there is none. With
  * `expectConfig`, the stored config must match it in everything that shapes the run (model, diffusion,
  * data, seed, the optimiser and EMA). The learning-rate schedule may change (lr is an input of the compiled step), so a
- * run can continue with a cooldown (`--lr-decay`).
+ * run can continue with a cooldown (`--lr-decay`), and so may the class embedding's multiplier (`--class-lr-scale`).
  */
 export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainConfig } = {}): Promise<CheckpointContents | null> {
   if (!(await recoverCheckpoint(dir))) return null;
@@ -200,7 +200,7 @@ export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainCo
   if (opts.expectConfig) {
     const e = opts.expectConfig;
     const pick = (c: TrainConfig) => {
-      const { lr: _lr, warmupSteps: _w, decay: _d, decayStart: _ds, decaySteps: _dn, decayTo: _dt, ...optim } = c.optim;
+      const { lr: _lr, warmupSteps: _w, decay: _d, decayStart: _ds, decaySteps: _dn, decayTo: _dt, classLrScale: _cs, ...optim } = c.optim;
       return JSON.stringify([c.model, c.diffusion, c.data, c.run.seed, optim]);
     };
     if (pick(config) !== pick(e)) {
