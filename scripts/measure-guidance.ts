@@ -81,7 +81,7 @@ export async function measureGuidance(o: MeasureGuidanceOptions): Promise<Record
       });
       const sampleSec = (performance.now() - t1) / 1000;
       const images = quantizeLikePng(res.samples); // scored as saved PNGs
-      const sc = await scoreSamples(images, classifier, ort, runtime, labels);
+      const sc = await scoreSamples(images, classifier, ort, runtime, { labels });
       const acc = sc.classAccuracy!;
       results.push({
         guidanceScale: s,

@@ -138,7 +138,7 @@ test('safetensors: a shape, dtype, data_offsets or metadata value nested 20,000 
 
 test('the FID classifier config (lenetConfig): deep values, inherited keys and non-objects are refused in one short line', () => {
   const cases: [unknown, RegExp][] = [
-    [parseWithDeep({ inChannels: 'DEEP_ARRAY' }), /^LeNet: only 1x28x28 inputs are supported, got inChannels \[\[\[…\]\]\], imageSize 28$/],
+    [parseWithDeep({ inChannels: 'DEEP_ARRAY' }), /^LeNet: inputs must have 1 or 3 channels and a side that is a multiple of 4 in \[12, 64\], got inChannels \[\[\[…\]\]\], imageSize 28$/],
     [parseWithDeep({ conv1: 'DEEP_OBJECT' }), /^LeNet config: conv1 must be a positive integer, got \{"a":\{"a":\{…\}\}\}$/],
     [JSON.parse('{"constructor":1}'), /^unknown LeNet config key 'constructor'/],
     [null, /^LeNet config must be an object, got null$/],

@@ -305,7 +305,7 @@ async function readSamples(dir: string, log: Log): Promise<Scored> {
 }
 
 async function score({ images, source, labels }: Scored, classifier: ClassifierDir, runtime: RuntimeOptions, log: Log): Promise<Report> {
-  const { n, fid: fd, realFid, nReal, classes: scores, classAccuracy, seconds: sec } = await scoreSamples(images, classifier, ort, runtime, labels);
+  const { n, fid: fd, realFid, nReal, classes: scores, classAccuracy, seconds: sec } = await scoreSamples(images, classifier, ort, runtime, { labels });
   const d = classifier.info.model.featureDim;
   log(`FID-LeNet: ${fd.fid.toFixed(3)} (|Δμ|² ${fd.meanTerm.toFixed(3)} + covariance ${fd.covTerm.toFixed(3)}) for ${n} images vs the MNIST test set; classifier test accuracy ${(100 * classifier.info.testAccuracy).toFixed(2)}%`);
   if (n <= d) log(`note: ${n} images <= ${d} feature dims: the sample covariance is singular and FID is strongly biased upward; compare only at equal n`);

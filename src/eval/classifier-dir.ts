@@ -4,7 +4,8 @@
  *   weights.safetensors      F32, torch-style names (src/models/classifier.ts)
  *   test-stats.safetensors   F64 `mu` [d] and `sigma` [d, d] of the MNIST test set's features,
  *                            so FID never recomputes them
- * Default: `models/lenet-mnist` in the package, written by `npm run train:classifier`.
+ * Default: `models/lenet-mnist` in the package, written by `npm run train:classifier`; the shape classifier
+ * `models/shapes-classifier` (test statistics of held-out shapes) is written by `npm run train:shapes-classifier`.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -18,10 +19,12 @@ import type { GaussianStats } from './fid.ts';
 
 /** `models/lenet-mnist` at the package root. */
 export const DEFAULT_CLASSIFIER_DIR = fileURLToPath(new URL('../../models/lenet-mnist', import.meta.url));
+/** `models/shapes-classifier` at the package root: circle, square, triangle, cross, star at 32x32 RGB. */
+export const DEFAULT_SHAPES_CLASSIFIER_DIR = fileURLToPath(new URL('../../models/shapes-classifier', import.meta.url));
 
 export interface ClassifierInfo {
   model: LeNetConfig;
-  /** top-1 accuracy on the 10,000 MNIST test images */
+  /** top-1 accuracy on the test images (the 10,000 of MNIST; held-out shapes) */
   testAccuracy: number;
   /** which activations are the FID features */
   features: string;
@@ -41,24 +44,27 @@ export class ClassifierDirError extends Error {
   override name = 'ClassifierDirError';
 }
 
-export async function saveClassifierDir(dir: string, c: ClassifierDir): Promise<void> {
+/** Write `dir` atomically; `meta` names what the weights and statistics are in the safetensors headers. */
+export async function saveClassifierDir(dir: string, c: ClassifierDir, meta = { kind: 'lenet-mnist', split: 'mnist-test' }): Promise<void> {
   const d = c.testStats.mu.length;
   const weights: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
   for (const [k, v] of Object.entries(c.weights)) weights[k] = { dtype: 'F32', shape: v.shape, data: v.data };
   await writeCheckpointDir(dir, {
     'config.json': JSON.stringify(c.info, null, 2) + '\n',
-    'weights.safetensors': serializeSafetensors(weights, { format: 'ddpm-ts', kind: 'lenet-mnist' }),
+    'weights.safetensors': serializeSafetensors(weights, { format: 'ddpm-ts', kind: meta.kind }),
     'test-stats.safetensors': serializeSafetensors(
       { mu: { dtype: 'F64', shape: [d], data: c.testStats.mu }, sigma: { dtype: 'F64', shape: [d, d], data: c.testStats.sigma } },
-      { format: 'ddpm-ts', kind: 'fid-stats', n: String(c.testStats.n), split: 'mnist-test' },
+      { format: 'ddpm-ts', kind: 'fid-stats', n: String(c.testStats.n), split: meta.split },
     ),
   });
 }
 
+const trainCommand = (dir: string) => `'npm run ${path.resolve(dir) === DEFAULT_SHAPES_CLASSIFIER_DIR ? 'train:shapes-classifier' : 'train:classifier'}'`;
+
 export async function loadClassifierDir(dir: string = DEFAULT_CLASSIFIER_DIR): Promise<ClassifierDir> {
   // written with the checkpoint protocol: read the newest complete version, also after an interrupted write
   const read = await readCheckpointDirStable(dir, readClassifierDir);
-  if (read === null) throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: no such directory (train one with 'npm run train:classifier')`);
+  if (read === null) throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: no such directory (train one with ${trainCommand(dir)})`);
   return read.value;
 }
 
@@ -68,7 +74,7 @@ async function readClassifierDir(dir: string): Promise<ClassifierDir> {
   try {
     info = JSON.parse(await fsp.readFile(file('config.json'), 'utf8')) as ClassifierInfo;
   } catch (e) {
-    throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: ${(e as Error).message} (train one with 'npm run train:classifier')`);
+    throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: ${(e as Error).message} (train one with ${trainCommand(dir)})`);
   }
   if (info === null || typeof info !== 'object' || Array.isArray(info)) throw new ClassifierDirError(`${file('config.json')}: expected a JSON object`);
   try {

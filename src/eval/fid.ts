@@ -96,7 +96,7 @@ export function frechetDistance(a: GaussianStats, b: GaussianStats): FrechetDist
 }
 
 /**
- * Run the classifier over images (N, 1, 28, 28) in [-1, 1], in batches.
+ * Run the classifier over images (N, C, S, S) in [-1, 1] (its config's C and S), in batches.
  * @returns features (N, featureDim) and logits (N, numClasses)
  */
 export async function classify(
@@ -105,7 +105,9 @@ export async function classify(
   opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<{ features: Float32Array; logits: Float32Array; n: number }> {
   const per = net.cfg.inChannels * net.cfg.imageSize * net.cfg.imageSize;
-  if (images.length % per !== 0 || images.length === 0) throw new Error(`classify: ${images.length} values are not a batch of 1x28x28 images`);
+  if (images.length % per !== 0 || images.length === 0) {
+    throw new Error(`classify: ${images.length} values are not a batch of ${net.cfg.inChannels}x${net.cfg.imageSize}x${net.cfg.imageSize} images`);
+  }
   const n = images.length / per;
   const bs = opts.batchSize ?? 500;
   const features = new Float32Array(n * net.cfg.featureDim);
@@ -161,12 +163,23 @@ export interface ClassifierScores {
   entropyBits: number;
   /** mean over samples of the max softmax probability */
   meanConfidence: number;
-  /** fraction of samples with max softmax probability > 0.9 ("well-formed digits") */
+  /** fraction of samples with max softmax probability > `threshold` (0.9: "well-formed digits"), the reject class's excepted */
   confidentFraction: number;
 }
 
-/** Class histogram, coverage, entropy and confidence from logits (n, numClasses). */
-export function classifierScores(logits: ArrayLike<number>, numClasses: number): ClassifierScores {
+/** The confidence above which a sample counts as a well-formed member of its class. */
+export const CONFIDENT_THRESHOLD = 0.9;
+
+/**
+ * Class histogram, coverage, entropy and confidence from logits (n, numClasses). `rejectClass`: a class meaning
+ * "none of the others" (the shape classifier's 'none'); samples it wins are never counted as confident.
+ */
+export function classifierScores(
+  logits: ArrayLike<number>,
+  numClasses: number,
+  opts: { threshold?: number; rejectClass?: number } = {},
+): ClassifierScores {
+  const threshold = opts.threshold ?? CONFIDENT_THRESHOLD;
   const n = logits.length / numClasses;
   if (!Number.isInteger(n) || n < 1) throw new Error(`classifierScores: ${logits.length} logits are not rows of ${numClasses}`);
   const counts = new Array<number>(numClasses).fill(0);
@@ -182,7 +195,7 @@ export function classifierScores(logits: ArrayLike<number>, numClasses: number):
     const conf = 1 / z;
     counts[best]!++;
     confSum += conf;
-    if (conf > 0.9) confident++;
+    if (conf > threshold && best !== opts.rejectClass) confident++;
   }
   let entropyBits = 0;
   for (const c of counts) if (c > 0) entropyBits -= (c / n) * Math.log2(c / n);

@@ -2,7 +2,7 @@
  * Scoring a set of MNIST-like images with the shipped classifier: FID-LeNet against the MNIST test statistics
  * (fid.ts), the same FID for real training images at the same n (FID is biased upward at small n, so this is what
  * a perfect generator would score), and the class histogram and confidence. `ddpm eval --fid / --samples` prints
- * and reports this.
+ * and reports this; scripts/measure-shapes.ts does the same for shapes with models/shapes-classifier.
  */
 import { loadMnist, mnistImages } from '../data/mnist.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
@@ -29,28 +29,41 @@ export interface SampleScores {
   seconds: number;
 }
 
+export interface ScoreOptions {
+  /** `n` real images (n, C, S, S) in [−1, 1] for the reference FID, from the classifier's training distribution
+   *  (default: the first n MNIST training images, at most 60,000) */
+  real?: (n: number) => Float32Array;
+  /** max softmax probability above which a sample counts as confidently classified (default 0.9) */
+  threshold?: number;
+  /** a class meaning "none of the others", never counted as confident (the shape classifier's last class) */
+  rejectClass?: number;
+  /** the class each image was generated as (by a class-conditional model), in the classifier's classes: adds the class accuracy */
+  labels?: ArrayLike<number>;
+}
+
 /**
- * Score `images` (n, 1, 28, 28) in [−1, 1] with `classifier` (a LeNet directory) on onnxruntime; with `labels`
- * (one per image, in the classifier's classes), also the class accuracy.
+ * Score `images` (n, C, S, S) in [−1, 1] with `classifier` (a LeNet directory; MNIST's by default) on onnxruntime;
+ * with `opts.labels`, also the class accuracy.
  */
-export async function scoreSamples(images: Float32Array, classifier: ClassifierDir, ort: OrtModule, runtime: RuntimeOptions, labels?: ArrayLike<number>): Promise<SampleScores> {
+export async function scoreSamples(images: Float32Array, classifier: ClassifierDir, ort: OrtModule, runtime: RuntimeOptions, opts: ScoreOptions = {}): Promise<SampleScores> {
   const t0 = performance.now();
-  const net = await LeNet.create(ort, classifier.info.model, classifier.weights, runtime);
-  const d = classifier.info.model.featureDim;
-  const nReal = Math.min(images.length / 784, loadMnist('train').n);
-  let out, real;
+  const { model } = classifier.info;
+  const net = await LeNet.create(ort, model, classifier.weights, runtime);
+  const d = model.featureDim;
+  const n = images.length / (model.inChannels * model.imageSize * model.imageSize);
+  const real = opts.real ?? ((k: number) => mnistImages('train', 0, Math.min(k, loadMnist('train').n)));
+  let out, realOut;
   try {
     out = await classify(net, images);
-    real = await classify(net, mnistImages('train', 0, nReal));
+    realOut = await classify(net, real(n));
   } finally {
     await net.release();
   }
   const fid = frechetDistance(featureStats(out.features, out.n, d), classifier.testStats);
-  const realFid = frechetDistance(featureStats(real.features, real.n, d), classifier.testStats).fid;
-  const K = classifier.info.model.numClasses;
-  const classes = classifierScores(out.logits, K);
-  const scores: SampleScores = { n: out.n, fid, realFid, nReal, classes, seconds: (performance.now() - t0) / 1000 };
-  if (labels) scores.classAccuracy = classAccuracy(argmax(out.logits, K), labels, K);
+  const realFid = frechetDistance(featureStats(realOut.features, realOut.n, d), classifier.testStats).fid;
+  const classes = classifierScores(out.logits, model.numClasses, { threshold: opts.threshold, rejectClass: opts.rejectClass });
+  const scores: SampleScores = { n: out.n, fid, realFid, nReal: realOut.n, classes, seconds: (performance.now() - t0) / 1000 };
+  if (opts.labels) scores.classAccuracy = classAccuracy(argmax(out.logits, model.numClasses), opts.labels, model.numClasses);
   return scores;
 }
 

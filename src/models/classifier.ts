@@ -1,13 +1,17 @@
 /**
- * A small LeNet-style MNIST classifier (LeCun et al. 1998, with ReLU and max-pooling as in the
- * PyTorch MNIST example), used only to score samples: its 128-d penultimate activations are the
- * features of "FID-LeNet" (the MNIST analogue of Heusel et al. 2017's Inception features) and its
- * softmax gives class histograms and confidences.
+ * A small LeNet-style classifier (LeCun et al. 1998, with ReLU and max-pooling as in the PyTorch
+ * MNIST example), used only to score samples: its penultimate activations are the features of
+ * "FID-LeNet" (the MNIST analogue of Heusel et al. 2017's Inception features) and its softmax gives
+ * class histograms and confidences. Two are shipped: models/lenet-mnist (digits, LENET_MNIST below)
+ * and models/shapes-classifier (the synthetic shapes of src/data/shapes.ts, LENET_SHAPES).
  *
  *   x (N,1,28,28) -> conv1 5x5 1->32 (pad 2) -> ReLU -> maxpool 2   (N,32,14,14)
  *                 -> conv2 5x5 32->64        -> ReLU -> maxpool 2   (N,64,5,5)
  *                 -> fc1 1600->128 -> ReLU = features               (N,128)
  *                 -> fc2 128->10 = logits                           (N,10)
+ *
+ * Any C in {1, 3} and side S a multiple of 4 from 12 to 64 work the same way: the last feature map
+ * is (S/2 − 4)/2 wide (5 for MNIST's 28, 6 for 32).
  *
  * Parameter names and layouts follow torch (`conv1.weight` [O,C,kh,kw], `fc1.weight` [out,in]), so
  * the weights load into an equivalent torch module. Inputs are MNIST scaled to [-1, 1] like the
@@ -22,8 +26,10 @@ import type { Rng } from '../rng.ts';
 import { describeValue } from '../describe.ts';
 
 export interface LeNetConfig {
-  imageSize: 28;
-  inChannels: 1;
+  /** side S of the square input: a multiple of 4 in [12, 64] */
+  imageSize: number;
+  /** 1 (grey) or 3 (RGB) */
+  inChannels: number;
   conv1: number;
   conv2: number;
   /** width of the penultimate layer: the FID feature dimension */
@@ -32,6 +38,11 @@ export interface LeNetConfig {
 }
 
 export const LENET_MNIST: LeNetConfig = { imageSize: 28, inChannels: 1, conv1: 32, conv2: 64, featureDim: 128, numClasses: 10 };
+/**
+ * The shape classifier: 32x32 RGB, five kinds (circle, square, triangle, cross, star) and a sixth class for
+ * anything else.
+ */
+export const LENET_SHAPES: LeNetConfig = { imageSize: 32, inChannels: 3, conv1: 32, conv2: 64, featureDim: 64, numClasses: 6 };
 
 /** Validate a (parsed-from-JSON) config; unknown keys are an error. */
 export function lenetConfig(partial: Partial<LeNetConfig> = {}): LeNetConfig {
@@ -40,15 +51,17 @@ export function lenetConfig(partial: Partial<LeNetConfig> = {}): LeNetConfig {
     if (!Object.hasOwn(LENET_MNIST, k)) throw new Error(`unknown LeNet config key '${k}' (known: ${Object.keys(LENET_MNIST).join(', ')})`);
   }
   const c = { ...LENET_MNIST, ...partial };
-  if (c.imageSize !== 28 || c.inChannels !== 1) throw new Error(`LeNet: only 1x28x28 inputs are supported, got inChannels ${describeValue(c.inChannels)}, imageSize ${describeValue(c.imageSize)}`);
+  if ((c.inChannels !== 1 && c.inChannels !== 3) || !Number.isInteger(c.imageSize) || c.imageSize % 4 !== 0 || c.imageSize < 12 || c.imageSize > 64) {
+    throw new Error(`LeNet: inputs must have 1 or 3 channels and a side that is a multiple of 4 in [12, 64], got inChannels ${describeValue(c.inChannels)}, imageSize ${describeValue(c.imageSize)}`);
+  }
   for (const k of ['conv1', 'conv2', 'featureDim', 'numClasses'] as const) {
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`LeNet config: ${k} must be a positive integer, got ${describeValue(c[k])}`);
   }
   return c;
 }
 
-// Spatial sizes: 28 -conv pad 2-> 28 -pool-> 14 -conv 5x5-> 10 -pool-> 5.
-const FLAT_SIDE = 5;
+/** Side of the last feature map: S -conv pad 2-> S -pool-> S/2 -conv 5x5-> S/2 − 4 -pool-> (S/2 − 4)/2 (28 -> 5, 32 -> 6). */
+const flatSide = (cfg: LeNetConfig) => (cfg.imageSize / 2 - 4) / 2;
 
 type Params = Record<string, ParamValue>;
 
@@ -63,7 +76,7 @@ function uniformParam(rng: Rng, shape: number[], fanIn: number): ParamValue {
 
 /** Parameter shapes of a config (torch layouts), in a fixed order. */
 export function lenetParamShapes(cfg: LeNetConfig): Record<string, number[]> {
-  const flat = cfg.conv2 * FLAT_SIDE * FLAT_SIDE;
+  const flat = cfg.conv2 * flatSide(cfg) ** 2;
   return {
     'conv1.weight': [cfg.conv1, cfg.inChannels, 5, 5],
     'conv1.bias': [cfg.conv1],
@@ -108,7 +121,7 @@ export function lenet(cfg: LeNetConfig, params: Record<string, Tensor>, x: Tenso
   const fc = (h: Tensor, name: string) => add(matmul(h, transpose(P(`${name}.weight`), [1, 0])), P(`${name}.bias`));
   let h = maxPool2x2(relu(conv2d(x, P('conv1.weight'), P('conv1.bias'), { padding: 2 }))); // (N, 32, 14, 14)
   h = maxPool2x2(relu(conv2d(h, P('conv2.weight'), P('conv2.bias')))); // (N, 64, 5, 5)
-  const features = relu(fc(reshape(h, [N, cfg.conv2 * FLAT_SIDE * FLAT_SIDE]), 'fc1')); // (N, 128)
+  const features = relu(fc(reshape(h, [N, cfg.conv2 * flatSide(cfg) ** 2]), 'fc1')); // (N, 128)
   return { features, logits: fc(features, 'fc2') }; // (N, 10)
 }
 
@@ -138,7 +151,7 @@ export class LeNet {
     return new LeNet(cfg, await CompiledFunction.fromOnnx(ort, bytes, info, opts));
   }
 
-  /** Features (N, featureDim) and logits (N, numClasses) of x (N, 1, 28, 28) in [-1, 1]. */
+  /** Features (N, featureDim) and logits (N, numClasses) of x (N, C, S, S) in [-1, 1]. */
   async run(x: Float32Array): Promise<{ features: Float32Array; logits: Float32Array }> {
     const per = this.cfg.inChannels * this.cfg.imageSize * this.cfg.imageSize;
     if (x.length === 0 || x.length % per !== 0) throw new Error(`LeNet: ${x.length} values are not a batch of ${this.cfg.inChannels}x${this.cfg.imageSize}x${this.cfg.imageSize} images`);

@@ -76,7 +76,8 @@ export const MNIST_28: UNetConfig = {
 
 /**
  * A small 32x32 RGB model for CPU budgets: mnist-28's widths with one residual block per level, attention at 8x8
- * (1,113,955 parameters). One block instead of two gives ~1.7x the training steps in the same time on two cores.
+ * (1,113,955 parameters). One block instead of two gave 1.3-1.6x the training steps per second on the shared 2-core
+ * VM (2026-11-28, batch 64; `npm run bench:unet -- --config rgb-32 [--res-blocks 2]`), which counts at CPU budgets.
  */
 export const RGB_32: UNetConfig = { ...MNIST_28, imageSize: 32, inChannels: 3, outChannels: 3, numResBlocks: 1, attnResolutions: [8] };
 

@@ -1,0 +1,213 @@
+/**
+ * Synthetic labelled shapes: one filled shape (circle, square, triangle, cross or star) of a random colour on a
+ * random, contrasting background, at a random position and size, anti-aliased by 4x4 supersampling. The folder
+ * that `npm run make:shapes` writes from these is a dataset nobody has tuned on, with ground truth for every image,
+ * and the shape classifier (models/shapes-classifier) trained on other draws of it scores samples of models trained
+ * on it, as LeNet does for MNIST.
+ *
+ * Deterministic: image i depends only on (seed, i, size): its parameters come from `new Rng(seed).fold(i)`, and its
+ * kind is i mod 5, so the classes are balanced and a prefix of a set is a smaller set. No node:* imports.
+ */
+import { Rng } from '../rng.ts';
+import { describeValue } from '../describe.ts';
+import { hwcToChw } from '../io/grid.ts';
+
+export const SHAPE_KINDS = ['circle', 'square', 'triangle', 'cross', 'star'] as const;
+export type ShapeKind = (typeof SHAPE_KINDS)[number];
+
+/** Smallest and largest image side the generator draws (the shapes need a few pixels to be told apart). */
+export const SHAPES_MIN_SIZE = 16;
+export const SHAPES_MAX_SIZE = 256;
+
+/** Everything that defines one image (labels.json holds one per file). */
+export interface ShapeSpec {
+  kind: ShapeKind;
+  /** RGB of the shape */
+  fill: [number, number, number];
+  /** RGB of the background */
+  background: [number, number, number];
+  /** centre of the shape's bounding box, in pixels from the top-left corner of the image */
+  cx: number;
+  cy: number;
+  /** side of the shape's bounding box in pixels (the circle's diameter) */
+  size: number;
+}
+
+/** Bounding-box side as a fraction of the image side: [35%, 70%]. */
+const SIZE_RANGE = [0.35, 0.7] as const;
+/** Least |luma(fill) − luma(background)| (Rec. 601, 0..255), so the shape also stands out in grey. */
+const MIN_LUMA_CONTRAST = 80;
+/** Samples per pixel side for anti-aliasing. */
+const SUPERSAMPLE = 4;
+
+const luma = (c: readonly number[]) => 0.299 * c[0]! + 0.587 * c[1]! + 0.114 * c[2]!;
+
+// The 5-pointed star: outer radius 1, inner radius 0.4, a point straight up (y grows downwards, as in images).
+const STAR: [number, number][] = Array.from({ length: 10 }, (_, k) => {
+  const r = k % 2 === 0 ? 1 : 0.4;
+  const a = -Math.PI / 2 + (k * Math.PI) / 5;
+  return [r * Math.cos(a), r * Math.sin(a)];
+});
+
+/** Even-odd point-in-polygon test. */
+function inPolygon(x: number, y: number, poly: readonly [number, number][]): boolean {
+  let inside = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i]!;
+    const [xj, yj] = poly[j]!;
+    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+/** Whether (x, y), in the shape's box coordinates [−1, 1]² (y down), is inside the shape. */
+const INSIDE: Record<ShapeKind, (x: number, y: number) => boolean> = {
+  circle: (x, y) => x * x + y * y <= 1,
+  square: (x, y) => Math.abs(x) <= 1 && Math.abs(y) <= 1,
+  triangle: (x, y) => y >= -1 && y <= 1 && Math.abs(x) <= (y + 1) / 2, // apex up, base at the bottom
+  cross: (x, y) => (Math.abs(x) <= 1 / 3 && Math.abs(y) <= 1) || (Math.abs(y) <= 1 / 3 && Math.abs(x) <= 1),
+  star: (x, y) => inPolygon(x, y, STAR),
+};
+
+function checkSize(size: number): void {
+  if (!Number.isInteger(size) || size < SHAPES_MIN_SIZE || size > SHAPES_MAX_SIZE) {
+    throw new Error(`shapes: image size must be an integer in [${SHAPES_MIN_SIZE}, ${SHAPES_MAX_SIZE}], got ${describeValue(size)}`);
+  }
+}
+
+/** The parameters of image `index` of the set drawn with `seed`, for images of side `imageSize`. */
+export function shapeSpec(seed: number, index: number, imageSize: number): ShapeSpec {
+  checkSize(imageSize);
+  const rng = new Rng(seed).fold(index);
+  const kind = SHAPE_KINDS[index % SHAPE_KINDS.length]!;
+  const rgb = (): [number, number, number] => [rng.integer(256), rng.integer(256), rng.integer(256)];
+  const background = rgb();
+  let fill = rgb();
+  while (Math.abs(luma(fill) - luma(background)) < MIN_LUMA_CONTRAST) fill = rgb(); // P(accept) > 1/3 for any background
+  const round2 = (v: number) => Math.round(v * 100) / 100;
+  const size = round2(imageSize * (SIZE_RANGE[0] + (SIZE_RANGE[1] - SIZE_RANGE[0]) * rng.uniform()));
+  // the whole box inside the image, with a 1-pixel margin
+  const lo = size / 2 + 1;
+  const hi = imageSize - size / 2 - 1;
+  const cx = round2(lo + (hi - lo) * rng.uniform());
+  const cy = round2(lo + (hi - lo) * rng.uniform());
+  return { kind, fill, background, cx, cy, size };
+}
+
+/** Draw a shape as an 8-bit RGB image (H, W, 3), side `imageSize`, anti-aliased by its covered fraction of each pixel. */
+export function renderShape(spec: ShapeSpec, imageSize: number): Uint8Array {
+  checkSize(imageSize);
+  const inside = INSIDE[spec.kind];
+  if (!inside) throw new Error(`shapes: unknown kind ${describeValue(spec.kind)} (known: ${SHAPE_KINDS.join(', ')})`);
+  const S = imageSize;
+  const out = new Uint8Array(S * S * 3);
+  const half = spec.size / 2;
+  const x0 = Math.max(0, Math.floor(spec.cx - half));
+  const x1 = Math.min(S - 1, Math.ceil(spec.cx + half));
+  const y0 = Math.max(0, Math.floor(spec.cy - half));
+  const y1 = Math.min(S - 1, Math.ceil(spec.cy + half));
+  const n = SUPERSAMPLE * SUPERSAMPLE;
+  for (let py = 0; py < S; py++) {
+    for (let px = 0; px < S; px++) {
+      let covered = 0;
+      if (px >= x0 && px <= x1 && py >= y0 && py <= y1) {
+        for (let sy = 0; sy < SUPERSAMPLE; sy++) {
+          const y = (py + (sy + 0.5) / SUPERSAMPLE - spec.cy) / half;
+          for (let sx = 0; sx < SUPERSAMPLE; sx++) {
+            if (inside((px + (sx + 0.5) / SUPERSAMPLE - spec.cx) / half, y)) covered++;
+          }
+        }
+      }
+      const a = covered / n;
+      const o = (py * S + px) * 3;
+      for (let c = 0; c < 3; c++) out[o + c] = Math.round(spec.background[c]! + a * (spec.fill[c]! - spec.background[c]!));
+    }
+  }
+  return out;
+}
+
+/** Images `start .. start+n−1` of the set drawn with `seed`, as uint8 (n, 3, S, S) with their class indices. */
+export function renderShapes(seed: number, start: number, n: number, imageSize: number): { images: Uint8Array; labels: Uint8Array; specs: ShapeSpec[] } {
+  checkSize(imageSize);
+  const S = imageSize;
+  const per = 3 * S * S;
+  const images = new Uint8Array(n * per);
+  const labels = new Uint8Array(n);
+  const specs: ShapeSpec[] = [];
+  for (let i = 0; i < n; i++) {
+    const spec = shapeSpec(seed, start + i, S);
+    hwcToChw(renderShape(spec, S), 3, S, S, images, i * per);
+    labels[i] = SHAPE_KINDS.indexOf(spec.kind);
+    specs.push(spec);
+  }
+  return { images, labels, specs };
+}
+
+/**
+ * What the shape classifier's reject class ('none') is trained on: images that are not one clean shape. Image i is
+ * of kind i mod 5:
+ *   uniform noise      every channel of every pixel uniform in 0..255
+ *   Gaussian noise     a random mean colour plus noise of σ ∈ [0.1, 0.6] (in [−1, 1] units), clipped
+ *   smooth field       a g×g grid of random colours (g ∈ 1..6) upsampled bilinearly: flat colours, gradients, blobs
+ *   noisy shape        a shape under Gaussian noise of σ ∈ [0.35, 1]
+ *   two shapes blended the average of two shapes of different kinds drawn about the same centre (a ghost of both)
+ * Without such a class, a classifier trained on shapes only calls pure noise a shape with 100% confidence.
+ */
+export const NOT_SHAPE_KINDS = ['uniform noise', 'Gaussian noise', 'smooth field', 'noisy shape', 'two shapes blended'] as const;
+
+/** Shape indices the not-shapes borrow their shapes from: far past any set `make:shapes` writes. */
+const NOT_SHAPE_BASE = 2 ** 30;
+
+const clampByte = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
+
+/** One not-a-shape image (H, W, 3) of the set drawn with `seed`; see NOT_SHAPE_KINDS. */
+export function renderNotShape(seed: number, index: number, imageSize: number): { hwc: Uint8Array; kind: (typeof NOT_SHAPE_KINDS)[number] } {
+  checkSize(imageSize);
+  const S = imageSize;
+  const kind = NOT_SHAPE_KINDS[index % NOT_SHAPE_KINDS.length]!;
+  const rng = new Rng(seed).fold(NOT_SHAPE_BASE + index);
+  const spec = (k: number) => shapeSpec(seed, NOT_SHAPE_BASE + 2 * index + k, S); // 2i, 2i+1: different kinds
+  const shape = (k: number) => renderShape(spec(k), S);
+  const hwc = new Uint8Array(S * S * 3);
+  if (kind === 'uniform noise') {
+    for (let p = 0; p < hwc.length; p++) hwc[p] = rng.integer(256);
+  } else if (kind === 'Gaussian noise' || kind === 'noisy shape') {
+    const sigma = 127.5 * (kind === 'noisy shape' ? 0.35 + 0.65 * rng.uniform() : 0.1 + 0.5 * rng.uniform());
+    const base = kind === 'noisy shape' ? shape(0) : undefined;
+    const mean = [rng.integer(256), rng.integer(256), rng.integer(256)];
+    for (let p = 0; p < hwc.length; p++) hwc[p] = clampByte((base ? base[p]! : mean[p % 3]!) + sigma * rng.normal());
+  } else if (kind === 'smooth field') {
+    const g = 1 + rng.integer(6);
+    const grid = Array.from({ length: g * g * 3 }, () => rng.integer(256));
+    const at = (gy: number, gx: number, c: number) => grid[(Math.min(gy, g - 1) * g + Math.min(gx, g - 1)) * 3 + c]!;
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        // pixel centres mapped onto the grid's cell centres (align_corners = false), clamped at the border
+        const fy = Math.max(0, ((y + 0.5) * g) / S - 0.5);
+        const fx = Math.max(0, ((x + 0.5) * g) / S - 0.5);
+        const [y0, x0] = [Math.floor(fy), Math.floor(fx)];
+        const [wy, wx] = [fy - y0, fx - x0];
+        for (let c = 0; c < 3; c++) {
+          const top = at(y0, x0, c) * (1 - wx) + at(y0, x0 + 1, c) * wx;
+          const bottom = at(y0 + 1, x0, c) * (1 - wx) + at(y0 + 1, x0 + 1, c) * wx;
+          hwc[(y * S + x) * 3 + c] = clampByte(top * (1 - wy) + bottom * wy);
+        }
+      }
+    }
+  } else {
+    // about one centre: two shapes side by side at half contrast would look like two faint shapes, which a real
+    // image of a low-contrast shape resembles too closely
+    const first = spec(0);
+    const [a, b] = [renderShape(first, S), renderShape({ ...spec(1), cx: first.cx, cy: first.cy }, S)];
+    for (let p = 0; p < hwc.length; p++) hwc[p] = clampByte((a[p]! + b[p]!) / 2);
+  }
+  return { hwc, kind };
+}
+
+/** Not-shapes `start .. start+n−1` of the set drawn with `seed`, as uint8 (n, 3, S, S). */
+export function renderNotShapes(seed: number, start: number, n: number, imageSize: number): Uint8Array {
+  const per = 3 * imageSize * imageSize;
+  const images = new Uint8Array(n * per);
+  for (let i = 0; i < n; i++) hwcToChw(renderNotShape(seed, start + i, imageSize).hwc, 3, imageSize, imageSize, images, i * per);
+  return images;
+}
