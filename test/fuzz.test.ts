@@ -30,7 +30,7 @@ test('fuzz harness: catches an unexpected error, a crash, an exit, a hang and an
     const cases = ['ok', 'type', 'crash', 'ok', 'exit', 'hang', 'reject', 'rss', 'ok'];
     mkdirSync(path.join(dir, 'selftest'));
     cases.forEach((c, i) => writeFileSync(path.join(dir, 'selftest', `${i}-${c}.txt`), c));
-    const s = await runFuzz({ targets: ['selftest'], replay: dir, hangMs: 1500, log: null });
+    const s = await runFuzz({ targets: ['selftest'], replay: dir, hangMs: 4000, log: null });
     const got = s.replayed!.map((r) => `${path.basename(r.file)} ${r.result}`);
     const want = ['ok', 'unexpected-error', 'crash', 'ok', 'crash', 'hang', 'ok', 'rss', 'ok'].map((r, i) => `${i}-${cases[i]}.txt ${r}`);
     assert.deepEqual(got, want);

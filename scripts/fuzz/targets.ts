@@ -385,7 +385,7 @@ const config: Target = {
           return e instanceof SyntaxError ? { kind: 'rejected', error: 'SyntaxError' } : { kind: 'unexpected-error', error: errorName(e), message: messageOf(e) };
         }
         return classify(
-          () => validateTrainConfig(parsed),
+          () => validateTrainConfig(parsed, { stored: true }),
           (e) => isPlainError(e) && CONFIG_PREFIX.test(e.message),
           (c) => configProblem(parsed, c),
         );
