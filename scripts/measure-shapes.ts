@@ -201,7 +201,10 @@ async function main(): Promise<void> {
     return;
   }
 
-  const source = positionals[0]!;
+  // a run directory of `ddpm train` holds its model in checkpoint/
+  const given = positionals[0]!;
+  const runCheckpoint = path.join(given, 'checkpoint');
+  const source = (await fsp.stat(path.join(runCheckpoint, 'config.json')).catch(() => undefined)) ? runCheckpoint : given;
   const st = await fsp.stat(source).catch(() => {
     throw new UserError(`${source}: no such file or directory`);
   });
