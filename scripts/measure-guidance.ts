@@ -16,7 +16,7 @@
  *   node --import tsx scripts/measure-guidance.ts [--checkpoint models/mnist-28-cond] [--n 2000] [--scales 0,1,2,4]
  *       [--steps 50] [--batch-size 250] [--threads 2] [--seed 0] [--show 6] [--out-dir docs] [--name guidance-mnist-28-cond]
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -115,6 +115,7 @@ export async function measureGuidance(o: MeasureGuidanceOptions): Promise<Record
       }
     });
   }
+  mkdirSync(o.outDir, { recursive: true });
   const pngFile = path.join(o.outDir, `${o.name}.png`);
   writeFileSync(pngFile, await encodePng(makeGrid(grid, [K * cols, 1, 28, 28], { nrow: cols })));
   const report = {

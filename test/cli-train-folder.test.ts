@@ -66,9 +66,15 @@ test('a folder with odd files trains with no flag but --data and --steps, into r
       warnings[0]!,
       /^warning: skipped 3 of 13 image files under odd that cannot be read: text\.png \(not a PNG, JPEG or WebP image\), truncated\.jpg \([^)]+\), zero\.png \(empty file\) \(--on-corrupt error stops instead\)$/,
     );
-    assert.deepEqual(lines(r, 'note: batch'), ['note: batch 10, the whole folder (fewer images than the default --batch-size 64)']);
+    assert.deepEqual(lines(r, 'note: batch'), ['note: batch 10, the whole folder (fewer images than the default --batch-size 32)']);
     const cfg = await readConfig(path.join('runs', 'odd'));
     assert.deepEqual([cfg.model.inChannels, cfg.model.imageSize, cfg.data.batchSize], [3, 4, 10]);
+    // without --config a folder trains rgb-32 with its recipe (PRESET_RECIPES; MNIST keeps mnist-28's reference one)
+    assert.deepEqual(
+      [cfg.preset, cfg.model.baseChannels, cfg.optim.lr, cfg.optim.warmupSteps, cfg.optim.emaDecay],
+      ['rgb-32', 16, 2e-3, 100, 0.995],
+    );
+    assert.deepEqual([defaultTrainConfig('mnist-28').optim.lr, defaultTrainConfig('mnist-28').data.batchSize, defaultTrainConfig('rgb-32').data.batchSize], [2e-4, 64, 32]);
     assert.deepEqual([cfg.data.onCorrupt, cfg.data.resize], ['skip', 'center-crop']);
 
     // the same again is refused: the default --out holds that run's checkpoint
@@ -136,11 +142,11 @@ test('--image-size/--channels, a config file and a checkpoint win over the folde
   assert.match(j.stderr, new RegExp(`^note: .*odd: 11 images .* -> the model of ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}, 1x8x8$`, 'm'));
   assertUserError(errorOnly(j), /--batch-size 11 is more than the 10 readable images/);
 
-  // 6x6 images on mnist-28 (three levels: a multiple of 4) train at 4x4
+  // 6x6 images on rgb-32, the default preset for a folder (three levels: a multiple of 4) train at 4x4
   const six = path.join(dir, 'six');
   await mkdir(six);
   for (let i = 0; i < 2; i++) await noise(6, 6, 3, i).png().toFile(path.join(six, `${i}.png`));
   const s = await runCli(['train', '--data', six, '--out', path.join(dir, 'six-run'), '--batch-size', '3', '--steps', '1', '--threads', '1']);
-  assert.match(s.stderr, /^note: .*six: 2 images, all 6x6 RGB -> training 3x4x4 \(override with --image-size, --channels; 6 rounded down to a multiple of 4 for mnist-28's 3 levels\)$/m);
+  assert.match(s.stderr, /^note: .*six: 2 images, all 6x6 RGB -> training 3x4x4 \(override with --image-size, --channels; 6 rounded down to a multiple of 4 for rgb-32's 3 levels\)$/m);
   assertUserError(errorOnly(s), /--batch-size 3 is more than the 2 readable images/);
 });

@@ -73,6 +73,27 @@ test('log events by time and by steps, on a clock the test turns: the first with
   assert.deepEqual(c.grids, []);
 });
 
+test('--snapshot-minutes M keeps a copy of the checkpoint every M minutes of training time (snapshot-<k·M>min)', async () => {
+  const cfg = applyOptions(defaultTrainConfig('tiny'), { 'batch-size': '4', T: '100', 'checkpoint-every': '1000', 'sample-every': '0', 'snapshot-minutes': '0.05', minutes: '0.26' });
+  let t = 0; // ms; every step takes one second: marks at 3, 6, 9, 12 and 15 s
+  const out = path.join(dir, 'snapshots');
+  const snaps: [string, number][] = [];
+  const tr = await Trainer.create(ort as never, cfg, out, squares(), {
+    threads: 1,
+    clock: () => t,
+    events: { onStep: () => (t += 1000), onCheckpoint: (d, step) => snaps.push([path.basename(d), step]) },
+  });
+  await tr.train();
+  await tr.release();
+  const names = ['snapshot-0.05min', 'snapshot-0.1min', 'snapshot-0.15min', 'snapshot-0.2min', 'snapshot-0.25min'];
+  assert.deepEqual(snaps.filter(([d]) => d.startsWith('snapshot')).map(([d]) => d), names);
+  // each is the state after the step that crossed its mark (the clock lags one step: see the test above)
+  assert.deepEqual(snaps.filter(([d]) => d.startsWith('snapshot')).map(([, step]) => step), [4, 7, 10, 13, 16]);
+  const steps = await Promise.all(names.map(async (d) => (JSON.parse(await readFile(path.join(out, d, 'state.json'), 'utf8')) as { step: number }).step));
+  assert.deepEqual(steps, [4, 7, 10, 13, 16]);
+  assert.deepEqual((await readdir(out)).filter((d) => d.startsWith('snapshot')).sort(), [...names].sort());
+});
+
 test('a --minutes run logs by time (long before --log-every steps) with the time left, and ends with a checkpoint and one grid', async () => {
   const out = path.join(dir, 'minutes');
   const r = await runCli(['train', '--data', images, '--out', out, ...base, '--minutes', '0.02', '--log-every', '100000', '--log-seconds', '0.3']);

@@ -96,10 +96,10 @@ test('ddpm-cifar10 has the paper\'s 35.7M parameters (35,746,307, counted from t
   const n = unetParamCount(DDPM_CIFAR10);
   assert.equal(n, 35_746_307);
   assert.equal((n / 1e6).toFixed(1), '35.7');
-  assert.equal(unetParamCount(RGB_32), 1_113_955);
+  assert.equal(unetParamCount(RGB_32), 280_755);
   assert.deepEqual(unetLevels(DDPM_CIFAR10), [32, 16, 8, 4]);
   assert.equal(describeUNet(DDPM_CIFAR10), '3x32x32, base 128, mults 1,2,2,2, 2 res blocks, attn 16, dropout 0.1; 35.7M params');
-  assert.equal(describeUNet(RGB_32), '3x32x32, base 32, mults 1,2,2, 1 res block, attn 8; 1.1M params');
+  assert.equal(describeUNet(RGB_32), '3x32x32, base 16, mults 1,2,2, 1 res block, attn 8; 281k params');
   for (const [name, cfg] of Object.entries(UNET_CONFIGS)) assert.deepEqual(unetConfig({}, cfg), cfg, `${name} validates as it is`);
 });
 

@@ -9,7 +9,7 @@ import type { Dataset } from '../data/loader.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
-import { TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, withClasses, type TrainConfig } from '../train/config.ts';
+import { PRESET_RECIPES, TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, withClasses, type TrainConfig } from '../train/config.ts';
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS, describeUNet, formatParamCount, unetParamCount } from '../models/unet.ts';
 import { Interrupted } from '../errors.ts';
@@ -23,14 +23,20 @@ export function trainCommand(): Command {
   const cmd = new Command('train')
     .description('train a DDPM on MNIST or an image folder (Ho et al. 2020, Algorithm 1)')
     .option('--out <dir>', 'run directory (checkpoint/, samples/, log.jsonl); default runs/<name of the --data folder>, or runs/mnist')
-    .option('--config <name|file>', `model preset (${presetList()}) or a config JSON file; the model flags below change it`, 'mnist-28')
+    .option('--config <name|file>', `model preset (${presetList()}) or a config JSON file; the model flags below change it (default: mnist-28 for MNIST, rgb-32 for a folder, fitted to its images)`)
     .option('--resume', 'continue from <out>/checkpoint (its config is kept; run flags and the learning-rate schedule may change)');
   for (const def of TRAIN_OPTIONS) {
     const dflt = def.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], d);
     const shown = Array.isArray(dflt) ? (dflt.length > 0 ? dflt.join(',') : 'none') : JSON.stringify(dflt);
     const label = def.kind === 'boolean' ? `--${def.flag} [bool]` : `--${def.flag} <value>`;
     // model flags change the preset's value; the default shown is mnist-28's
-    const opt = new Option(label, `${def.help} (default: ${def.path.startsWith('model.') ? `the preset's; mnist-28: ${shown}` : shown})`);
+    // a preset's recipe (PRESET_RECIPES) may start from other optimiser and batch settings
+    const [section, key] = def.path.split('.') as [string, string];
+    const recipes = Object.entries(PRESET_RECIPES)
+      .filter(([, r]) => (r as Record<string, Record<string, unknown> | undefined>)[section]?.[key] !== undefined)
+      .map(([name, r]) => `; ${name}: ${JSON.stringify((r as Record<string, Record<string, unknown>>)[section]![key])}`)
+      .join('');
+    const opt = new Option(label, `${def.help} (default: ${def.path.startsWith('model.') ? `the preset's; mnist-28: ${shown}` : shown + recipes})`);
     if (def.choices) opt.choices(def.choices as string[]);
     cmd.addOption(opt);
   }
@@ -119,8 +125,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   if (opts.resume && opts.out === undefined && flags.data === undefined) {
     throw new UserError('--resume needs --out <dir> (or the --data of a run in its default directory, runs/<name of the folder>)');
   }
+  // the default preset: the reference mnist-28 for MNIST, rgb-32 (and its recipe) for a folder of one's own images
+  const configName = opts.config !== undefined ? String(opts.config) : flags.data !== undefined && flags.data !== 'mnist' ? 'rgb-32' : 'mnist-28';
   // the default run directory is named after the data: --data, or a config file's data.source
-  const dataName = opts.out !== undefined ? undefined : ((flags.data as string | undefined) ?? (opts.resume ? 'mnist' : (await baseConfig(String(opts.config))).data.source));
+  const dataName = opts.out !== undefined ? undefined : ((flags.data as string | undefined) ?? (opts.resume ? 'mnist' : (await baseConfig(configName)).data.source));
   const out = opts.out !== undefined ? String(opts.out) : defaultOut(dataName);
   const outNote = opts.out === undefined ? ` (the default --out for --data ${dataName})` : '';
   let config: TrainConfig;
@@ -138,10 +146,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   let inspection: ImageFolderInspection | undefined;
   let batchIsDefault = false;
   try {
-    let base = resuming ? await readConfig(ckptDir) : await baseConfig(String(opts.config));
+    let base = resuming ? await readConfig(ckptDir) : await baseConfig(configName);
     // a folder's headers: a new run on a built-in preset takes the images' size and channels (the flags still win)
-    const preset = Object.hasOwn(UNET_CONFIGS, String(opts.config));
-    ({ base, inspection, batchIsDefault } = await planFolderData(base, flags, { resuming, preset, configName: String(opts.config) }));
+    const preset = Object.hasOwn(UNET_CONFIGS, configName);
+    ({ base, inspection, batchIsDefault } = await planFolderData(base, flags, { resuming, preset, configName }));
     config = applyOptions(base, flags);
   } catch (e) {
     if (e instanceof UserError) throw e;

@@ -75,11 +75,12 @@ export const MNIST_28: UNetConfig = {
 };
 
 /**
- * A small 32x32 RGB model for CPU budgets: mnist-28's widths with one residual block per level, attention at 8x8
- * (1,113,955 parameters). One block instead of two gave 1.3-1.6x the training steps per second on the shared 2-core
- * VM (2026-11-28, batch 64; `npm run bench:unet -- --config rgb-32 [--res-blocks 2]`), which counts at CPU budgets.
+ * A small 32x32 RGB model for CPU budgets, the default for a folder of one's own images: base 16 (half mnist-28's
+ * widths), one residual block per level, attention at 8x8. On synthetic shapes at equal training time (5 minutes,
+ * shared 2-core VM, 2026-11-28; docs/shapes-experiments.md) it ran 2.2x the steps of base 32 and scored at least as
+ * well; one block instead of two gave 1.3-1.6x the steps per second (`npm run bench:unet -- --config rgb-32`).
  */
-export const RGB_32: UNetConfig = { ...MNIST_28, imageSize: 32, inChannels: 3, outChannels: 3, numResBlocks: 1, attnResolutions: [8] };
+export const RGB_32: UNetConfig = { ...MNIST_28, imageSize: 32, inChannels: 3, outChannels: 3, baseChannels: 16, numResBlocks: 1, attnResolutions: [8] };
 
 /**
  * Ho et al.'s CIFAR-10 model (appendix B): four levels 32..4 with widths 128, 256, 256, 256, two residual blocks

@@ -74,7 +74,7 @@ export interface RunConfig {
   sampleCount: number;
   /** DDIM steps for the periodic sample grid */
   sampleSteps: number;
-  /** keep a copy of the checkpoint as <out>/snapshot-<M>min when training time passes M minutes (0 = off) */
+  /** every M minutes of training time, keep a copy of the checkpoint as <out>/snapshot-<k·M>min (0 = off) */
   snapshotMinutes: number;
   /**
    * start a new run from the weights of this model or checkpoint directory (its EMA weights if it has
@@ -93,15 +93,28 @@ export interface TrainConfig {
   run: RunConfig;
 }
 
+/**
+ * Where a preset's training recipe differs from the reference one above: the optimiser and batch settings a new run
+ * on that preset starts from (flags still win; a resumed run keeps its stored config). `rgb-32`'s were chosen by
+ * experiment for small folders at CPU budgets: docs/shapes-experiments.md.
+ */
+export const PRESET_RECIPES: Readonly<Record<string, { optim?: Partial<OptimConfig>; data?: Partial<DataConfig> }>> = {
+  'rgb-32': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
+};
+
 export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
   const model = Object.hasOwn(UNET_CONFIGS, preset) ? UNET_CONFIGS[preset] : undefined; // not 'constructor' & co.
   if (!model) throw new Error(`unknown model config '${preset}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
+  const recipe = Object.hasOwn(PRESET_RECIPES, preset) ? PRESET_RECIPES[preset]! : {};
   return {
     preset,
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
     diffusion: defaultDiffusionConfig(),
-    optim: { lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none', decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true, classLrScale: 1 },
-    data: { source: 'mnist', batchSize: 64, hflip: false, resize: 'center-crop', onCorrupt: 'skip', classCond: false, pUncond: 0.1, classNames: [] },
+    optim: {
+      ...{ lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none' as const, decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true, classLrScale: 1 },
+      ...recipe.optim,
+    },
+    data: { ...{ source: 'mnist', batchSize: 64, hflip: false, resize: 'center-crop' as const, onCorrupt: 'skip' as const, classCond: false, pUncond: 0.1, classNames: [] }, ...recipe.data },
     run: { steps: 0, minutes: 0, seed: 0, logEvery: 50, logSeconds: 30, sampleEvery: 1000, checkpointEvery: 500, sampleCount: 64, sampleSteps: 50, snapshotMinutes: 0, initFrom: '' },
   };
 }
@@ -167,7 +180,7 @@ export const TRAIN_OPTIONS: readonly OptionDef[] = [
   { path: 'run.checkpointEvery', flag: 'checkpoint-every', kind: 'int', min: 1, help: 'steps between checkpoints' },
   { path: 'run.sampleCount', flag: 'sample-count', kind: 'int', min: 1, max: MAX_SAMPLES, help: 'images per sample grid' },
   { path: 'run.sampleSteps', flag: 'sample-steps', kind: 'int', min: 1, max: MAX_T, help: 'DDIM steps for sample grids' },
-  { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'keep a checkpoint copy when training time passes this many minutes (0 = off)' },
+  { path: 'run.snapshotMinutes', flag: 'snapshot-minutes', kind: 'number', min: 0, help: 'every this many minutes of training time, keep a checkpoint copy as <out>/snapshot-<minutes>min (0 = off)' },
   { path: 'run.initFrom', flag: 'init-from', kind: 'string', help: "start from a model/checkpoint directory's weights (fine-tuning; '' = random init); with --loss hybrid on a fixed-variance model, the new variance outputs start at zero" },
   { path: 'model.imageSize', flag: 'image-size', kind: 'int', min: 4, max: MAX_IMAGE_SIZE, help: "image side; for a folder, inferred from its images (the most common shorter side) unless given; see --resize" },
   { path: 'model.inChannels', flag: 'channels', kind: 'int', values: IMAGE_CHANNELS, help: 'image channels: 1 (grayscale) or 3 (RGB); for a folder, inferred (3 when colour images are at least half) unless given' },

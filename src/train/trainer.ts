@@ -320,9 +320,13 @@ export class Trainer {
       if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
       // the snapshot before the step's checkpoint: killed while writing it, the run resumes from a checkpoint taken
       // before the time mark and writes the snapshot again
+      // every snapshotMinutes of training time: snapshot-<M>min, snapshot-<2M>min, ...; a step that passes several
+      // marks (a period shorter than a step) writes one, named after the first it passed
       const snap = run.snapshotMinutes;
-      if (snap > 0 && elapsedBefore < snap * 60 && this.state.elapsedSec >= snap * 60) {
-        await this.snapshot(`snapshot-${snap}min`);
+      const period = snap * 60; // seconds; marks compared with a 1 µs tolerance, so that k·period needs no exact float
+      const mark = snap > 0 ? Math.floor(elapsedBefore / period + 1e-6 / period) + 1 : 0;
+      if (snap > 0 && this.state.elapsedSec >= mark * period - 1e-6) {
+        await this.snapshot(`snapshot-${Number((mark * snap).toPrecision(12))}min`);
       }
       if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
     }
