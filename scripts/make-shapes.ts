@@ -18,6 +18,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SHAPE_KINDS, SHAPES_MAX_SIZE, SHAPES_MIN_SIZE, renderShape, shapeSpec } from '../src/data/shapes.ts';
 import { UserError } from '../src/errors.ts';
+import { intFlag } from '../src/cli/common.ts';
 import { encodePng } from '../src/io/image.ts';
 import { MAX_SAMPLES, MAX_SEED } from '../src/limits.ts';
 
@@ -65,13 +66,6 @@ export async function makeShapes(opts: MakeShapesOptions): Promise<number> {
     throw e;
   }
   return n + 1;
-}
-
-function intFlag(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
-  if (v === undefined) return dflt;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isSafeInteger(x) || x < min || x > max) throw new UserError(`--${name}: expected an integer in [${min}, ${max}], got '${v}'`);
-  return x;
 }
 
 async function main(): Promise<void> {

@@ -24,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { IMAGE_EXTENSIONS, listImageFiles } from '../src/data/folder.ts';
 import { SHAPE_KINDS, renderShapes } from '../src/data/shapes.ts';
 import { UserError } from '../src/errors.ts';
+import { intFlag } from '../src/cli/common.ts';
 import { DEFAULT_SHAPES_CLASSIFIER_DIR, loadClassifierDir, type ClassifierDir } from '../src/eval/classifier-dir.ts';
 import { CONFIDENT_THRESHOLD, quantizeLikePng } from '../src/eval/fid.ts';
 import { scoreSamples } from '../src/eval/score.ts';
@@ -149,13 +150,6 @@ function baselineSets(n: number, S: number): Record<string, Float32Array> {
     'real shapes + Gaussian noise σ 0.1': noisy(0.1, 3),
     'real shapes + Gaussian noise σ 0.3': noisy(0.3, 4),
   };
-}
-
-function intFlag(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
-  if (v === undefined) return dflt;
-  const x = Number(v);
-  if (v.trim() === '' || !Number.isSafeInteger(x) || x < min || x > max) throw new UserError(`--${name}: expected an integer in [${min}, ${max}], got '${v}'`);
-  return x;
 }
 
 async function main(): Promise<void> {

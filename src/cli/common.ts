@@ -20,6 +20,14 @@ export function parseIntArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER
   };
 }
 
+/** A script's integer flag (node:util parseArgs gives strings): `dflt` when absent, else an integer in [min, max]. */
+export function intFlag(v: string | undefined, name: string, dflt: number, min: number, max: number): number {
+  if (v === undefined) return dflt;
+  const x = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(x) || x < min || x > max) throw new UserError(`--${name}: expected an integer in [${min}, ${max}], got '${v}'`);
+  return x;
+}
+
 /**
  * Refuse, before any work, a model that cannot `mode` at `batch` images per call in this machine's memory
  * (checkUNetMemory's estimate against os.totalmem()). `where` names the file the config came from.
