@@ -308,7 +308,7 @@ test('label dropout: each label becomes ∅ with probability p_uncond, drawn per
   const dir = await mkdtemp(path.join(tmpdir(), 'ddpm-cond-drop-'));
   try {
     const tr = await Trainer.create(ort as never, tinyCond({ 'batch-size': '32', 'p-uncond': '0.25' }), path.join(dir, 'a'), labelledSquares(), { threads: 1 });
-    const stepInputs = (tr as unknown as { stepInputs: (n: number, x0: Float32Array, l: Uint8Array) => Record<string, BigInt64Array> }).stepInputs.bind(tr);
+    const stepInputs = (n: number, x0: Float32Array, l: Uint8Array) => tr.run.stepInputs(n, x0, l) as Record<string, BigInt64Array>;
     const labels = Uint8Array.from({ length: 32 }, (_, i) => i % 3);
     const x0 = new Float32Array(32 * 64);
     let dropped = 0;

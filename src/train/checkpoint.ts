@@ -9,64 +9,21 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { describeValue } from '../describe.ts';
-import { checkLoaderState, type LoaderState } from '../data/loader.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
 import { LABEL_EMB } from '../models/unet.ts';
 import { validateTrainConfig, type TrainConfig } from './config.ts';
+import { validateTrainState as validateRunState, type CheckpointContents, type TrainState } from './run.ts';
 
-export interface TrainState {
-  /** optimisation steps done */
-  step: number;
-  /** where the next batch comes from (null before the first checkpoint of a run) */
-  loader: LoaderState | null;
-  /** training wall time so far, seconds (everything in the loop, sample grids and checkpoints included) */
-  elapsedSec: number;
-  /** training images seen */
-  images: number;
-}
+export type { CheckpointContents, TrainState } from './run.ts';
 
 /** Validate a parsed state.json (exactly the TrainState keys, types and ranges); errors name `file`. */
 export function validateTrainState(raw: unknown, file: string): TrainState {
-  const bad = (msg: string): never => {
+  return validateRunState(raw, (msg) => {
     throw new CheckpointError(`${file}: ${msg}`);
-  };
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad(`expected an object, got ${describeValue(raw)}`);
-  const s = raw as Record<string, unknown>;
-  const keys = ['step', 'loader', 'elapsedSec', 'images'];
-  for (const k of Object.keys(s)) if (!keys.includes(k)) bad(`unknown key '${k}' (known: ${keys.join(', ')})`);
-  for (const k of keys) if (!(k in s)) bad(`missing '${k}'`);
-  const count = (k: string): number => {
-    const v = s[k];
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) bad(`'${k}' must be a non-negative integer, got ${describeValue(v)}`);
-    return v as number;
-  };
-  const step = count('step');
-  const images = count('images');
-  const elapsedSec = s.elapsedSec;
-  if (typeof elapsedSec !== 'number' || !Number.isFinite(elapsedSec) || elapsedSec < 0) {
-    bad(`'elapsedSec' must be a finite number >= 0, got ${describeValue(elapsedSec)}`);
-  }
-  let loader: LoaderState | null = null;
-  if (s.loader !== null) {
-    try {
-      loader = checkLoaderState(s.loader);
-    } catch (e) {
-      bad(`'loader': ${(e as Error).message}`);
-    }
-  }
-  return { step, loader, elapsedSec: elapsedSec as number, images };
-}
-
-export interface CheckpointContents {
-  config: TrainConfig;
-  params: Record<string, ParamValue>;
-  ema: Record<string, ParamValue>;
-  optimizer: Map<string, ParamValue>;
-  state: TrainState;
+  });
 }
 
 export class CheckpointError extends Error {

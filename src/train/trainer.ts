@@ -1,34 +1,26 @@
 /**
- * The trainer: Algorithm 1 of Ho et al. 2020 as a loop around one compiled training step
- * (U-Net forward, loss, backward, gradient clipping, AdamW), with an EMA of the weights, warmup,
- * periodic sample grids and atomic checkpoints that resume exactly.
- *
- * All randomness derives from the seed: Rng(seed).fold(0) initialises the weights, fold(1).fold(step)
- * draws that step's t and ε, fold(2) drives the data order (per epoch), fold(3) the sample grids, and for a
- * class-conditional model fold(4).fold(step) that step's label dropout (which labels become ∅, "no class").
- * So a checkpoint's step, loader position, weights, EMA and optimiser moments determine the rest
- * of the run: training N+M steps equals training N, resuming, then training M.
+ * The trainer: a TrainingRun (run.ts: the compiled step, the EMA, the data order and the random draws of Algorithm 1
+ * of Ho et al. 2020) with what a run on disk needs: atomic checkpoints that resume exactly, a time budget, log
+ * events, periodic sample grids and snapshots.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
-import { trainingLossesGraph } from '../diffusion/graph-losses.ts';
 import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
-import { adamw, learningRate } from '../engine/optim.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
-import { input, type Tensor } from '../engine/tensor.ts';
-import type { Dim } from '../engine/graph.ts';
-import { NonFiniteLossError, TrainStep } from '../engine/train_step.ts';
-import { BatchLoader, type Dataset, type LoaderState } from '../data/loader.ts';
+import { NonFiniteLossError, type TrainStep } from '../engine/train_step.ts';
+import type { Dataset } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
 import type { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
-import { LABEL_EMB, initUNet, unet } from '../models/unet.ts';
+import { initUNet } from '../models/unet.ts';
 import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { Rng } from '../rng.ts';
-import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights, type TrainState } from './checkpoint.ts';
+import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
+import { RunStateError, TrainingRun, type RunStart, type TrainState } from './run.ts';
+
+export { emaDecayAt } from './run.ts';
 
 /**
  * One log event: averages over the steps since the previous one. Events come every `run.logEvery` steps and,
@@ -68,25 +60,6 @@ export interface TrainerOptions extends RuntimeOptions {
   clock?: () => number;
 }
 
-/** EMA decay at update n: min(decay, (1+n)/(10+n)) with warmup (as in the reference recipe). */
-export function emaDecayAt(n: number, decay: number, warmup: boolean): number {
-  return warmup ? Math.min(decay, (1 + n) / (10 + n)) : decay;
-}
-
-/**
- * A class-conditional run needs its classes resolved from the data (withClasses, config.ts) and a dataset with
- * labels inside them; an unconditional run ignores labels.
- */
-function checkLabels(config: TrainConfig, dataset: Dataset): void {
-  const K = config.model.numClasses;
-  if (!config.data.classCond) return;
-  if (K === 0) throw new Error('class-conditional config without classes: set them from the data first (withClasses)');
-  const labels = dataset.labels;
-  if (!labels) throw new Error(`--class-cond: the data '${config.data.source}' has no class labels`);
-  if (labels.length !== dataset.n) throw new Error(`dataset: ${labels.length} labels for ${dataset.n} images`);
-  for (const c of labels) if (c >= K) throw new Error(`dataset: label ${c} is outside the model's ${K} classes`);
-}
-
 async function exists(file: string): Promise<boolean> {
   return fsp.access(file).then(
     () => true,
@@ -103,107 +76,47 @@ export class Trainer {
     private readonly ort: OrtModule,
     readonly config: TrainConfig,
     readonly outDir: string,
-    readonly diffusion: GaussianDiffusion,
-    readonly step: TrainStep,
-    readonly ema: Map<string, ParamValue>,
-    readonly loader: BatchLoader,
-    public state: TrainState,
+    readonly run: TrainingRun,
     private readonly opts: TrainerOptions,
   ) {}
 
   static async create(ort: OrtModule, config: TrainConfig, outDir: string, dataset: Dataset, opts: TrainerOptions = {}): Promise<Trainer> {
-    const m = config.model;
-    if (dataset.channels !== m.inChannels || dataset.height !== m.imageSize || dataset.width !== m.imageSize) {
-      throw new Error(
-        `data is ${dataset.channels}x${dataset.height}x${dataset.width} but the model expects ${m.inChannels}x${m.imageSize}x${m.imageSize} ` +
-          '(set --channels / --image-size, or pick a matching config)',
-      );
-    }
-    checkLabels(config, dataset);
-    const diffusion = GaussianDiffusion.fromConfig(config.diffusion.schedule);
     const ckptDir = path.join(outDir, 'checkpoint');
-    let params: Record<string, ParamValue>;
-    let ema: Map<string, ParamValue>;
-    let optState: Map<string, ParamValue> | null = null;
-    let state: TrainState;
     const resumed = opts.resume ? await loadCheckpoint(ckptDir, { expectConfig: config }) : null;
+    let start: RunStart = {};
     if (resumed) {
-      // the model's own parameter order: it fixes the graph's summation order, so a resumed run
-      // computes bit for bit what an uninterrupted one does
-      const reference = initUNet(m, new Rng(config.run.seed).fold(0));
-      checkWeights(path.join(ckptDir, 'params.safetensors'), resumed.params, reference);
-      params = Object.fromEntries(Object.keys(reference).map((k) => [k, resumed.params[k]!]));
-      ema = new Map(Object.keys(reference).map((k) => [k, resumed.ema[k]!]));
-      optState = resumed.optimizer;
-      state = resumed.state;
-    } else {
-      params = initUNet(m, new Rng(config.run.seed).fold(0));
-      if (config.run.initFrom) {
-        const source = await loadModelDir(config.run.initFrom);
-        params = warmStartWeights(source.file, source.weights, params);
-      }
-      ema = new Map(Object.entries(params).map(([k, v]) => [k, { shape: [...v.shape], data: v.data.slice() }]));
-      state = { step: 0, loader: null, elapsedSec: 0, images: 0 };
+      checkWeights(path.join(ckptDir, 'params.safetensors'), resumed.params, initUNet(config.model, new Rng(config.run.seed).fold(0)));
+      start = { params: resumed.params, ema: resumed.ema, optimizer: resumed.optimizer, state: resumed.state };
+    } else if (config.run.initFrom) {
+      const source = await loadModelDir(config.run.initFrom);
+      start = { params: warmStartWeights(source.file, source.weights, initUNet(config.model, new Rng(config.run.seed).fold(0))) };
     }
-
-    const B = config.data.batchSize;
-    let loader: BatchLoader;
+    let run: TrainingRun;
     try {
-      loader = new BatchLoader(
-        dataset,
-        { batchSize: B, shuffle: true, flip: config.data.hflip, rng: new Rng(config.run.seed).fold(2) },
-        state.loader ?? undefined,
-      );
+      run = await TrainingRun.create(ort, config, dataset, start, opts);
     } catch (e) {
-      // before compiling anything: a loader state that does not fit this dataset (the options were checked by the config)
-      if (state.loader) throw new CheckpointError(`${path.join(ckptDir, 'state.json')}: ${(e as Error).message}`);
-      throw e;
+      if (!(e instanceof RunStateError)) throw e;
+      const file = e.part === 'loader' ? 'state.json' : 'optimizer.safetensors';
+      throw new CheckpointError(`${path.join(ckptDir, file)}: ${e.message}`);
     }
-    const xShape = [B, m.inChannels, m.imageSize, m.imageSize];
-    const { meanType, varType, minSnrGamma } = config.diffusion;
-    // dropout uniforms become extra graph inputs (dropout0, dropout1, ...) fed from the step's RNG
-    const dropoutSource = m.dropout > 0 ? { dropoutSource: (name: string, shape: readonly Dim[]) => input(name, shape) } : {};
-    // a class-conditional model takes the (partly dropped) labels as one more int64 input
-    const inputs: Record<string, { shape: Dim[]; dtype?: 'int64' }> = { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } };
-    if (m.numClasses > 0) inputs.y = { shape: [B], dtype: 'int64' };
-    const step = await TrainStep.create(
-      ort,
-      {
-        params,
-        inputs,
-        loss: (p, inp: Record<string, Tensor>) => {
-          const labels = inp.y ? { labels: inp.y } : {};
-          const losses = trainingLossesGraph(
-            diffusion,
-            (xt, tf) => unet(m, p as unknown as Record<string, Tensor>, xt, tf, { ...dropoutSource, ...labels }),
-            inp.x0!,
-            inp.t!,
-            inp.noise!,
-            { meanType, varType, minSnrGamma: minSnrGamma > 0 ? minSnrGamma : undefined },
-          );
-          const aux: Record<string, Tensor> = { mse: losses.mse };
-          if (losses.vb) aux.vb = losses.vb;
-          return { loss: losses.loss, aux };
-        },
-        optimizer: adamw({ b1: config.optim.beta1, b2: config.optim.beta2, eps: config.optim.eps, weightDecay: config.optim.weightDecay }),
-        clipNorm: config.optim.clipNorm > 0 ? config.optim.clipNorm : undefined,
-        lrScale: m.numClasses > 0 ? { [LABEL_EMB]: config.optim.classLrScale } : undefined,
-      },
-      opts,
-    );
-    if (optState) {
-      for (const [k, v] of step.state) {
-        const saved = optState.get(k);
-        if (!saved || saved.data.length !== v.data.length) {
-          await step.release();
-          throw new CheckpointError(`${path.join(ckptDir, 'optimizer.safetensors')}: lacks or mis-sizes '${k}'`);
-        }
-        v.data = saved.data;
-      }
-    }
-    const trainer = new Trainer(ort, config, outDir, diffusion, step, ema, loader, state, opts);
-    if (resumed) trainer.lastSavedStep = state.step;
+    const trainer = new Trainer(ort, config, outDir, run, opts);
+    if (resumed) trainer.lastSavedStep = run.state.step;
     return trainer;
+  }
+
+  /** The run's state: step, data position, images seen, training time. */
+  get state(): TrainState {
+    return this.run.state;
+  }
+
+  /** The compiled training step with the current weights and optimiser moments. */
+  get step(): TrainStep {
+    return this.run.step;
+  }
+
+  /** The EMA of the weights (what sampling uses). */
+  get ema(): Map<string, ParamValue> {
+    return this.run.ema;
   }
 
   /** Ask the loop to stop after the current step (it then writes a checkpoint). */
@@ -213,38 +126,7 @@ export class Trainer {
 
   /** Learning rate of update `step`: warmup, constant, then the configured decay. */
   lrAt(step: number): number {
-    return learningRate(this.config.optim, step);
-  }
-
-  /**
-   * The batch inputs of one step: data, t ~ U{0..T−1}, ε ~ N(0, I) (Algorithm 1, lines 2–4); for a class-conditional
-   * model its labels, each replaced by ∅ (label numClasses) with probability pUncond (Ho & Salimans 2022, Algorithm 1).
-   */
-  private stepInputs(step: number, x0: Float32Array, labels: Uint8Array | undefined): Record<string, Float32Array | BigInt64Array> {
-    const B = this.config.data.batchSize;
-    const r = new Rng(this.config.run.seed).fold(1).fold(step);
-    const t = r.integers(this.diffusion.numTimesteps, B);
-    const noise = r.normalFloat32(x0.length);
-    const feeds: Record<string, Float32Array | BigInt64Array> = { x0, t: BigInt64Array.from(t, (v) => BigInt(v)), noise };
-    for (const inp of this.step.fn.info.inputs) {
-      if (inp.name.startsWith('dropout')) feeds[inp.name] = r.uniformFloat32(inp.shape.reduce<number>((a, d) => a * (d as number), 1));
-    }
-    const K = this.config.model.numClasses;
-    if (K > 0) {
-      const u = new Rng(this.config.run.seed).fold(4).fold(step).uniformFloat32(B);
-      const p = this.config.data.pUncond;
-      feeds.y = BigInt64Array.from(labels!, (c, i) => BigInt(u[i]! < p ? K : c));
-    }
-    return feeds;
-  }
-
-  private updateEma(): void {
-    const d = emaDecayAt(this.state.step, this.config.optim.emaDecay, this.config.optim.emaWarmup);
-    for (const [k, p] of this.step.paramsByPath()) {
-      const e = this.ema.get(k)!.data;
-      const w = p.data;
-      for (let i = 0; i < e.length; i++) e[i] = d * e[i]! + (1 - d) * w[i]!;
-    }
+    return this.run.lrAt(step);
   }
 
   /**
@@ -256,7 +138,6 @@ export class Trainer {
     const { run } = this.config;
     const ev = this.opts.events ?? {};
     const B = this.config.data.batchSize;
-    const x0 = new Float32Array(B * this.config.model.inChannels * this.config.model.imageSize ** 2);
     const budgetSec = run.minutes > 0 ? run.minutes * 60 : Infinity;
     const now = this.opts.clock ?? (() => performance.now());
     const sessionStart = now();
@@ -291,11 +172,10 @@ export class Trainer {
         break;
       }
       const elapsedBefore = this.state.elapsedSec;
-      const batch = this.loader.next(x0);
       const n = this.state.step;
       let res;
       try {
-        res = await this.step.step(this.stepInputs(n, x0, batch.labels), this.lrAt(n));
+        res = await this.run.next();
       } catch (e) {
         if (e instanceof NonFiniteLossError) {
           await this.checkpoint();
@@ -303,9 +183,6 @@ export class Trainer {
         }
         throw e;
       }
-      this.updateEma();
-      this.state.step = n + 1;
-      this.state.images += B;
       this.state.elapsedSec = elapsedBase + (now() - sessionStart) / 1000;
       ev.onStep?.(this.state.step, res.loss);
       window.loss += res.loss;
@@ -351,14 +228,7 @@ export class Trainer {
   /** Write the current state as a checkpoint under `<outDir>/<name>` (kept, never overwritten by training). */
   async snapshot(name: string): Promise<string> {
     const dir = path.join(this.outDir, name);
-    this.state.loader = this.loader.state() as LoaderState;
-    await saveCheckpoint(dir, {
-      config: this.config,
-      params: Object.fromEntries(this.step.paramsByPath()),
-      ema: Object.fromEntries(this.ema),
-      optimizer: this.step.state,
-      state: this.state,
-    });
+    await saveCheckpoint(dir, this.run.contents());
     this.opts.events?.onCheckpoint?.(dir, this.state.step);
     return dir;
   }
@@ -369,7 +239,7 @@ export class Trainer {
     if (!this.sampler) this.sampler = await compileDenoiser(this.ort, m, Object.fromEntries(this.ema), { ...this.opts, weightsAsInputs: true });
     this.sampler.setWeights(this.ema);
     const n = this.config.run.sampleCount;
-    const sampler = new DdimSampler(this.diffusion, {
+    const sampler = new DdimSampler(this.run.diffusion, {
       meanType: this.config.diffusion.meanType,
       varType: this.config.diffusion.varType,
       eta: 0,
@@ -392,7 +262,7 @@ export class Trainer {
   }
 
   async release(): Promise<void> {
-    await this.step.release();
+    await this.run.release();
     await this.sampler?.release();
   }
 }
