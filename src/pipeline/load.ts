@@ -19,6 +19,7 @@ import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../train/checkpoint.ts';
+import { unpackCheckpoint } from '../train/checkpoint-file.ts';
 import { checkDenoiserRuns } from './pipeline.ts';
 
 export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -65,6 +66,23 @@ async function loadOnnx(file: string): Promise<LoadedModel> {
   try {
     const meta = readDenoiserFile(bytes);
     return { unet: meta.unet, diffusion: meta.diffusion, file, step: meta.step, classNames: meta.classNames, onnxBytes: bytes };
+  } catch (e) {
+    throw new UserError(`${file}: ${(e as Error).message}`);
+  }
+}
+
+/** A checkpoint file (.safetensors, src/train/checkpoint-file.ts, as the page downloads): its config and EMA weights. */
+async function loadCheckpointFile(file: string): Promise<LoadedModel> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await fsp.readFile(file));
+  } catch (e) {
+    throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const { config, ema, state } = unpackCheckpoint(bytes);
+    const classNames = config.data.classNames.length > 0 ? config.data.classNames : undefined;
+    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: state?.step, classNames, weights: ema };
   } catch (e) {
     throw new UserError(`${file}: ${(e as Error).message}`);
   }
@@ -140,7 +158,8 @@ export async function loadModel(
   // no `p` but a checkpoint in the middle of a swap (p.new + p.old): loadModelDir reads it
   if (kind === null && (await resolveCheckpointDir(p)) === null) throw new UserError(`${label}: no such file or directory: ${p}`);
   if (kind === 'file') {
-    if (!allowOnnx) throw new UserError(`${label} must be a checkpoint directory (config.json + weights), got the file ${p}`);
+    if (p.toLowerCase().endsWith('.safetensors')) return loadCheckpointFile(p);
+    if (!allowOnnx) throw new UserError(`${label} must be a checkpoint directory (config.json + weights) or file (.safetensors), got the file ${p}`);
     return loadOnnx(p);
   }
   // A directory holding only an exported model.onnx counts as that file.
