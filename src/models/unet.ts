@@ -83,6 +83,12 @@ export const MNIST_28: UNetConfig = {
 export const RGB_32: UNetConfig = { ...MNIST_28, imageSize: 32, inChannels: 3, outChannels: 3, baseChannels: 16, numResBlocks: 1, attnResolutions: [8] };
 
 /**
+ * rgb-32's shape at MNIST's size: a 28x28 grey model small enough to train in a browser tab (the page's Train view)
+ * or in minutes on a CPU.
+ */
+export const MNIST_SMALL: UNetConfig = { ...RGB_32, imageSize: 28, inChannels: 1, outChannels: 1, attnResolutions: [7] };
+
+/**
  * Ho et al.'s CIFAR-10 model (appendix B): four levels 32..4 with widths 128, 256, 256, 256, two residual blocks
  * per level, self-attention at 16x16 (and in the middle), GroupNorm(32), dropout 0.1. 35,746,307 parameters, the
  * paper's "35.7M"; for a GPU.
@@ -103,6 +109,7 @@ export const DDPM_CIFAR10: UNetConfig = {
 export const UNET_CONFIGS: Record<string, UNetConfig> = {
   'mnist-28': MNIST_28,
   'rgb-32': RGB_32,
+  'mnist-small': MNIST_SMALL,
   'ddpm-cifar10': DDPM_CIFAR10,
   /** a tiny config for tests and smoke runs */
   tiny: { imageSize: 8, inChannels: 1, outChannels: 1, baseChannels: 8, channelMults: [1, 2], numResBlocks: 1, attnResolutions: [4], groups: 4, dropout: 0, numClasses: 0 },

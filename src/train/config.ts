@@ -100,6 +100,7 @@ export interface TrainConfig {
  */
 export const PRESET_RECIPES: Readonly<Record<string, { optim?: Partial<OptimConfig>; data?: Partial<DataConfig> }>> = {
   'rgb-32': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
+  'mnist-small': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
 };
 
 export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {

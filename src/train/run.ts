@@ -20,6 +20,10 @@ import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { input, type Tensor } from '../engine/tensor.ts';
 import { TrainStep, type StepResult } from '../engine/train_step.ts';
 import type { ParamValue } from '../engine/tree.ts';
+import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
+import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
+import type { Denoiser } from '../models/denoiser.ts';
+import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { LABEL_EMB, initUNet, unet } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
 import type { TrainConfig } from './config.ts';
@@ -122,6 +126,7 @@ export interface RunStepResult extends StepResult {
 
 export class TrainingRun {
   private readonly x0: Float32Array;
+  private sampler: Denoiser | null = null;
 
   private constructor(
     readonly config: TrainConfig,
@@ -278,7 +283,31 @@ export class TrainingRun {
     };
   }
 
+  /**
+   * `n` DDIM samples (η = 0, `steps` steps, clipped) from the EMA weights, from Rng(seed).fold(3): the same images for
+   * the same weights. A class-conditional model draws image i of class i mod K, guided as `ddpm sample --class` is
+   * by default. The denoiser is compiled on first use (weights as inputs) and kept.
+   */
+  async sampleEma(ort: OrtModule, n: number, steps: number, runtime: RuntimeOptions = {}): Promise<Float32Array> {
+    const m = this.config.model;
+    if (!this.sampler) this.sampler = await compileDenoiser(ort, m, Object.fromEntries(this.ema), { ...runtime, weightsAsInputs: true });
+    this.sampler.setWeights(this.ema);
+    const sampler = new DdimSampler(this.diffusion, {
+      meanType: this.config.diffusion.meanType,
+      varType: this.config.diffusion.varType,
+      eta: 0,
+      timesteps: `ddim${steps}`,
+      clipDenoised: true,
+    });
+    const K = m.numClasses;
+    const model = K > 0
+      ? classifierFreeGuidance(this.sampler.predictClass, { labels: Int32Array.from({ length: n }, (_, i) => i % K), numClasses: K, scale: DEFAULT_GUIDANCE_SCALE })
+      : this.sampler.predict;
+    return sampleLoop(sampler, model, [n, m.inChannels, m.imageSize, m.imageSize], new Rng(this.config.run.seed).fold(3));
+  }
+
   async release(): Promise<void> {
     await this.step.release();
+    await this.sampler?.release();
   }
 }

@@ -5,16 +5,12 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { NonFiniteLossError, type TrainStep } from '../engine/train_step.ts';
 import type { Dataset } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
-import type { Denoiser } from '../models/denoiser.ts';
-import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { initUNet } from '../models/unet.ts';
-import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -69,7 +65,6 @@ async function exists(file: string): Promise<boolean> {
 
 export class Trainer {
   private stopRequested = false;
-  private sampler: Denoiser | null = null;
   private lastSavedStep = -1;
 
   private constructor(
@@ -233,37 +228,21 @@ export class Trainer {
     return dir;
   }
 
-  /** A DDIM sample grid from the EMA weights, written to `<outDir>/samples/step_XXXXXXX.png`. */
+  /** A DDIM sample grid from the EMA weights, written to `<outDir>/samples/step_XXXXXXX.png` (one class per column when conditional). */
   async sampleGrid(): Promise<string> {
     const m = this.config.model;
-    if (!this.sampler) this.sampler = await compileDenoiser(this.ort, m, Object.fromEntries(this.ema), { ...this.opts, weightsAsInputs: true });
-    this.sampler.setWeights(this.ema);
     const n = this.config.run.sampleCount;
-    const sampler = new DdimSampler(this.run.diffusion, {
-      meanType: this.config.diffusion.meanType,
-      varType: this.config.diffusion.varType,
-      eta: 0,
-      timesteps: `ddim${this.config.run.sampleSteps}`,
-      clipDenoised: true,
-    });
-    const shape = [n, m.inChannels, m.imageSize, m.imageSize];
-    // a class-conditional model draws image i of class i mod K, guided as `ddpm sample --class` is by default,
-    // one class per column when the classes fit a row
-    const K = m.numClasses;
-    const model = K > 0
-      ? classifierFreeGuidance(this.sampler.predictClass, { labels: Int32Array.from({ length: n }, (_, i) => i % K), numClasses: K, scale: DEFAULT_GUIDANCE_SCALE })
-      : this.sampler.predict;
-    const x = await sampleLoop(sampler, model, shape, new Rng(this.config.run.seed).fold(3));
+    const x = await this.run.sampleEma(this.ort, n, this.config.run.sampleSteps, this.opts);
     const file = this.gridFile();
     await fsp.mkdir(path.dirname(file), { recursive: true });
-    await writeImageGrid(file, x, shape as [number, number, number, number], { nrow: K > 0 && K <= 16 ? K : Math.ceil(Math.sqrt(n)) });
+    const K = m.numClasses;
+    await writeImageGrid(file, x, [n, m.inChannels, m.imageSize, m.imageSize], { nrow: K > 0 && K <= 16 ? K : Math.ceil(Math.sqrt(n)) });
     this.opts.events?.onSample?.(file, this.state.step);
     return file;
   }
 
   async release(): Promise<void> {
     await this.run.release();
-    await this.sampler?.release();
   }
 }
 
