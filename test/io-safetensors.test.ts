@@ -133,6 +133,14 @@ test('parse reads a file whose input is an unaligned view', () => {
   assert.deepEqual(parseSafetensors(shifted.subarray(3)).tensors.w.data, f32(1.5, -2));
 });
 
+test('parse reads a Node Buffer (whose slice() is a view, not a copy), e.g. from zlib or fs', () => {
+  const bytes = serializeSafetensors({ a: { shape: [2], data: f32(7, 8) }, w: { shape: [3], data: f32(1.5, -2, 3) } });
+  const buf = Buffer.concat([Buffer.alloc(5), Buffer.from(bytes)]).subarray(5); // a Buffer at an offset in its ArrayBuffer
+  const p = parseSafetensors(buf);
+  assert.deepEqual(p.tensors.a.data, f32(7, 8));
+  assert.deepEqual(p.tensors.w.data, f32(1.5, -2, 3));
+});
+
 test('serialize rejects inconsistent input', () => {
   expectError(() => serializeSafetensors({ w: { shape: [2, 2], data: f32(1, 2, 3) } }), /shape \[2,2\] has 4 elements but data has 3/);
   expectError(() => serializeSafetensors({ w: { dtype: 'I64', shape: [1], data: f32(1) } }), /I64 needs a BigInt64Array, got Float32Array/);

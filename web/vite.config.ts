@@ -7,7 +7,8 @@
  * - `ort/`: onnxruntime-web's ESM bundle and its WebAssembly binary, from node_modules. The worker
  *   imports the bundle at run time instead of having Vite bundle it, so that the bundle's
  *   `import.meta.url` stays its own: its pthread workers (multi-threaded wasm) start from that URL.
- * - `model/`: `model.onnx` + `model.json` from the model directory (web/.model/ by default).
+ * - `model/`: `model.onnx` + `model.json` from the model directory (web/.model/ by default), and the Train
+ *   view's digits `mnist-train.safetensors.gz`.
  * Both servers send COOP/COEP so the page is cross-origin isolated (SharedArrayBuffer, i.e. wasm threads).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,7 +22,7 @@ const ORT_DIST = path.resolve(WEB, '..', 'node_modules', 'onnxruntime-web', 'dis
 
 /** The onnxruntime-web files the app loads: the JSEP build (WebGPU + wasm EPs); its glue code is inside the bundle. */
 export const ORT_FILES = ['ort.bundle.min.mjs', 'ort-wasm-simd-threaded.jsep.wasm'] as const;
-export const MODEL_FILES = ['model.onnx', 'model.json'] as const;
+export const MODEL_FILES = ['model.onnx', 'model.json', 'mnist-train.safetensors.gz'] as const;
 
 function staticFiles(modelDir: string): Plugin {
   const files = (): Map<string, string> => {

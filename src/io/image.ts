@@ -6,20 +6,14 @@ import { MAX_DECODE_FRAME_BYTES, MAX_DECODE_PIXELS, MAX_DECODE_SIDE, MAX_IMAGE_S
 import { writeFileAtomic } from './atomic.ts';
 import { encodeGif, type GifOptions } from './gif.ts';
 import { hwcToChw, makeGrid, type BatchShape, type GridOptions, type ImageU8 } from './grid.ts';
+import { RESIZE_MODES, type ResizeMode } from './resize.ts';
+
+export { RESIZE_MODES, type ResizeMode } from './resize.ts';
 
 export { chwToHwc, hwcToChw, makeGrid, makeStrip, unitToUint8 } from './grid.ts';
 export type { BatchShape, GridOptions, ImageU8 } from './grid.ts';
 export { encodeGif } from './gif.ts';
 export type { GifOptions } from './gif.ts';
-
-/**
- * How an image is brought to size x size, named after torchvision's transforms:
- *   center-crop  Resize(size) + CenterCrop(size): the shorter side to `size`, the longer one cropped around the centre
- *   stretch      Resize((size, size)): both sides to `size`, the aspect ratio not kept
- *   pad          the longer side to `size`, the shorter one padded with black on both sides (Pad's fill 0)
- */
-export const RESIZE_MODES = ['center-crop', 'stretch', 'pad'] as const;
-export type ResizeMode = (typeof RESIZE_MODES)[number];
 
 export interface DecodeOptions {
   /** 1 = grayscale (Rec. 601 luma, as PIL), 3 = RGB (default 3). */

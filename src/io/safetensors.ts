@@ -346,7 +346,8 @@ export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
   const tensors: Record<string, SafeTensor> = {};
   for (const e of entries) {
     const info = DTYPES[e.dtype];
-    const copy = bytes.slice(dataStart + e.begin, dataStart + e.end); // own, aligned ArrayBuffer
+    // a copy in its own, aligned ArrayBuffer (new Uint8Array(view) copies; a Node Buffer's slice() would be a view)
+    const copy = new Uint8Array(bytes.subarray(dataStart + e.begin, dataStart + e.end));
     const data = new info.ctor(copy.buffer, 0, (e.end - e.begin) / info.size);
     setOwn(tensors, e.name, { dtype: e.dtype, shape: e.shape, data });
   }

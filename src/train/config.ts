@@ -11,7 +11,7 @@ import type { ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { UNET_CONFIGS, attnResolutionsAtSize, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
-import { RESIZE_MODES, type ResizeMode } from '../io/image.ts';
+import { RESIZE_MODES, type ResizeMode } from '../io/resize.ts';
 import { IMAGE_CHANNELS, MAX_BATCH_SIZE, MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_RES_BLOCKS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 
 /** AdamW settings and the learning-rate schedule (warmup, constant, optional decay). */

@@ -1,7 +1,8 @@
 /**
  * Puts the denoiser the web app loads into `web/.model/`: `model.onnx` (inputs x [N,C,H,W], t [N];
  * output out; its metadata carries the configs, which the page's DDPMPipeline reads) and `model.json`
- * ({@link WebModelInfo}: what the page shows before the worker has loaded the model). `npm run web` and
+ * ({@link WebModelInfo}: what the page shows before the worker has loaded the model), and the Train view's
+ * MNIST digits (prepare-train-data.ts). `npm run web` and
  * `npm run build:web` run this first.
  *
  *   node --import tsx web/scripts/prepare-model.ts [SOURCE]        (npm run web:model -- SOURCE)
@@ -19,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { loadModel, packageVersion } from '../../src/pipeline/load.ts';
 import { exportDenoiserFile } from '../../src/sample/onnx-export.ts';
 import type { WebModelInfo } from '../src/protocol.ts';
+import { TRAIN_DATA_FILE, prepareTrainData } from './prepare-train-data.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const WEB_MODEL_DIR = path.join(ROOT, 'web', '.model');
@@ -40,6 +42,8 @@ export async function prepareModel(source: string, out: string = WEB_MODEL_DIR):
   await fsp.mkdir(out, { recursive: true });
   await fsp.writeFile(path.join(out, 'model.onnx'), bytes);
   await fsp.writeFile(path.join(out, 'model.json'), JSON.stringify(info, null, 2) + '\n');
+  // the Train view's digits (the same for every model; written once)
+  if (!existsSync(path.join(out, TRAIN_DATA_FILE))) await prepareTrainData(out);
   return info;
 }
 

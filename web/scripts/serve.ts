@@ -19,6 +19,8 @@ export const MIME: Record<string, string> = {
   '.json': 'application/json; charset=utf-8',
   '.wasm': 'application/wasm',
   '.onnx': 'application/octet-stream',
+  // served as bytes (no Content-Encoding): the page unpacks it itself
+  '.gz': 'application/octet-stream',
   '.png': 'image/png',
   '.svg': 'image/svg+xml',
   '.map': 'application/json; charset=utf-8',

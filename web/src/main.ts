@@ -15,13 +15,14 @@ import { ForwardPanel } from './forward.ts';
 import { drawGrid, gridLayout } from './image.ts';
 import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, ToWorker, WebModelInfo } from './protocol.ts';
 import { Runs, type RunMessage } from './runs.ts';
+import { TrainPanel, type TrainDebug } from './train.ts';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
 const url = (p: string): string => new URL(p, document.baseURI).href;
 
 /** The last finished samples (B, C, H, W) in [-1, 1] and the Edit panel's state, for tests and the devtools console. */
-const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[], edit: null as EditDebug | null };
+const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[], edit: null as EditDebug | null, train: null as TrainDebug | null };
 (globalThis as { ddpm?: typeof debugHandle }).ddpm = debugHandle;
 
 function showError(msg: string): void {
@@ -179,16 +180,33 @@ function startWorker(info: WebModelInfo): void {
   };
   form.stop.onclick = () => runId !== null && runs.cancel(runId);
 
-  const threads = Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
-  send({
-    type: 'init',
-    modelUrl: url('model/model.onnx'),
-    ortUrl: url('ort/ort.bundle.min.mjs'),
-    wasmUrl: url('ort/ort-wasm-simd-threaded.jsep.wasm'),
-    backend: backendChoice(),
-    threads,
-  });
+  send({ type: 'init', modelUrl: url('model/model.onnx'), ...ortUrls(), backend: backendChoice(), threads: threadCount() });
+
+  // the Train view's "Use in Generate": its EMA weights become the model of later runs here
+  trainPanel.useModel = (bytes, step) => {
+    if (!runs.idle) return showError('Use in Generate: wait for the current run to end');
+    runs.start(
+      (id) => ({ type: 'load', id, bytes }),
+      (msg) => {
+        if (msg.type === 'error') return showError(`could not load the trained model: ${msg.message}`);
+        if (msg.type !== 'loaded') return;
+        Object.assign(info, { name: 'trained in this tab', step, source: 'the Train view', classNames: [], ...trainPanel.last });
+        $('model-info').textContent = describe(info);
+        $('class-controls').hidden = true;
+        document.body.dataset.model = 'trained';
+      },
+    );
+  };
 }
+
+const ortUrls = () => ({ ortUrl: url('ort/ort.bundle.min.mjs'), wasmUrl: url('ort/ort-wasm-simd-threaded.jsep.wasm') });
+const threadCount = () => Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
+
+/** The Train view (train.ts): its own worker, started on first use; "Use in Generate" is wired once the sampling worker runs. */
+const trainPanel = {
+  useModel: null as ((bytes: Uint8Array, step: number) => void) | null,
+  last: null as Pick<WebModelInfo, 'unet' | 'diffusion'> | null,
+};
 
 // ---------------------------------------------------------------------------------------------
 
@@ -222,6 +240,19 @@ async function main(): Promise<void> {
     showError(`could not load model/model.json: ${e instanceof Error ? e.message : String(e)}`);
   }
   new ForwardPanel(info?.diffusion.schedule ?? null);
+  const train = new TrainPanel({
+    ...ortUrls(),
+    dataUrl: url('model/mnist-train.safetensors.gz'),
+    backend: backendChoice(),
+    threads: threadCount(),
+    showError,
+    useModel: (bytes, step, unet, diffusion) => {
+      trainPanel.last = { unet, diffusion };
+      if (trainPanel.useModel) trainPanel.useModel(bytes, step);
+      else showError('Use in Generate: the Generate view has no worker (its model did not load)');
+    },
+  });
+  debugHandle.train = train.debug;
   if (info) startWorker(info);
 }
 

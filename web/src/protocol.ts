@@ -74,6 +74,8 @@ export type ToWorker =
   | ({ type: 'sample'; id: number } & SampleRequest)
   | ({ type: 'inpaint'; id: number } & InpaintRequest)
   | ({ type: 'sdedit'; id: number } & SdeditRequest)
+  /** replace the model with ONNX bytes (`ddpm export`'s format; the Train view's EMA weights) */
+  | { type: 'load'; id: number; bytes: Uint8Array }
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
@@ -84,4 +86,6 @@ export type FromWorker =
   | { type: 'edit-step'; id: number; step: number; total: number; t: number; x: Float32Array; stepMs: number }
   /** steps: model calls made; stepMs: their time with the sampler's */
   | { type: 'done'; id: number; samples: Float32Array; totalMs: number; stepMs: number; steps: number; cancelled: boolean }
+  /** the model of a 'load' is in use */
+  | { type: 'loaded'; id: number; backend: 'webgpu' | 'wasm'; note: string; loadMs: number }
   | { type: 'error'; id: number | null; message: string };

@@ -52,7 +52,7 @@ export class Runs {
     if (msg.id === null) return;
     const handler = this.owners.get(msg.id);
     if (!handler) return;
-    if (msg.type === 'done' || msg.type === 'error') this.owners.delete(msg.id);
+    if (msg.type === 'done' || msg.type === 'loaded' || msg.type === 'error') this.owners.delete(msg.id);
     handler(msg);
     this.changed();
   }

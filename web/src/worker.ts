@@ -4,12 +4,12 @@
  * SDEdit (src/diffusion/edit.ts) with the pipeline's model and sampler, as `ddpm inpaint` and `ddpm edit` do.
  * Running here keeps the page responsive while the model computes.
  */
-import type * as Ort from 'onnxruntime-web';
 import { sdedit } from '../../src/diffusion/edit.ts';
 import { inpaint } from '../../src/diffusion/inpaint.ts';
 import type { OrtModule } from '../../src/engine/runtime.ts';
 import { DDPMPipeline, pipelineSampler } from '../../src/pipeline/pipeline.ts';
 import { PerExampleRng, Rng } from '../../src/rng.ts';
+import { setupOrt, yieldToEvents } from './ort-init.ts';
 import type { FromWorker, InpaintRequest, SampleRequest, SdeditRequest, ToWorker } from './protocol.ts';
 
 // Typed view of the worker scope (the page's tsconfig has the DOM lib, not WebWorker).
@@ -17,67 +17,50 @@ const scope = self as unknown as {
   postMessage(msg: FromWorker, transfer?: Transferable[]): void;
   onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
 };
-type GpuNavigator = { gpu?: { requestAdapter(): Promise<unknown> } };
 
 let pipe: DDPMPipeline | null = null;
 const running = new Map<number, AbortController>();
 
 const post = (msg: FromWorker, transfer: Transferable[] = []): void => scope.postMessage(msg, transfer);
 
-/** Let queued messages (a cancel) run between steps: a MessageChannel round trip, unlike setTimeout never clamped. */
-function yieldToEvents(): Promise<void> {
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port1.onmessage = () => {
-      ch.port1.close();
-      resolve();
-    };
-    ch.port2.postMessage(null);
-  });
-}
+let runtime: { ort: OrtModule; backend: 'webgpu' | 'wasm'; threads: number } | null = null;
 
-async function webgpuUsable(): Promise<string | null> {
-  const gpu = (navigator as GpuNavigator).gpu;
-  if (!gpu) return 'no navigator.gpu';
-  const adapter = await gpu.requestAdapter().catch(() => null);
-  return adapter ? null : 'no WebGPU adapter';
+/** A pipeline for ONNX `bytes` on the chosen backend, WebGPU falling back to wasm (noted). */
+async function openPipeline(bytes: Uint8Array, notes: string[]): Promise<DDPMPipeline> {
+  const rt = runtime!;
+  // the configs come from the file's metadata; the pipeline runs the model once (WebGPU compiles its shaders, wasm sizes its buffers)
+  const open = (ep: 'webgpu' | 'wasm') => DDPMPipeline.fromPretrained(bytes, { ort: rt.ort, executionProvider: ep, threads: rt.threads });
+  if (rt.backend === 'webgpu') {
+    try {
+      return await open('webgpu');
+    } catch (e) {
+      notes.push(`WebGPU failed (${e instanceof Error ? e.message : String(e)})`);
+      rt.backend = 'wasm';
+    }
+  }
+  return open('wasm');
 }
 
 async function init(msg: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   const t0 = performance.now();
-  const ort = (await import(/* @vite-ignore */ msg.ortUrl)) as typeof Ort;
-  ort.env.wasm.wasmPaths = { wasm: msg.wasmUrl };
-  const notes: string[] = [];
-  let threads = Math.max(1, Math.floor(msg.threads));
-  if (threads > 1 && !self.crossOriginIsolated) {
-    notes.push('not cross-origin isolated: 1 thread');
-    threads = 1;
-  }
-  ort.env.wasm.numThreads = threads;
-
-  let backend: 'webgpu' | 'wasm' = 'wasm';
-  if (msg.backend === 'wasm') notes.push('wasm requested');
-  else {
-    const why = await webgpuUsable();
-    if (why === null) backend = 'webgpu';
-    else notes.push(`WebGPU unavailable (${why})`);
-  }
-
+  const { ort, threads, notes, backend } = await setupOrt(msg);
+  runtime = { ort: ort as unknown as OrtModule, backend, threads };
   const res = await fetch(msg.modelUrl);
   if (!res.ok) throw new Error(`could not fetch ${msg.modelUrl}: HTTP ${res.status}`);
-  const bytes = new Uint8Array(await res.arrayBuffer());
-  // the configs come from the file's metadata; the pipeline runs the model once (WebGPU compiles its shaders, wasm sizes its buffers)
-  const open = (ep: 'webgpu' | 'wasm') => DDPMPipeline.fromPretrained(bytes, { ort: ort as unknown as OrtModule, executionProvider: ep, threads });
-  if (backend === 'webgpu') {
-    try {
-      pipe = await open('webgpu');
-    } catch (e) {
-      notes.push(`WebGPU failed (${e instanceof Error ? e.message : String(e)})`);
-      backend = 'wasm';
-    }
-  }
-  pipe ??= await open('wasm');
-  post({ type: 'ready', backend, threads: backend === 'wasm' ? threads : 1, note: notes.join('; '), loadMs: performance.now() - t0 });
+  pipe = await openPipeline(new Uint8Array(await res.arrayBuffer()), notes);
+  post({ type: 'ready', backend: runtime.backend, threads: runtime.backend === 'wasm' ? threads : 1, note: notes.join('; '), loadMs: performance.now() - t0 });
+}
+
+/** Replace the model (the Train view's EMA weights, exported): later runs use it. */
+async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
+  if (!runtime) throw new Error('the worker is not initialised yet');
+  if (running.size > 0) throw new Error('a run is going: stop it before loading another model');
+  const t0 = performance.now();
+  const notes: string[] = [];
+  const next = await openPipeline(msg.bytes, notes);
+  await pipe?.release();
+  pipe = next;
+  post({ type: 'loaded', id: msg.id, backend: runtime.backend, note: notes.join('; '), loadMs: performance.now() - t0 });
 }
 
 async function sample(id: number, req: SampleRequest): Promise<void> {
@@ -185,5 +168,6 @@ scope.onmessage = (e) => {
   if (msg.type === 'init') init(msg).catch(fail(null));
   else if (msg.type === 'sample') sample(msg.id, msg).catch(fail(msg.id));
   else if (msg.type === 'inpaint' || msg.type === 'sdedit') edit(msg.id, msg).catch(fail(msg.id));
+  else if (msg.type === 'load') load(msg).catch(fail(msg.id));
   else if (msg.type === 'cancel') running.get(msg.id)?.abort();
 };

@@ -1,0 +1,152 @@
+/**
+ * The page's Train view (web/src/train.ts, train-worker.ts) in headless Chromium, off the network, on the built app:
+ * 20 steps of mnist-small on the shipped digits from a fixed seed on wasm; the weights, EMA and AdamW moments equal
+ * the Node trainer's (TrainingRun on onnxruntime-node, same config and data) after the same 20 steps within a stated
+ * float32 tolerance; the downloaded checkpoint loads in the CLI; uploading it continues the run; "Use in Generate"
+ * samples from the trained weights.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import * as ort from 'onnxruntime-node';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { build } from 'vite';
+import { unpackCheckpoint } from '../src/train/checkpoint-file.ts';
+import { TrainingRun } from '../src/train/run.ts';
+import { webConfig } from '../web/vite.config.ts';
+import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
+import { TRAIN_DATA_FILE } from '../web/scripts/prepare-train-data.ts';
+import { serveStatic, type StaticServer } from '../web/scripts/serve.ts';
+import { trainDataset } from '../web/src/train-data.ts';
+import { runCli } from './cli-helpers.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const TIMEOUT = 180_000;
+/**
+ * Browser (onnxruntime-web wasm) against Node (onnxruntime-node CPU) after 20 AdamW steps (lr up to 4e-4, so the
+ * weights move by ~4e-4 a step): the kernels round differently (measured 2026-11-28: 1.5e-6 at most), and Adam's
+ * normalised update can turn a last-bit gradient difference into a larger one where a gradient is near zero.
+ */
+const WEIGHT_ATOL = 1e-5;
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let mx = 0;
+  for (let i = 0; i < a.length; i++) mx = Math.max(mx, Math.abs(a[i]! - b[i]!));
+  return mx;
+}
+
+test('Train view in headless Chromium: 20 steps equal the Node trainer, the checkpoint loads in the CLI and continues in the page', { timeout: 600_000 }, async (t) => {
+  if (!existsSync(CHROMIUM)) assert.fail(`${CHROMIUM} not found (apt-get install -y --no-install-recommends chromium; .ci/run does this)`);
+  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-web-train-'));
+  let server: StaticServer | null = null;
+  let ctx: BrowserContext | null = null;
+  try {
+    const model = path.join(tmp, 'model');
+    await prepareModel(SHIPPED_MODEL_DIR, model);
+    const cfg = webConfig(model);
+    await build({ ...cfg, configFile: false, logLevel: 'warn', build: { ...cfg.build, outDir: path.join(tmp, 'dist') } });
+    server = await serveStatic(path.join(tmp, 'dist'));
+    const origin = new URL(server.url).origin;
+    ctx = await chromium.launchPersistentContext(path.join(tmp, 'profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, acceptDownloads: true });
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    const errors: string[] = [];
+    const offsite: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
+    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    ctx.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.protocol !== 'data:' && u.protocol !== 'blob:' && u.origin !== origin) offsite.push(r.url());
+    });
+    await page.goto(`${server.url}?ep=wasm&threads=1`);
+    await page.waitForSelector('body[data-model=ready], body[data-model=error]', { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-model'), 'ready', `model failed to load: ${await page.textContent('#error')}`);
+    assert.deepEqual(await page.locator('#train-preset option').allTextContents(), ['mnist-small · 1×28×28', 'rgb-32 · 3×32×32']);
+
+    // 1. 20 steps from seed 3, batch 8, a grid at step 20
+    await page.selectOption('#train-preset', 'mnist-small');
+    await page.selectOption('#train-data', 'mnist');
+    await page.fill('#train-batch', '8');
+    await page.fill('#train-seed', '3');
+    await page.fill('#train-sample-every', '20');
+    await page.fill('#train-stop-at', '20');
+    const t0 = performance.now();
+    await page.click('#train-start');
+    await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training failed: ${await page.textContent('#error')}`);
+    assert.equal(await page.getAttribute('#train-status', 'data-step'), '20');
+    const status = (await page.textContent('#train-status'))!;
+    t.diagnostic(`20 steps in the page in ${((performance.now() - t0) / 1000).toFixed(1)} s (with compile): ${status.replace(/\n/g, ' | ')}`);
+    assert.match(status, /mnist-small \(1x28x28, base 16.*\) · 10,000 MNIST training digits · compiled in [\d.]+ s · wasm · 1 thread/);
+    await page.waitForSelector('#train-grid[data-step="20"]', { timeout: TIMEOUT });
+    assert.match((await page.innerHTML('#train-loss'))!, /<polyline/);
+
+    // 2. the checkpoint download: one safetensors file
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
+    assert.equal(download.suggestedFilename(), 'ddpm-mnist-small-step000020.safetensors');
+    const file = path.join(tmp, download.suggestedFilename());
+    await download.saveAs(file);
+    const browser = unpackCheckpoint(new Uint8Array(await readFile(file)));
+    assert.equal(browser.state!.step, 20);
+    assert.equal(browser.config.run.seed, 3);
+    assert.equal(browser.config.data.batchSize, 8);
+
+    // 3. the Node trainer, same config and data, 20 steps
+    const data = trainDataset(gunzipSync(await readFile(path.join(model, TRAIN_DATA_FILE))), TRAIN_DATA_FILE);
+    const node = await TrainingRun.create(ort as never, browser.config, data, {}, { threads: 1 });
+    const losses: number[] = [];
+    for (let i = 0; i < 20; i++) losses.push((await node.next()).loss);
+    const want = node.contents();
+    const pageLosses = await page.evaluate(() => (globalThis as unknown as { ddpm: { train: { losses: number[] } } }).ddpm.train.losses);
+    t.diagnostic(`losses: page ${pageLosses.slice(0, 3).map((v) => v.toFixed(6))}… node ${losses.slice(0, 3).map((v) => v.toFixed(6))}…; max |diff| ${maxAbsDiff(pageLosses, losses).toExponential(2)}`);
+    assert.equal(pageLosses.length, 20);
+    let worst = { name: '', diff: 0 };
+    for (const [group, got, ref] of [
+      ['params', browser.params!, want.params],
+      ['ema', browser.ema, want.ema],
+    ] as const) {
+      for (const [k, v] of Object.entries(ref)) {
+        const d = maxAbsDiff(got[k]!.data, v.data);
+        if (d > worst.diff) worst = { name: `${group} ${k}`, diff: d };
+      }
+    }
+    t.diagnostic(`browser vs node weights after 20 steps: max |diff| ${worst.diff.toExponential(2)} (${worst.name}); tolerance ${WEIGHT_ATOL}`);
+    assert.ok(worst.diff <= WEIGHT_ATOL, `weights differ by ${worst.diff} at ${worst.name} (tolerance ${WEIGHT_ATOL})`);
+    assert.deepEqual(browser.state!.loader, want.state.loader);
+    assert.equal(browser.optimizer!.get('step')!.data[0], 20);
+    await node.release();
+
+    // 4. the CLI reads the downloaded file
+    const r = await runCli(['sample', '--checkpoint', file, '--n', '2', '--steps', '3', '--out', path.join(tmp, 's.png'), '--threads', '1']);
+    assert.equal(r.code, 0, r.stderr);
+
+    // 5. uploading it continues the run: from step 20 to 24
+    await page.fill('#train-stop-at', '24');
+    await page.setInputFiles('#train-upload', file);
+    await page.waitForSelector('#train-status[data-step="24"]', { timeout: TIMEOUT });
+    await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
+    assert.match((await page.textContent('#train-status'))!, /from step 20/);
+
+    // 6. its EMA weights in the Generate view
+    await page.click('#train-use');
+    await page.waitForSelector('body[data-model=trained]', { timeout: TIMEOUT });
+    assert.match((await page.textContent('#model-info'))!, /trained in this tab/);
+    await page.fill('#n', '2');
+    await page.fill('#steps', '4');
+    await page.click('#generate-btn');
+    await page.waitForSelector('body[data-sampling=done], body[data-sampling=error]', { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-sampling'), 'done', `sampling failed: ${await page.textContent('#error')}`);
+
+    assert.deepEqual(errors, []);
+    assert.deepEqual(offsite, []);
+    await writeFile(path.join(tmp, 'ok'), '');
+  } finally {
+    await ctx?.close();
+    await server?.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+});
