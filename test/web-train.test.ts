@@ -13,19 +13,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
-import { chromium, type BrowserContext } from 'playwright-core';
-import { build } from 'vite';
+import type { BrowserContext } from 'playwright-core';
 import { unpackCheckpoint } from '../src/train/checkpoint-file.ts';
 import { TrainingRun } from '../src/train/run.ts';
-import { webConfig } from '../web/vite.config.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { TRAIN_DATA_FILE } from '../web/scripts/prepare-train-data.ts';
-import { serveStatic, type StaticServer } from '../web/scripts/serve.ts';
+import type { StaticServer } from '../web/scripts/serve.ts';
+import { CHROMIUM, buildApp, openApp } from '../web/scripts/chromium.ts';
 import { trainDataset } from '../web/src/train-data.ts';
 import { runCli } from './cli-helpers.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TIMEOUT = 180_000;
 /**
  * Browser (onnxruntime-web wasm) against Node (onnxruntime-node CPU) after 20 AdamW steps (lr up to 4e-4, so the
@@ -48,11 +45,9 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
   try {
     const model = path.join(tmp, 'model');
     await prepareModel(SHIPPED_MODEL_DIR, model);
-    const cfg = webConfig(model);
-    await build({ ...cfg, configFile: false, logLevel: 'warn', build: { ...cfg.build, outDir: path.join(tmp, 'dist') } });
-    server = await serveStatic(path.join(tmp, 'dist'));
+    await buildApp(model, path.join(tmp, 'dist'));
+    ({ server, ctx } = await openApp(path.join(tmp, 'dist'), path.join(tmp, 'profile'), { acceptDownloads: true }));
     const origin = new URL(server.url).origin;
-    ctx = await chromium.launchPersistentContext(path.join(tmp, 'profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS, acceptDownloads: true });
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     const errors: string[] = [];
     const offsite: string[] = [];

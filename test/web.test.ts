@@ -14,8 +14,6 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
-import { build } from 'vite';
-import { webConfig } from '../web/vite.config.ts';
 import { mnistDataset } from '../src/data/mnist.ts';
 import { GaussianDiffusion } from '../src/diffusion/index.ts';
 import { inBatches, repeat } from '../src/cli/edit-shared.ts';
@@ -32,23 +30,12 @@ import { Trainer } from '../src/train/trainer.ts';
 import { DIGITS_FILE, digitsJson } from '../web/scripts/make-digits.ts';
 import { SHIPPED_COND_MODEL_DIR, SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { serveStatic, type StaticServer } from '../web/scripts/serve.ts';
+import { CHROMIUM, CHROMIUM_FLAGS, buildApp } from '../web/scripts/chromium.ts';
 import type { SamplerKind, WebModelInfo } from '../web/src/protocol.ts';
 import { assertClose } from './helpers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = path.join(ROOT, 'test-artifacts', 'web.png');
-/** Headless, and nothing that talks to the network on its own. */
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const LOAD_TIMEOUT = 90_000;
 
 /**
@@ -63,12 +50,6 @@ async function prepareTestModel(tmp: string): Promise<{ dir: string; info: WebMo
   await tr.train();
   await tr.release();
   return { dir, info: await prepareModel(path.join(tmp, 'run', 'checkpoint'), dir) };
-}
-
-/** What `npm run build:web` does after preparing the model, into `outDir`, with the model in `modelDir`. */
-async function buildApp(modelDir: string, outDir: string): Promise<void> {
-  const cfg = webConfig(modelDir);
-  await build({ ...cfg, configFile: false, logLevel: 'warn', build: { ...cfg.build, outDir } });
 }
 
 interface CanvasDigest {
