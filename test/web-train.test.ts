@@ -3,12 +3,13 @@
  * 20 steps of mnist-small on the shipped digits from a fixed seed on wasm; the weights, EMA and AdamW moments equal
  * the Node trainer's (TrainingRun on onnxruntime-node, same config and data) after the same 20 steps within a stated
  * float32 tolerance; the downloaded checkpoint loads in the CLI; uploading it continues the run; "Use in Generate"
- * samples from the trained weights.
+ * samples from the trained weights; the user's images (picked or dropped; a corrupt one skipped) train rgb-32.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -136,9 +137,51 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
     await page.waitForSelector('body[data-sampling=done], body[data-sampling=error]', { timeout: TIMEOUT });
     assert.equal(await page.getAttribute('body', 'data-sampling'), 'done', `sampling failed: ${await page.textContent('#error')}`);
 
+    // 7. your own images: RGB pictures of two sizes and a corrupt file, for rgb-32 (3x32x32); then the same dropped
+    const pics: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const f = path.join(tmp, `pic${i}.png`);
+      const [w, h] = i % 2 ? [40, 30] : [32, 32];
+      await sharp({ create: { width: w, height: h, channels: 3, background: { r: 40 * i, g: 200 - 30 * i, b: 90 } } }).png().toFile(f);
+      pics.push(f);
+    }
+    const bad = path.join(tmp, 'broken.png');
+    await writeFile(bad, 'not a png');
+    await page.selectOption('#train-preset', 'rgb-32');
+    assert.equal(await page.inputValue('#train-data'), 'images', 'MNIST does not fit rgb-32: the data switches to your images');
+    assert.equal(await page.inputValue('#train-batch'), '32');
+    await page.fill('#train-batch', '4');
+    await page.fill('#train-stop-at', '2');
+    await page.fill('#train-sample-every', '0');
+    await page.setInputFiles('#train-images', [...pics, bad]);
+    await page.click('#train-start');
+    await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training on images failed: ${await page.textContent('#error')}`);
+    assert.match((await page.textContent('#train-status'))!, /rgb-32 \(3x32x32.*5 images of yours, 3x32x32, 1 unreadable file skipped/);
+    // dropped files (a DataTransfer built in the page) replace the picked ones
+    const handle = await page.evaluateHandle(async (n) => {
+      const dt = new DataTransfer();
+      for (let i = 0; i < n; i++) {
+        const c = document.createElement('canvas');
+        c.width = c.height = 20;
+        const ctx = c.getContext('2d')!;
+        ctx.fillStyle = `rgb(${60 * i}, 100, 200)`;
+        ctx.fillRect(0, 0, 20, 20);
+        const blob = await new Promise<Blob>((res) => c.toBlob((b) => res(b!), 'image/png'));
+        dt.items.add(new File([blob], `d${i}.png`, { type: 'image/png' }));
+      }
+      return dt;
+    }, 3);
+    await page.dispatchEvent('#train', 'drop', { dataTransfer: handle });
+    assert.match((await page.textContent('#train-status'))!, /3 file\(s\) dropped/);
+    await page.evaluate(() => (document.body.dataset.training = 'idle'));
+    await page.click('#train-start');
+    await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
+    assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training on dropped images failed: ${await page.textContent('#error')}`);
+    assert.match((await page.textContent("#train-status"))!, /3 images of yours, 3x32x32 · compiled in [\d.]+ s · wasm · 1 thread · wasm requested · batch 3: the data has fewer images than batch 4/);
+
     assert.deepEqual(errors, []);
     assert.deepEqual(offsite, []);
-    await writeFile(path.join(tmp, 'ok'), '');
   } finally {
     await ctx?.close();
     await server?.close();

@@ -85,6 +85,11 @@ async function start(msg: TrainStart): Promise<void> {
     config = applyOptions(defaultTrainConfig(msg.preset), { seed: String(msg.seed), 'batch-size': String(msg.batchSize), 'sample-count': String(GRID_N) });
   }
   config = { ...config, data: { ...config.data, source } };
+  if (data.n < config.data.batchSize) {
+    // as `ddpm train` does for a small folder: the batch becomes the data
+    notes.push(`batch ${data.n}: the data has fewer images than batch ${config.data.batchSize}`);
+    config = { ...config, data: { ...config.data, batchSize: data.n } };
+  }
   const m = config.model;
   if (data.channels !== m.inChannels || data.height !== m.imageSize) {
     throw new Error(`the data is ${data.channels}x${data.height}x${data.width}, the model ${config.preset ?? ''} takes ${m.inChannels}x${m.imageSize}x${m.imageSize}`);

@@ -74,6 +74,8 @@ export class TrainPanel {
     gridCaption: $('train-grid-caption'),
   };
   private losses: { step: number; loss: number }[] = [];
+  /** images dropped on the view (they replace the picked ones) */
+  private dropped: File[] | null = null;
   private ready: Promise<void> | null = null;
   private resolveReady: (() => void) | null = null;
   private backendLine = '';
@@ -100,6 +102,27 @@ export class TrainPanel {
     e.download.onclick = () => this.send({ type: 'download' });
     e.use.onclick = () => this.send({ type: 'export' });
     e.upload.onchange = () => this.start(e.upload.files?.[0]).catch((err) => this.fail(err));
+    e.images.onchange = () => {
+      this.dropped = null;
+      this.status(`${e.images.files?.length ?? 0} image file(s) picked`);
+    };
+    // images dropped anywhere on the view train the next run
+    const view = $('train');
+    view.addEventListener('dragover', (ev) => {
+      ev.preventDefault();
+      view.classList.add('dropping');
+    });
+    view.addEventListener('dragleave', () => view.classList.remove('dropping'));
+    view.addEventListener('drop', (ev) => {
+      ev.preventDefault();
+      view.classList.remove('dropping');
+      const files = [...(ev.dataTransfer?.files ?? [])];
+      if (files.length === 0) return;
+      this.dropped = files;
+      e.data.value = 'images';
+      this.dataChanged();
+      this.status(`${files.length} file(s) dropped: Start trains on them`);
+    });
     e.start.disabled = false;
     this.setState('idle');
     this.drawLoss();
@@ -196,8 +219,8 @@ export class TrainPanel {
   /** The run's data: MNIST, or the picked images decoded to the model's size and channels (unreadable files skipped and counted). */
   private async readData(m: { inChannels: number; imageSize: number }): Promise<TrainData> {
     if (this.el.data.value === 'mnist') return { kind: 'mnist' };
-    const files = [...(this.el.images.files ?? [])];
-    if (files.length === 0) throw new Error('pick some images first (or choose the MNIST digits)');
+    const files = this.dropped ?? [...(this.el.images.files ?? [])];
+    if (files.length === 0) throw new Error('pick or drop some images first (or choose the MNIST digits)');
     if (m.inChannels !== 1 && m.inChannels !== 3) throw new Error(`a model of ${m.inChannels} channels cannot train on pictures (1 or 3)`);
     const channels = m.inChannels as 1 | 3;
     const size = m.imageSize;
