@@ -97,6 +97,7 @@ test('ddpm-cifar10 has the paper\'s 35.7M parameters (35,746,307, counted from t
   assert.equal(n, 35_746_307);
   assert.equal((n / 1e6).toFixed(1), '35.7');
   assert.equal(unetParamCount(RGB_32), 280_755);
+  assert.equal(unetParamCount(UNET_CONFIGS['mnist-small']!), 280_177); // rgb-32's shape at 1x28x28: the browser's Train view
   assert.deepEqual(unetLevels(DDPM_CIFAR10), [32, 16, 8, 4]);
   assert.equal(describeUNet(DDPM_CIFAR10), '3x32x32, base 128, mults 1,2,2,2, 2 res blocks, attn 16, dropout 0.1; 35.7M params');
   assert.equal(describeUNet(RGB_32), '3x32x32, base 16, mults 1,2,2, 1 res block, attn 8; 281k params');
@@ -141,7 +142,7 @@ test('presetForData: a preset at another size and channel count keeps its attent
   // the same rule when a partial config changes only the size
   assert.deepEqual(unetConfig({ imageSize: 16, inChannels: 3 }, UNET_CONFIGS.tiny).attnResolutions, [8]);
   assert.throws(() => presetForData('rgb-32', 30, 3), (e) => e instanceof UserError && /imageSize 30 is not divisible by 2\^2/.test(e.message));
-  assert.throws(() => presetForData('huge', 32, 3), /unknown model preset 'huge' \(known: mnist-28, rgb-32, ddpm-cifar10, tiny\)/);
+  assert.throws(() => presetForData('huge', 32, 3), /unknown model preset 'huge' \(known: mnist-28, rgb-32, mnist-small, ddpm-cifar10, tiny\)/);
   assert.throws(() => presetForData('rgb-32', 32, 2), /inChannels must be 1 or 3/);
 });
 
