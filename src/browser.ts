@@ -1,7 +1,7 @@
 /**
  * ddpm-ts, browser-safe entry point: the pipeline (DDPMPipeline.fromPretrained(onnxBytes, { ort })), the engine
- * (tracing, autodiff, ONNX export, runtime over an injected onnxruntime), the diffusion core, the models and the
- * RNG. Nothing here imports `node:*`.
+ * (tracing, autodiff, ONNX export, runtime over an injected onnxruntime), the diffusion core, the models, training
+ * without files (TrainingRun, checkpoints as one safetensors file) and the RNG. Nothing here imports `node:*`.
  */
 export {
   DDPMPipeline,
@@ -33,3 +33,8 @@ export { Denoiser } from './models/denoiser.ts';
 export { compileDenoiser, exportDenoiserOnnx } from './models/denoiser-compile.ts';
 export { parseSafetensors, serializeSafetensors } from './io/safetensors.ts';
 export { makeGrid, makeStrip, toRgba, type ImageU8 } from './io/grid.ts';
+export { exportDenoiserFile } from './sample/onnx-export.ts';
+export { BatchLoader, uint8Dataset, type Dataset } from './data/loader.ts';
+export { defaultTrainConfig, validateTrainConfig, applyOptions, type TrainConfig } from './train/config.ts';
+export { TrainingRun, RunStateError, emaDecayAt, type RunStart, type RunStepResult, type TrainState, type CheckpointContents } from './train/run.ts';
+export { packCheckpoint, unpackCheckpoint, CHECKPOINT_FILE_FORMAT, type CheckpointFileContents } from './train/checkpoint-file.ts';

@@ -5,13 +5,10 @@
 export * from './browser.ts';
 export { DDPMPipeline, savePngs, type NodePipelineLoadOptions } from './pipeline/node.ts';
 export { DEFAULT_MODEL_DIR, loadModel, type LoadedModel } from './pipeline/load.ts';
-export { exportDenoiserFile } from './sample/onnx-export.ts';
 export { ort, nodeRuntime } from './node/ort.ts';
 export { loadMnist, mnistDataset } from './data/mnist.ts';
 export { inspectImageFolder, loadImageFolder, imageFolderDataset, type ImageFolderInspection } from './data/folder.ts';
-export { BatchLoader, uint8Dataset, type Dataset } from './data/loader.ts';
 export { encodePng, readImage, writeImageGrid, writePng, writeGif } from './io/image.ts';
 export { readSafetensorsFile, writeSafetensorsFile } from './io/safetensors-file.ts';
 export { Trainer, type TrainerEvents } from './train/trainer.ts';
-export { defaultTrainConfig, validateTrainConfig, applyOptions, type TrainConfig } from './train/config.ts';
 export { loadCheckpoint, loadModelDir, saveCheckpoint } from './train/checkpoint.ts';

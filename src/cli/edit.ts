@@ -29,7 +29,7 @@ interface EditOptions extends SamplerFlags {
 export function editCommand(): Command {
   const cmd = new Command('edit')
     .description('image-to-image (SDEdit, Meng et al. 2022): noise the image to t = strength·T, then denoise it with the model')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
     .requiredOption('--image <file>', "a PNG, JPEG or WebP image, converted to the model's channels and size (resized and centre-cropped if needed)")
     .option('--strength <s>', 'in (0, 1]: how much noise is added; 0.2 keeps the image close, 1 keeps little of it', '0.6')
     .requiredOption('--out <file.png>', 'the result; with --n > 1 a grid of the results');

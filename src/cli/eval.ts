@@ -47,7 +47,7 @@ interface EvalOptions {
 export function evalCommand(): Command {
   const cmd = new Command('eval')
     .description('evaluate a model: NLL bound in bits/dim on MNIST test images, FID-LeNet / class histogram of generated (or given) samples')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --guidance, models/mnist-28-cond)')
+    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --guidance, models/mnist-28-cond)')
     .option('--nll <n>', 'NLL bound (all T steps, Ho et al. eq. 5) on the first n MNIST test images; costs T model calls per batch', parseIntArg('--nll', 1))
     .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2, MAX_SAMPLES))
     .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')

@@ -55,7 +55,7 @@ From the browser (onnxruntime-web):
 export function exportCommand(): Command {
   const cmd = new Command('export')
     .description('write the denoiser eps_theta(x_t, t) as a standalone ONNX model with its configs in the metadata, then check it in onnxruntime')
-    .option('--checkpoint <dir>', 'checkpoint or model directory (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', 'checkpoint or model directory, or a checkpoint file (.safetensors, as the page downloads) (default: the shipped models/mnist-28)')
     .requiredOption('--out <file.onnx>', 'the ONNX file (written atomically)')
     .option('--opset-check', 'also check that only standard ONNX operators of the declared opset are used, and that the model runs with graph optimisations off')
     .option('--check-batch <n>', 'batch size of the random verification batch', parseIntArg('--check-batch', 1, MAX_BATCH_SIZE), 4);

@@ -31,7 +31,7 @@ interface InpaintOptions extends SamplerFlags {
 export function inpaintCommand(): Command {
   const cmd = new Command('inpaint')
     .description('fill the white part of a mask with the model and keep the rest of the image exactly (RePaint, Lugmayr et al. 2022)')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
     .requiredOption('--image <file>', "a PNG, JPEG or WebP image, converted to the model's channels and size (resized and centre-cropped if needed)")
     .requiredOption('--mask <file>', 'an image of the same size: white (luma >= 50%) = generate, darker = keep')
     .requiredOption('--out <file.png>', 'the result; with --n > 1 a grid of the results')

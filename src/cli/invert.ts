@@ -55,7 +55,7 @@ export interface InvertRecord {
 export function invertCommand(): Command {
   const cmd = new Command('invert')
     .description('DDIM inversion: encode an image to the noise x_T that DDIM (eta 0) decodes back to it, or decode such noise')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
     .option('--image <file>', "encode: a PNG, JPEG or WebP image, converted to the model's channels and size")
     .option('--decode <file.safetensors>', 'decode: x_T written by `ddpm invert --image` (or any x_T tensor [N, C, H, W], float32)')
     .requiredOption('--out <file>', 'encode: x_T as .safetensors (tensor "x_T" [1, C, H, W] and the settings); decode: the image as .png')

@@ -41,7 +41,7 @@ interface SampleOptions {
 export function sampleCommand(): Command {
   const cmd = new Command('sample')
     .description('generate images from a trained model: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) or DDIM (Song et al. 2021)')
-    .option('--checkpoint <path>', 'checkpoint directory or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --class, models/mnist-28-cond)')
+    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --class, models/mnist-28-cond)')
     .option('--n <count>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
     .addOption(new Option('--sampler <kind>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
     .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim; 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
