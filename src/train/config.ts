@@ -100,7 +100,8 @@ export interface TrainConfig {
  */
 export const PRESET_RECIPES: Readonly<Record<string, { optim?: Partial<OptimConfig>; data?: Partial<DataConfig> }>> = {
   'rgb-32': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
-  'mnist-small': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
+  // batch 16: at an equal 38,400 images, 43.8% confident digits (DDIM-50) against 41.0% at batch 32 (README, Train in the browser)
+  'mnist-small': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 16 } },
 };
 
 export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
