@@ -8,6 +8,8 @@ import type { BackendChoice } from './protocol.ts';
 
 type GpuNavigator = { gpu?: { requestAdapter(): Promise<unknown> } };
 
+const ADAPTER_TIMEOUT_MS = 10_000;
+
 export interface OrtSetup {
   ort: typeof Ort;
   /** the backend to try first (WebGPU falls back to wasm when a session cannot be made) */
@@ -21,7 +23,10 @@ export interface OrtSetup {
 async function webgpuUsable(): Promise<string | null> {
   const gpu = (navigator as GpuNavigator).gpu;
   if (!gpu) return 'no navigator.gpu';
-  const adapter = await gpu.requestAdapter().catch(() => null);
+  // a browser without a usable GPU may never answer: give up after ADAPTER_TIMEOUT_MS
+  const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ADAPTER_TIMEOUT_MS));
+  const adapter = await Promise.race([gpu.requestAdapter().catch(() => null), timeout]);
+  if (adapter === 'timeout') return `no WebGPU adapter within ${ADAPTER_TIMEOUT_MS / 1000} s`;
   return adapter ? null : 'no WebGPU adapter';
 }
 

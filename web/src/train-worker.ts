@@ -94,13 +94,32 @@ async function start(msg: TrainStart): Promise<void> {
   if (data.channels !== m.inChannels || data.height !== m.imageSize) {
     throw new Error(`the data is ${data.channels}x${data.height}x${data.width}, the model ${config.preset ?? ''} takes ${m.inChannels}x${m.imageSize}x${m.imageSize}`);
   }
-  try {
-    run = await TrainingRun.create(ort, config, data, begin, runtime);
-  } catch (e) {
-    if (!(e instanceof RunStateError && e.part === 'loader' && begin.state)) throw e;
-    // other data than the checkpoint's: the weights, EMA and moments continue, the data order starts afresh
-    notes.push('other data than the checkpoint was trained on: a fresh data order');
-    run = await TrainingRun.create(ort, config, data, { ...begin, state: { ...begin.state, loader: null } }, runtime);
+  const create = async (): Promise<TrainingRun> => {
+    try {
+      return await TrainingRun.create(ort!, config, data, begin, runtime);
+    } catch (e) {
+      if (!(e instanceof RunStateError && e.part === 'loader' && begin.state)) throw e;
+      // other data than the checkpoint's: the weights, EMA and moments continue, the data order starts afresh
+      notes.push('other data than the checkpoint was trained on: a fresh data order');
+      begin = { ...begin, state: { ...begin.state, loader: null } };
+      return TrainingRun.create(ort!, config, data, begin, runtime);
+    }
+  };
+  run = await create();
+  let first: Awaited<ReturnType<TrainingRun['next']>> | null = null;
+  if (runtime.executionProvider === 'webgpu') {
+    // WebGPU may compile a graph it then cannot run: the first step tells; a failed step changes no weights, so the
+    // same start runs on wasm instead
+    const t1 = performance.now();
+    try {
+      first = await run.next();
+      run.state.elapsedSec += (performance.now() - t1) / 1000;
+    } catch (e) {
+      await run.release();
+      notes.push(`WebGPU failed (${(e instanceof Error ? e.message : String(e)).slice(0, 200)}): wasm`);
+      runtime = { ...runtime, executionProvider: 'wasm' };
+      run = await create();
+    }
   }
   post({
     type: 'started',
@@ -112,6 +131,7 @@ async function start(msg: TrainStart): Promise<void> {
     data: dataNote,
     note: notes.join('; '),
   });
+  if (first) post({ type: 'progress', step: run.state.step, loss: first.loss, mse: first.aux.mse ?? first.loss, lr: first.lr, imgPerSec: 0, elapsedSec: run.state.elapsedSec });
   sampleEvery = msg.sampleEvery;
   await loop(msg.stopAt);
 }
