@@ -14,13 +14,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
-import type { BrowserContext } from 'playwright-core';
-import { unpackCheckpoint } from '../src/train/checkpoint-file.ts';
-import { TrainingRun } from '../src/train/run.ts';
+import type { BrowserContext, Page } from 'playwright-core';
+import { unpackCheckpoint, type CheckpointFileContents } from '../src/train/checkpoint-file.ts';
+import type { TrainConfig } from '../src/train/config.ts';
+import { TrainingRun, type CheckpointContents } from '../src/train/run.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { TRAIN_DATA_FILE } from '../web/scripts/prepare-train-data.ts';
 import type { StaticServer } from '../web/scripts/serve.ts';
-import { CHROMIUM, buildApp, openApp } from '../web/scripts/chromium.ts';
+import { CHROMIUM, CHROMIUM_FLAGS, buildApp, openApp } from '../web/scripts/chromium.ts';
 import { trainDataset } from '../web/src/train-data.ts';
 import { runCli } from './cli-helpers.ts';
 
@@ -38,27 +39,56 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return mx;
 }
 
-test('Train view in headless Chromium: 20 steps equal the Node trainer, the checkpoint loads in the CLI and continues in the page', { timeout: 600_000 }, async (t) => {
+/** The app built with the shipped model, in a fresh headless Chromium that accepts downloads; all closed after `body`. */
+async function withTrainApp(prefix: string, args: string[] | undefined, body: (a: { page: Page; origin: string; model: string; tmp: string }) => Promise<void>): Promise<void> {
   if (!existsSync(CHROMIUM)) assert.fail(`${CHROMIUM} not found (apt-get install -y --no-install-recommends chromium; .ci/run does this)`);
-  const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-web-train-'));
+  const tmp = await mkdtemp(path.join(tmpdir(), prefix));
   let server: StaticServer | null = null;
   let ctx: BrowserContext | null = null;
   try {
     const model = path.join(tmp, 'model');
     await prepareModel(SHIPPED_MODEL_DIR, model);
     await buildApp(model, path.join(tmp, 'dist'));
-    ({ server, ctx } = await openApp(path.join(tmp, 'dist'), path.join(tmp, 'profile'), { acceptDownloads: true }));
-    const origin = new URL(server.url).origin;
+    ({ server, ctx } = await openApp(path.join(tmp, 'dist'), path.join(tmp, 'profile'), { acceptDownloads: true, ...(args ? { args } : {}) }));
     const page = ctx.pages()[0] ?? (await ctx.newPage());
+    await body({ page, origin: new URL(server.url).origin, model, tmp });
+  } finally {
+    await ctx?.close();
+    await server?.close();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The page's checkpoint, downloaded into `dir` and read. */
+async function downloadCheckpoint(page: Page, dir: string): Promise<{ file: string; c: CheckpointFileContents }> {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
+  const file = path.join(dir, download.suggestedFilename());
+  await download.saveAs(file);
+  return { file, c: unpackCheckpoint(new Uint8Array(await readFile(file))) };
+}
+
+/** `n` steps of TrainingRun on onnxruntime-node with `config` on the shipped digits in `model`: losses and final state. */
+async function nodeSteps(config: TrainConfig, model: string, n: number): Promise<{ losses: number[]; contents: CheckpointContents }> {
+  const data = trainDataset(gunzipSync(await readFile(path.join(model, TRAIN_DATA_FILE))), TRAIN_DATA_FILE);
+  const run = await TrainingRun.create(ort as never, config, data, {}, { threads: 1 });
+  const losses: number[] = [];
+  for (let i = 0; i < n; i++) losses.push((await run.next()).loss);
+  const contents = run.contents();
+  await run.release();
+  return { losses, contents };
+}
+
+test('Train view in headless Chromium: 20 steps equal the Node trainer, the checkpoint loads in the CLI and continues in the page', { timeout: 600_000 }, async (t) => {
+  await withTrainApp('ddpm-web-train-', undefined, async ({ page, origin, model, tmp }) => {
     const errors: string[] = [];
     const offsite: string[] = [];
     page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
     page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
-    ctx.on('request', (r) => {
+    page.context().on('request', (r) => {
       const u = new URL(r.url());
       if (u.protocol !== 'data:' && u.protocol !== 'blob:' && u.origin !== origin) offsite.push(r.url());
     });
-    await page.goto(`${server.url}?ep=wasm&threads=1`);
+    await page.goto(`${origin}/?ep=wasm&threads=1`);
     await page.waitForSelector('body[data-model=ready], body[data-model=error]', { timeout: TIMEOUT });
     assert.equal(await page.getAttribute('body', 'data-model'), 'ready', `model failed to load: ${await page.textContent('#error')}`);
     assert.deepEqual(await page.locator('#train-preset option').allTextContents(), ['mnist-small · 1×28×28', 'rgb-32 · 3×32×32']);
@@ -82,21 +112,14 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
     assert.match((await page.innerHTML('#train-loss'))!, /<polyline/);
 
     // 2. the checkpoint download: one safetensors file
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
-    assert.equal(download.suggestedFilename(), 'ddpm-mnist-small-step000020.safetensors');
-    const file = path.join(tmp, download.suggestedFilename());
-    await download.saveAs(file);
-    const browser = unpackCheckpoint(new Uint8Array(await readFile(file)));
+    const { file, c: browser } = await downloadCheckpoint(page, tmp);
+    assert.equal(path.basename(file), 'ddpm-mnist-small-step000020.safetensors');
     assert.equal(browser.state!.step, 20);
     assert.equal(browser.config.run.seed, 3);
     assert.equal(browser.config.data.batchSize, 8);
 
     // 3. the Node trainer, same config and data, 20 steps
-    const data = trainDataset(gunzipSync(await readFile(path.join(model, TRAIN_DATA_FILE))), TRAIN_DATA_FILE);
-    const node = await TrainingRun.create(ort as never, browser.config, data, {}, { threads: 1 });
-    const losses: number[] = [];
-    for (let i = 0; i < 20; i++) losses.push((await node.next()).loss);
-    const want = node.contents();
+    const { losses, contents: want } = await nodeSteps(browser.config, model, 20);
     const pageLosses = await page.evaluate(() => (globalThis as unknown as { ddpm: { train: { losses: number[] } } }).ddpm.train.losses);
     t.diagnostic(`losses: page ${pageLosses.slice(0, 3).map((v) => v.toFixed(6))}… node ${losses.slice(0, 3).map((v) => v.toFixed(6))}…; max |diff| ${maxAbsDiff(pageLosses, losses).toExponential(2)}`);
     assert.equal(pageLosses.length, 20);
@@ -114,7 +137,6 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
     assert.ok(worst.diff <= WEIGHT_ATOL, `weights differ by ${worst.diff} at ${worst.name} (tolerance ${WEIGHT_ATOL})`);
     assert.deepEqual(browser.state!.loader, want.state.loader);
     assert.equal(browser.optimizer!.get('step')!.data[0], 20);
-    await node.release();
 
     // 4. the CLI reads the downloaded file
     const r = await runCli(['sample', '--checkpoint', file, '--n', '2', '--steps', '3', '--out', path.join(tmp, 's.png'), '--threads', '1']);
@@ -182,9 +204,34 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
 
     assert.deepEqual(errors, []);
     assert.deepEqual(offsite, []);
-  } finally {
-    await ctx?.close();
-    await server?.close();
-    await rm(tmp, { recursive: true, force: true });
-  }
+  });
+});
+
+test('Train view with ?ep=webgpu: the first step decides; a graph WebGPU cannot run continues on wasm from the same start', { timeout: 300_000 }, async (t) => {
+  // WebGPU allowed: headless Chromium then offers its software adapter (SwiftShader) where there is no GPU
+  const args = CHROMIUM_FLAGS.filter((f) => f !== '--disable-gpu').concat(['--enable-unsafe-webgpu']);
+  await withTrainApp('ddpm-web-train-gpu-', args, async ({ page, origin, model, tmp }) => {
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    await page.goto(`${origin}/?ep=webgpu&threads=1`);
+    await page.selectOption('#train-preset', 'mnist-small');
+    await page.fill('#train-batch', '8');
+    await page.fill('#train-seed', '3');
+    await page.fill('#train-sample-every', '0');
+    await page.fill('#train-stop-at', '4');
+    await page.click('#train-start');
+    await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: 240_000 });
+    assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training failed: ${await page.textContent('#error')}`);
+    const status = (await page.textContent('#train-status'))!;
+    t.diagnostic(status.replace(/\n/g, ' | '));
+    const fellBack = /WebGPU failed \(.*\): wasm/.test(status);
+    // whichever backend ran, the 4 steps are the Node trainer's (wasm: as in the test above; WebGPU: looser rounding)
+    const { c: browser } = await downloadCheckpoint(page, tmp);
+    const { contents } = await nodeSteps(browser.config, model, 4);
+    let worst = 0;
+    for (const [k, v] of Object.entries(contents.params)) worst = Math.max(worst, maxAbsDiff(browser.params![k]!.data, v.data));
+    t.diagnostic(`${fellBack ? 'fell back to wasm' : 'ran on WebGPU'}; weights vs node after 4 steps: max |diff| ${worst.toExponential(2)}`);
+    assert.ok(worst <= (fellBack ? WEIGHT_ATOL : 1e-3), `weights differ by ${worst}`);
+    assert.deepEqual(errors, []);
+  });
 });

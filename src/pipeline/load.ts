@@ -56,7 +56,11 @@ async function kindOf(p: string): Promise<'dir' | 'file' | null> {
   }
 }
 
-async function loadOnnx(file: string): Promise<LoadedModel> {
+/**
+ * A model file: its bytes read, then `parse`d; an unreadable file or one `parse` refuses is one
+ * UserError line naming it.
+ */
+async function loadModelFile(file: string, parse: (bytes: Uint8Array) => Omit<LoadedModel, 'file'>): Promise<LoadedModel> {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await fsp.readFile(file));
@@ -64,28 +68,27 @@ async function loadOnnx(file: string): Promise<LoadedModel> {
     throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
   }
   try {
-    const meta = readDenoiserFile(bytes);
-    return { unet: meta.unet, diffusion: meta.diffusion, file, step: meta.step, classNames: meta.classNames, onnxBytes: bytes };
+    return { ...parse(bytes), file };
   } catch (e) {
     throw new UserError(`${file}: ${(e as Error).message}`);
   }
 }
 
+/** An exported .onnx (its metadata carries the configs). */
+function loadOnnx(file: string): Promise<LoadedModel> {
+  return loadModelFile(file, (bytes) => {
+    const meta = readDenoiserFile(bytes);
+    return { unet: meta.unet, diffusion: meta.diffusion, step: meta.step, classNames: meta.classNames, onnxBytes: bytes };
+  });
+}
+
 /** A checkpoint file (.safetensors, src/train/checkpoint-file.ts, as the page downloads): its config and EMA weights. */
-async function loadCheckpointFile(file: string): Promise<LoadedModel> {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await fsp.readFile(file));
-  } catch (e) {
-    throw new UserError(`cannot read ${file}: ${(e as Error).message}`);
-  }
-  try {
+function loadCheckpointFile(file: string): Promise<LoadedModel> {
+  return loadModelFile(file, (bytes) => {
     const { config, ema, state } = unpackCheckpoint(bytes);
     const classNames = config.data.classNames.length > 0 ? config.data.classNames : undefined;
-    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: state?.step, classNames, weights: ema };
-  } catch (e) {
-    throw new UserError(`${file}: ${(e as Error).message}`);
-  }
+    return { preset: config.preset, unet: config.model, diffusion: config.diffusion, step: state?.step, classNames, weights: ema };
+  });
 }
 
 /** The training step recorded next to a checkpoint's weights (state.json), if any. */
