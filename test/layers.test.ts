@@ -131,15 +131,22 @@ test('the core (engine, diffusion, models) imports nothing from node:*', () => {
   assert.deepEqual(bad, []);
 });
 
-test('what the browser entry and the web page reach: nothing from node:* or Node-only packages; the page has no protobuf', () => {
+test('what the browser entry and the web page reach: nothing from node:* or Node-only packages; the page and its sampling worker have no protobuf; the training worker no Node-side trainer', () => {
   const nodeOnly = (p: string) => p.startsWith('node:') || NODE_PACKAGES.includes(p);
   const browser = closure([path.join(SRC, 'browser.ts')]);
   assert.deepEqual([...browser.packages].filter(nodeOnly), [], 'src/browser.ts reaches Node-only code');
   assert.ok(!browser.files.has(path.join(SRC, 'pipeline', 'node.ts')));
   const web = path.join(ROOT, 'web', 'src');
-  const page = closure(readdirSync(web).filter((f) => f.endsWith('.ts')).map((f) => path.join(web, f)));
-  assert.deepEqual([...page.packages].filter(nodeOnly), [], 'web/src reaches Node-only code');
-  assert.ok(!page.packages.has('onnx-proto') && !page.files.has(path.join(SRC, 'engine', 'onnx.ts')), 'web/src reaches the ONNX exporter (onnx-proto, protobufjs)');
-  const train = [...page.files].filter((f) => f.startsWith(path.join(SRC, 'train') + path.sep) || f.startsWith(path.join(SRC, 'cli') + path.sep));
-  assert.deepEqual(train, [], 'the page imports train/ or cli/');
+  const entries = readdirSync(web).filter((f) => f.endsWith('.ts')).map((f) => path.join(web, f));
+  // the training worker compiles the training step in the page: the exporter is its job, loaded only with the Train view
+  const trainWorker = path.join(web, 'train-worker.ts');
+  const page = closure(entries.filter((f) => f !== trainWorker));
+  const worker = closure([trainWorker]);
+  for (const [name, c] of [['web/src', page], ['web/src/train-worker.ts', worker]] as const) {
+    assert.deepEqual([...c.packages].filter(nodeOnly), [], `${name} reaches Node-only code`);
+    const nodeSide = [...c.files].filter((f) => f.startsWith(path.join(SRC, 'cli') + path.sep) || ['trainer.ts', 'checkpoint.ts'].some((n) => f === path.join(SRC, 'train', n)));
+    assert.deepEqual(nodeSide.map((f) => path.relative(ROOT, f)), [], `${name} imports the CLI or the Node trainer`);
+  }
+  assert.ok(!page.packages.has('onnx-proto') && !page.files.has(path.join(SRC, 'engine', 'onnx.ts')), 'the page or its sampling worker reaches the ONNX exporter (onnx-proto, protobufjs)');
+  assert.ok(worker.files.has(path.join(SRC, 'train', 'run.ts')), 'the training worker runs the library TrainingRun');
 });
