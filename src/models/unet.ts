@@ -392,6 +392,11 @@ function moduleSpecs(out: ParamSpec[], name: string, s: Spec, tembDim: number): 
  * Every parameter's name and shape, in the initialiser's order, without allocating any of them. Call it on a
  * config that passed {@link unetConfig} (its counts are bounded, so the list is short).
  */
+/** The parameter names and shapes of a config, without building the weights (a 1 KB config may describe gigabytes). */
+export function unetParamShapes(cfg: UNetConfig): Record<string, { shape: readonly number[] }> {
+  return Object.fromEntries(unetParamSpecs(cfg).map((s) => [s.name, s]));
+}
+
 export function unetParamSpecs(cfg: UNetConfig): ParamSpec[] {
   const out: ParamSpec[] = [];
   const ch = cfg.baseChannels;

@@ -15,7 +15,7 @@ import { resolveCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
-import { unetParamSpecs, type UNetConfig } from '../models/unet.ts';
+import { unetParamShapes, type UNetConfig } from '../models/unet.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readDenoiserFile } from '../sample/onnx-file.ts';
 import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../train/checkpoint.ts';
@@ -101,11 +101,6 @@ async function checkpointStep(dir: string): Promise<number | undefined> {
   }
 }
 
-/** The parameter names and shapes of a config, without building the model (a 1 KB config may describe gigabytes). */
-function expectedShapes(unet: UNetConfig): Record<string, { shape: readonly number[] }> {
-  return Object.fromEntries(unetParamSpecs(unet).map((s) => [s.name, s]));
-}
-
 /**
  * Before any tensor data is read: the config, then the names and shapes the weights file declares in its header,
  * against the config's parameter shapes. Problems reading are left to loadModelDir, which reads the same files
@@ -130,7 +125,7 @@ async function precheckWeights(dir: string): Promise<void> {
   } catch {
     return;
   }
-  checkWeights(file, declared, expectedShapes(unet));
+  checkWeights(file, declared, unetParamShapes(unet));
 }
 
 /**
@@ -172,7 +167,7 @@ export async function loadModel(
   try {
     await precheckWeights(p);
     const { config, weights, file, dir } = await loadModelDir(p);
-    checkWeights(file, weights, expectedShapes(config.model));
+    checkWeights(file, weights, unetParamShapes(config.model));
     const classNames = config.data.classNames.length > 0 ? config.data.classNames : undefined;
     return { preset: config.preset, unet: config.model, diffusion: config.diffusion, file, step: await checkpointStep(dir), classNames, weights };
   } catch (e) {

@@ -10,7 +10,7 @@ import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { NonFiniteLossError, type TrainStep } from '../engine/train_step.ts';
 import type { Dataset } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
-import { initUNet } from '../models/unet.ts';
+import { initUNet, unetParamShapes } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -80,7 +80,7 @@ export class Trainer {
     const resumed = opts.resume ? await loadCheckpoint(ckptDir, { expectConfig: config }) : null;
     let start: RunStart = {};
     if (resumed) {
-      checkWeights(path.join(ckptDir, 'params.safetensors'), resumed.params, initUNet(config.model, new Rng(config.run.seed).fold(0)));
+      checkWeights(path.join(ckptDir, 'params.safetensors'), resumed.params, unetParamShapes(config.model));
       start = { params: resumed.params, ema: resumed.ema, optimizer: resumed.optimizer, state: resumed.state };
     } else if (config.run.initFrom) {
       const source = await loadModelDir(config.run.initFrom);
