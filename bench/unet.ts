@@ -1,156 +1,174 @@
 /**
- * U-Net benchmark for the reference config `mnist-28` (or another preset: --config) at batch 64:
- * training img/s (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising
- * img-steps/s (one U-Net evaluation per image per step, no gradients), plus peak RSS.
- * With `--peer`, the PyTorch peer (bench/peer/torch_unet.py, Debian's python3-torch) runs in the
- * same invocation so the ratio is measured on the same machine state. With `--profile`, the training step
- * also runs under onnxruntime's profiler and the JSON gets its kernel time per op type (ms per step, share).
- * Prints one JSON object last.
+ * U-Net benchmark for the reference config `mnist-28` (or another preset: --config) at batch 64: training img/s
+ * (forward + backward + AdamW, ε-prediction L_simple, one compiled step) and denoising img-steps/s (one U-Net
+ * evaluation per image per step, no gradients), and the training process's peak RSS.
  *
- *   npm run bench:unet [-- --threads 2 --batch 64 --steps 5 --peer --profile --config rgb-32 --res-blocks 2]
+ * Each side runs in a child process of its own per task, created once and kept warm (bench/unet-side.ts for ours;
+ * with `--peer`, bench/peer/torch_unet.py --serve, Debian's python3-torch). Setup (compiling, 2 warm-up steps) is
+ * timed apart. Then `--rounds` rounds of equal phases of `--phase-seconds`, ours then PyTorch's (ABAB...), first
+ * for training, then for denoising: load that changes on a shared machine hits both phases of a round alike, and
+ * the figure to trust is the median of the per-round ratios (with min and max). Per round one line on stderr;
+ * one JSON object as the last line of stdout. With `--profile`, our training step also runs `--steps` steps under
+ * onnxruntime's profiler (after the timed rounds and the RSS reading) and the JSON gets its kernel time per op type.
+ *
+ *   npm run bench:unet -- [--peer] [--rounds 5] [--phase-seconds 10] [--threads 2] [--batch 64]
+ *                         [--only train|denoise] [--profile --steps 4] [--config rgb-32 --res-blocks 2]
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { trainingLossesGraph } from '../src/diffusion/graph-losses.ts';
-import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
-import { adamw } from '../src/engine/optim.ts';
-import type { Tensor } from '../src/engine/tensor.ts';
-import { TrainStep } from '../src/engine/train_step.ts';
-import { compileDenoiser } from '../src/models/denoiser-compile.ts';
-import { UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/models/unet.ts';
-import { ort } from '../src/node/ort.ts';
-import { Rng } from '../src/rng.ts';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { UNET_CONFIGS } from '../src/models/unet.ts';
 import { PYTHON, TORCH_UNET, checkTorch } from './peer/python.ts';
+import { roundRatios, spread } from './rounds.ts';
 
-const args = process.argv.slice(2);
-const flag = (name: string, dflt: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const threads = flag('threads', os.availableParallelism());
-const B = flag('batch', 64);
-const steps = flag('steps', 5);
-const runPeer = args.includes('--peer');
-const runProfile = args.includes('--profile');
-const preset = args.includes('--config') ? args[args.indexOf('--config') + 1]! : 'mnist-28';
-if (!Object.hasOwn(UNET_CONFIGS, preset)) throw new Error(`--config: unknown preset '${preset}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
-const cfg = unetConfig(args.includes('--res-blocks') ? { numResBlocks: flag('res-blocks', 2) } : {}, UNET_CONFIGS[preset]);
-if (runPeer && preset !== 'mnist-28') throw new Error('--peer: the PyTorch peer is mnist-28 only');
-if (runPeer) checkTorch('--peer'); // before the minutes of our own benchmark
-
-const params = initUNet(cfg, new Rng(0));
-const diffusion = GaussianDiffusion.fromConfig({ kind: 'linear', T: 1000 });
-const xShape = [B, cfg.inChannels, cfg.imageSize, cfg.imageSize];
-const D = cfg.inChannels * cfg.imageSize ** 2; // values per image
-
-// 1. training: the same compiled step the trainer uses
-let t0 = performance.now();
-const step = await TrainStep.create(ort, {
-  params,
-  inputs: { x0: { shape: xShape }, t: { shape: [B], dtype: 'int64' }, noise: { shape: xShape } },
-  loss: (p, inp: Record<string, Tensor>) =>
-    trainingLossesGraph(diffusion, (xt, tf) => unet(cfg, p as unknown as Record<string, Tensor>, xt, tf), inp.x0!, inp.t!, inp.noise!, { meanType: 'epsilon', varType: 'fixedLarge' }).loss,
-  optimizer: adamw({ weightDecay: 0 }),
-  clipNorm: 1,
-}, { threads });
-const compileSec = (performance.now() - t0) / 1000;
-const rng = new Rng(1);
-const batch = () => ({
-  x0: rng.uniformFloat32(B * D).map((v) => v * 2 - 1),
-  t: BigInt64Array.from(rng.integers(1000, B), (v) => BigInt(v)),
-  noise: rng.normalFloat32(B * D),
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { values: a } = parseArgs({
+  options: {
+    peer: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '3' },
+    'phase-seconds': { type: 'string', default: '10' },
+    threads: { type: 'string', default: String(os.availableParallelism()) },
+    batch: { type: 'string', default: '64' },
+    only: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    steps: { type: 'string', default: '4' },
+    config: { type: 'string', default: 'mnist-28' },
+    'res-blocks': { type: 'string' },
+  },
 });
-for (let i = 0; i < 2; i++) await step.step(batch(), 2e-4); // warm-up
-t0 = performance.now();
-for (let i = 0; i < steps; i++) await step.step(batch(), 2e-4);
-const trainImgPerSec = (steps * B) / ((performance.now() - t0) / 1000);
+const positive = (name: string, v: string, int: boolean): number => {
+  const n = Number(v);
+  if (!(n > 0 && (!int || Number.isInteger(n)))) throw new Error(`--${name} must be a positive ${int ? 'integer' : 'number'}, got '${v}'`);
+  return n;
+};
+const rounds = positive('rounds', a.rounds!, true);
+const phaseSeconds = positive('phase-seconds', a['phase-seconds']!, false);
+const threads = positive('threads', a.threads!, true);
+const batch = positive('batch', a.batch!, true);
+const profileSteps = positive('steps', a.steps!, true);
+if (a['res-blocks'] !== undefined) positive('res-blocks', a['res-blocks'], true);
+if (!Object.hasOwn(UNET_CONFIGS, a.config!)) throw new Error(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
+if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') throw new Error(`--only must be train or denoise, got '${a.only}'`);
+if (a.peer && (a.config !== 'mnist-28' || a['res-blocks'] !== undefined)) throw new Error('--peer: the PyTorch peer is mnist-28 only');
+if (a.peer) checkTorch('--peer');
+type Task = 'train' | 'denoise';
+const tasks: Task[] = a.only ? [a.only as Task] : ['train', 'denoise'];
 
-// 1b. where a training step goes: the same graph in a profiled session, kernel time per op type
-let profile: Record<string, { ms_per_step: number; share: number; nodes: number }> | null = null;
-if (runProfile) {
-  const prefix = path.join(os.tmpdir(), `ddpm-bench-${process.pid}`);
-  const sess = await ort.InferenceSession.create(step.fn.onnxBytes, {
-    executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all',
-    executionMode: 'sequential', enableProfiling: true, profileFilePrefix: prefix,
+/** A child process that answers one JSON line per command line (bench/unet-side.ts, torch_unet.py --serve). */
+class Side {
+  private readonly lines: AsyncIterator<string>;
+  private constructor(readonly name: string, private readonly proc: ChildProcess) {
+    this.lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
+  }
+
+  static async start(name: string, file: string, args: string[]): Promise<{ side: Side; ready: Record<string, unknown> }> {
+    const proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], cwd: path.join(here, '..') });
+    const side = new Side(name, proc);
+    return { side, ready: await side.next() };
+  }
+
+  private async next(): Promise<Record<string, unknown>> {
+    for (;;) {
+      const r = await this.lines.next();
+      if (r.done) throw new Error(`${this.name}: the process ended (exit code ${this.proc.exitCode ?? 'none yet'})`);
+      if (!r.value.startsWith('{')) { process.stderr.write(`${this.name}: ${r.value}\n`); continue; } // stray output
+      const o = JSON.parse(r.value) as Record<string, unknown>;
+      if (o.error) throw new Error(`${this.name}: ${o.error}`);
+      return o;
+    }
+  }
+
+  async command(line: string): Promise<Record<string, unknown>> {
+    this.proc.stdin!.write(`${line}\n`);
+    return this.next();
+  }
+
+  async quit(): Promise<void> {
+    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
+    this.proc.stdin!.end('quit\n');
+    await exited;
+  }
+}
+
+function startSide(who: 'ours' | 'pytorch', task: Task) {
+  if (who === 'pytorch') return Side.start(`pytorch ${task}`, PYTHON, [TORCH_UNET, '--serve', task, '--threads', String(threads), '--batch', String(batch)]);
+  const extra = a['res-blocks'] !== undefined ? ['--res-blocks', a['res-blocks']] : [];
+  return Side.start(`ours ${task}`, process.execPath, [
+    '--import', 'tsx', path.join(here, 'unet-side.ts'), '--mode', task, '--threads', String(threads), '--batch', String(batch), '--config', a.config!, ...extra,
+  ]);
+}
+
+const round2 = (v: number) => +v.toFixed(2);
+const unit: Record<Task, string> = { train: 'img/s', denoise: 'img-steps/s' };
+const loadStart = os.loadavg().map(round2);
+const sides: ('ours' | 'pytorch')[] = a.peer ? ['ours', 'pytorch'] : ['ours'];
+const results: Record<string, unknown> = {};
+let profile: unknown = null;
+let params = 0;
+let torchVersion: unknown;
+for (const task of tasks) {
+  // 1. start each side (one at a time, so that setup times are not mixed), warm
+  const started: Record<string, Side> = {};
+  const setup: Record<string, number> = {};
+  for (const who of sides) {
+    const { side, ready } = await startSide(who, task);
+    started[who] = side;
+    setup[who] = ready.setup_s as number;
+    if (who === 'ours') params = ready.params as number;
+    else torchVersion = ready.torch;
+  }
+  // 2. the rounds: ours, pytorch, ours, pytorch, ...
+  const rates: Record<string, number[]> = Object.fromEntries(sides.map((w) => [w, []]));
+  const rss: Record<string, number> = {};
+  for (let r = 0; r < rounds; r++) {
+    for (const who of sides) {
+      const res = await started[who]!.command(`run ${phaseSeconds}`);
+      rates[who]!.push(res.per_s as number);
+      rss[who] = res.peak_rss_mb as number;
+    }
+    const line = sides.map((w) => `${w} ${rates[w]![r]!.toFixed(1)}`).join(', ');
+    const ratio = a.peer ? `, ratio ${(rates.ours![r]! / rates.pytorch![r]!).toFixed(3)}` : '';
+    process.stderr.write(`${task} round ${r + 1}/${rounds}: ${line} ${unit[task]}${ratio} (load ${os.loadavg()[0]!.toFixed(2)})\n`);
+  }
+  if (task === 'train' && a.profile) profile = (await started.ours!.command(`profile ${profileSteps}`)).profile;
+  for (const who of sides) await started[who]!.quit();
+  // 3. per task: each side's per-phase rates and their median, setup time, (training) peak RSS; the ratios
+  const key = task === 'train' ? 'train_img_per_s' : 'denoise_img_steps_per_s';
+  const bySide = (who: string) => ({
+    setup_s: setup[who],
+    [key]: { ...spread(rates[who]!, 2), per_round: rates[who]! },
+    ...(task === 'train' ? { peak_rss_mb: rss[who] } : {}),
   });
-  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
-  const b = batch();
-  const data: Record<string, Float32Array | BigInt64Array> = { ...b, lr: new Float32Array([2e-4]) };
-  for (const [k, v] of step.params) data[k] = v.data;
-  for (const [k, v] of step.state) data[k] = v.data;
-  for (const inp of step.fn.info.inputs) {
-    const d = data[inp.name]!;
-    feeds[inp.name] = d instanceof BigInt64Array ? new ort.Tensor('int64', d, inp.shape as number[]) : new ort.Tensor('float32', d, inp.shape as number[]);
-  }
-  const warm = 2;
-  for (let i = 0; i < warm + steps; i++) await sess.run(feeds);
-  (sess as unknown as { endProfiling(): void }).endProfiling(); // onnxruntime-node returns no name: find the file
-  await sess.release();
-  const base = path.basename(prefix);
-  const file = path.join(os.tmpdir(), readdirSync(os.tmpdir()).find((f) => f.startsWith(`${base}_`) && f.endsWith('.json')) ?? '');
-  type Ev = { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string } };
-  const events = JSON.parse(readFileSync(file, 'utf8')) as Ev[];
-  rmSync(file, { force: true });
-  const runs = events.filter((e) => e.name === 'model_run').sort((a, c) => a.ts - c.ts);
-  const from = runs[warm]!.ts;
-  const byOp = new Map<string, { us: number; n: number }>();
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
-    const op = e.args?.op_name ?? '?';
-    const r = byOp.get(op) ?? { us: 0, n: 0 };
-    r.us += e.dur;
-    r.n += 1;
-    byOp.set(op, r);
-  }
-  const total = [...byOp.values()].reduce((a, r) => a + r.us, 0);
-  profile = {};
-  for (const [op, r] of [...byOp].sort((a, c) => c[1].us - a[1].us)) {
-    profile[op] = { ms_per_step: +(r.us / steps / 1000).toFixed(1), share: +(r.us / total).toFixed(3), nodes: Math.round(r.n / steps) };
-  }
-}
-await step.release();
-
-// 2. denoising: the inference session `ddpm sample` uses (weights baked in, symbolic batch)
-const den = await compileDenoiser(ort, cfg, params, { threads });
-let x = rng.normalFloat32(B * D);
-for (let i = 0; i < 2; i++) await den.predict(x, new Int32Array(B).fill(500));
-t0 = performance.now();
-for (let i = 0; i < steps * 2; i++) x = await den.predict(x, new Int32Array(B).fill(999 - i));
-const denoiseImgStepsPerSec = (steps * 2 * B) / ((performance.now() - t0) / 1000);
-await den.release();
-
-const ours = {
-  train_img_per_s: +trainImgPerSec.toFixed(2),
-  denoise_img_steps_per_s: +denoiseImgStepsPerSec.toFixed(2),
-  compile_s: +compileSec.toFixed(2),
-  peak_rss_mb: +(process.resourceUsage().maxRSS / 1024).toFixed(0),
-};
-
-let peer: Record<string, unknown> | null = null;
-if (runPeer) {
-  const out = execFileSync(PYTHON, [TORCH_UNET, '--threads', String(threads), '--batch', String(B), '--steps', String(steps), '--json'], { encoding: 'utf8' });
-  peer = JSON.parse(out.trim().split('\n').pop()!);
+  results[task] = {
+    ours: bySide('ours'),
+    ...(a.peer ? { pytorch: bySide('pytorch'), ratio: roundRatios(rates.ours!, rates.pytorch!) } : {}),
+  };
 }
 
-const result = {
+let commit = 'unknown';
+try {
+  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
+} catch {
+  // not a git checkout
+}
+console.log(JSON.stringify({
   bench: 'unet',
-  config: preset,
-  num_res_blocks: cfg.numResBlocks,
-  params: countParams(params),
-  batch: B,
+  config: a.config,
+  ...(a['res-blocks'] !== undefined ? { num_res_blocks: Number(a['res-blocks']) } : {}),
+  params,
+  batch,
   threads,
+  rounds,
+  phase_seconds: phaseSeconds,
   date: new Date().toISOString(),
+  commit,
   machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`,
-  ...ours,
+  load_avg_start: loadStart,
+  load_avg_end: os.loadavg().map(round2),
+  ...(a.peer ? { torch: torchVersion } : {}),
+  ...results,
   ...(profile ? { train_profile_by_op: profile } : {}),
-  ...(peer
-    ? {
-        peer,
-        train_ratio_vs_torch: +(trainImgPerSec / (peer.train_img_per_s as number)).toFixed(3),
-        denoise_ratio_vs_torch: +(denoiseImgStepsPerSec / (peer.denoise_img_steps_per_s as number)).toFixed(3),
-      }
-    : {}),
-};
-console.log(JSON.stringify(result));
+}));
