@@ -8,10 +8,13 @@
  *   training  the Train view's default (mnist-small, batch 32, the shipped 10,000 digits): img/s over --train-steps
  *             steps after a warm-up, in the page (wasm) and in Node (TrainingRun on onnxruntime-node)
  *
+ * With --profile, where a denoiser call goes on wasm (bench/wasm-profile.ts: onnxruntime-web's kernels in Node under
+ * its profiler, op shares, the convolutions' GFLOP/s against one large MatMul's in the same build) goes in the JSON too.
+ *
  * Both sides use --threads intra-op threads (default 2). Prints one line per round on stderr and one JSON object on
  * the last line of stdout: per-round values, medians, and the page/node ratios.
  *
- *   npm run bench:web -- [--rounds 3] [--threads 2] [--train-steps 30] [--skip-sampling] [--skip-training]
+ *   npm run bench:web -- [--rounds 3] [--threads 2] [--train-steps 30] [--skip-sampling] [--skip-training] [--profile]
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,6 +30,7 @@ import { buildApp, openApp } from '../web/scripts/chromium.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { TRAIN_DATA_FILE } from '../web/scripts/prepare-train-data.ts';
 import { trainDataset } from '../web/src/train-data.ts';
+import { wasmProfile } from './wasm-profile.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,6 +39,7 @@ const { values: args } = parseArgs({
     'train-steps': { type: 'string', default: '30' },
     'skip-sampling': { type: 'boolean', default: false },
     'skip-training': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
   },
 });
 const ROUNDS = Number(args.rounds);
@@ -152,6 +157,10 @@ async function main(): Promise<void> {
         nodeImgPerSecMedian: round(median(rows.map((r) => r.node))),
         pageOverNodeMedian: round(median(rows.map((r) => r.page / r.node))),
       };
+    }
+    if (args.profile) {
+      log('profiling a denoiser call on onnxruntime-web wasm');
+      result.wasmProfile = wasmProfile(path.join(SHIPPED_MODEL_DIR, 'model.onnx'), THREADS, N);
     }
   } finally {
     await ctx.close();

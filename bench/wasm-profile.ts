@@ -1,0 +1,127 @@
+/**
+ * Where a denoiser call goes on onnxruntime-web's wasm backend: the shipped model's model.onnx at batch 16 run by
+ * onnxruntime-web in Node (the same onnxruntime build and MLAS kernels the page runs, compiled to wasm SIMD128,
+ * 2 threads), under onnxruntime's profiler. Reports the kernel time per op type, the GFLOP/s of the convolutions
+ * (2 · MACs from the profiled shapes), and, as the ceiling those kernels could reach here, the GFLOP/s of one
+ * large MatMul (1024 x 1024 x 1024) in the same build. `bench/web.ts --profile` prints it.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { toOnnx } from '../src/engine/onnx.ts';
+import { input, matmul } from '../src/engine/tensor.ts';
+
+export interface OpShare { ms_per_call: number; share: number; nodes: number }
+export interface WasmProfile {
+  what: string;
+  ms_per_call: number;
+  by_op: Record<string, OpShare>;
+  conv_gflop_per_call: number;
+  conv_gflop_per_s: number;
+  matmul_1024_gflop_per_s: number;
+}
+
+type Ev = { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string; input_type_shape?: Record<string, number[]>[]; output_type_shape?: Record<string, number[]>[] } };
+const dims = (s: Record<string, number[]> | undefined) => (s ? Object.values(s)[0]! : []);
+
+/** 2 · MACs of one Conv event from its profiled shapes (input [N,C,H,W], weight [M,C/g,kh,kw], output [N,M,Ho,Wo]). */
+function convFlops(e: Ev): number {
+  const w = dims(e.args?.input_type_shape?.[1]);
+  const y = dims(e.args?.output_type_shape?.[0]);
+  if (w.length !== 4 || y.length !== 4) return 0;
+  return 2 * y.reduce((a, b) => a * b, 1) * w[1]! * w[2]! * w[3]!;
+}
+
+/**
+ * The child process: `runs` profiled calls (after `warm`) of modelPath on onnxruntime-web wasm. onnxruntime-web
+ * writes the profile (Chrome trace JSON, one event per line) to the process's stdout, where the parent reads it.
+ */
+async function child(modelPath: string, threads: number, batch: number, runs: number): Promise<void> {
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = threads;
+  const bytes = new Uint8Array(await readFile(modelPath));
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', enableProfiling: true });
+  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+  for (const meta of session.inputMetadata) {
+    if (!meta.isTensor) throw new Error(`input ${meta.name} is not a tensor`);
+    const shape = meta.shape.map((d) => (typeof d === 'number' ? d : batch));
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (meta.type === 'float32') feeds[meta.name] = new ort.Tensor('float32', Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 0.5), shape);
+    else if (meta.type === 'int64') feeds[meta.name] = new ort.Tensor('int64', new BigInt64Array(n), shape);
+    else throw new Error(`input ${meta.name}: type ${meta.type} not handled`);
+  }
+  for (let i = 0; i < WARM + runs; i++) await session.run(feeds);
+  session.endProfiling();
+  await session.release();
+
+  // the ceiling: one large square MatMul in the same build
+  const { bytes: mmBytes } = toOnnx({ c: matmul(input('a', [K, K]), input('b', [K, K])) });
+  const mm = await ort.InferenceSession.create(mmBytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  const a = new ort.Tensor('float32', Float32Array.from({ length: K * K }, (_, i) => Math.sin(i)), [K, K]);
+  await mm.run({ a, b: a });
+  const t0 = performance.now();
+  const reps = 3;
+  for (let i = 0; i < reps; i++) await mm.run({ a, b: a });
+  const mmSec = (performance.now() - t0) / 1000 / reps;
+  await mm.release();
+  console.log(`\n${MARK}${JSON.stringify({ version: ort.env.versions.web, matmul_1024_gflop_per_s: (2 * K ** 3) / mmSec / 1e9 })}`);
+}
+
+const WARM = 2;
+const K = 1024;
+const MARK = 'WASM-PROFILE-RESULT ';
+
+/** Profile `runs` calls of modelPath at `batch` on onnxruntime-web wasm (a child process), plus the MatMul ceiling. */
+export function wasmProfile(modelPath: string, threads: number, batch = 16, runs = 4): WasmProfile {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', modelPath, String(threads), String(batch), String(runs)], {
+    encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const events: Ev[] = [];
+  let tail: { version: string; matmul_1024_gflop_per_s: number } | null = null;
+  for (const line of out.split('\n')) {
+    const s = line.trim().replace(/,$/, '');
+    if (s.startsWith(MARK)) tail = JSON.parse(s.slice(MARK.length));
+    else if (s.startsWith('{"cat"')) events.push(JSON.parse(s) as Ev);
+  }
+  if (!tail) throw new Error('wasm profile: the child printed no result');
+  const warm = WARM;
+  const calls = events.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+  if (calls.length < warm + runs) throw new Error(`profile: ${calls.length} model runs found, expected ${warm + runs}`);
+  const from = calls[warm]!.ts;
+  const byOp = new Map<string, { us: number; n: number }>();
+  let convFlop = 0;
+  let convUs = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
+    const op = e.args?.op_name ?? '?';
+    const r = byOp.get(op) ?? { us: 0, n: 0 };
+    r.us += e.dur;
+    r.n += 1;
+    byOp.set(op, r);
+    if (op === 'Conv' || op === 'FusedConv') {
+      convFlop += convFlops(e);
+      convUs += e.dur;
+    }
+  }
+  const total = [...byOp.values()].reduce((a, r) => a + r.us, 0);
+  const by_op: Record<string, OpShare> = {};
+  for (const [op, r] of [...byOp].sort((a, b) => b[1].us - a[1].us)) {
+    by_op[op] = { ms_per_call: +(r.us / runs / 1000).toFixed(2), share: +(r.us / total).toFixed(3), nodes: Math.round(r.n / runs) };
+  }
+  const ms = calls.slice(warm).reduce((a, e) => a + e.dur, 0) / runs / 1000;
+
+  return {
+    what: `${modelPath} at batch ${batch} on onnxruntime-web ${tail.version} wasm (SIMD128, ${threads} threads) in Node, ${runs} profiled calls after ${warm}`,
+    ms_per_call: +ms.toFixed(1),
+    by_op,
+    conv_gflop_per_call: +(convFlop / runs / 1e9).toFixed(3),
+    conv_gflop_per_s: +(convFlop / (convUs / 1e6) / 1e9).toFixed(1),
+    matmul_1024_gflop_per_s: +tail.matmul_1024_gflop_per_s.toFixed(1),
+  };
+}
+
+if (process.argv[2] === '--child') {
+  const [modelPath, threads, batch, runs] = process.argv.slice(3);
+  await child(modelPath!, Number(threads), Number(batch), Number(runs));
+  process.exit(0);
+}
