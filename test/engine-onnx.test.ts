@@ -11,7 +11,8 @@ import * as T from '../src/engine/tensor.ts';
 import { vjp } from '../src/engine/autodiff.ts';
 import { evaluate } from '../src/engine/interp.ts';
 import { PRIMITIVES, topoSort } from '../src/engine/graph.ts';
-import { toOnnx } from '../src/engine/onnx.ts';
+import { WEBGPU_EXPORT, toOnnx } from '../src/engine/onnx.ts';
+import onnxProto from 'onnx-proto';
 import { compile } from '../src/engine/compile.ts';
 import { CompiledFunction, type OrtModule } from '../src/engine/runtime.ts';
 import { UNET_CONFIGS, initUNet, unet } from '../src/models/unet.ts';
@@ -123,6 +124,40 @@ test('export is deterministic: the same function traced twice gives the same byt
   const b = trace();
   assert.equal(a.length, b.length);
   assert.ok(a.every((v, i) => v === b[i]), 'bytes differ');
+});
+
+test('the WebGPU form of a graph (WEBGPU_EXPORT) computes the same values: Concats of at most 7 inputs, leading sums as MatMul, no negative-step Slice', async () => {
+  const xs = Array.from({ length: 20 }, (_, i) => T.input(`x${i}`, [2, 3]));
+  const w = T.input('w', [4, 3, 3, 3]);
+  const y = T.input('y', [2, 4, 5, 5]);
+  const outputs = {
+    cat: T.concat(xs, 0),
+    lead: T.sum(T.input('s', [4, 3, 5]), [0, 1]),
+    // a stride-1 transposed conv: exported as a Conv with the kernel flipped
+    ct: T.convTranspose2d(y, w, { strides: [1, 1], pads: [1, 1, 1, 1], group: 1, outputPadding: [0, 0] }),
+  };
+  const rng = new Rng(5);
+  const feeds: Record<string, Float32Array> = { w: rng.normalFloat32(4 * 27), y: rng.normalFloat32(200), s: rng.normalFloat32(60) };
+  xs.forEach((_, i) => (feeds[`x${i}`] = rng.normalFloat32(6)));
+  const results = [];
+  for (const opts of [{}, WEBGPU_EXPORT]) {
+    const { bytes, info } = toOnnx(outputs, opts);
+    const nodes = onnxProto.onnx.ModelProto.decode(bytes).graph!.node;
+    if (opts === WEBGPU_EXPORT) {
+      const wide = nodes.filter((n) => n.opType === 'Concat' && n.input.length > 7).map((n) => `${n.name} (${n.input.length} inputs)`);
+      assert.deepEqual(wide, []);
+      assert.deepEqual(nodes.filter((n) => n.opType === 'ReduceSum').map((n) => n.name), []);
+    }
+    assert.deepEqual(nodes.filter((n) => n.opType === 'Slice').map((n) => n.name), [], 'the kernel flip is a Gather');
+    const fn = await CompiledFunction.fromOnnx(ort, bytes, info, { threads: 1 });
+    results.push(await fn.run(feeds));
+    await fn.release();
+  }
+  const [plain, gpu] = results as [Awaited<ReturnType<CompiledFunction['run']>>, Awaited<ReturnType<CompiledFunction['run']>>];
+  assert.deepEqual(gpu.cat!.data, plain.cat!.data);
+  assert.deepEqual(gpu.ct!.data, plain.ct!.data);
+  assertClose(gpu.lead!.data as Float32Array, plain.lead!.data as Float32Array, { atol: 1e-6, rtol: 1e-6 }, 'leading sum');
+  assert.deepEqual(gpu.lead!.dims, [5]);
 });
 
 test('a symbolic-batch model runs on onnxruntime-node and onnxruntime-web (wasm) with the same result', async () => {

@@ -39,7 +39,23 @@ export interface OnnxExportOptions {
    * faster than its ConvTranspose). Default true.
    */
   convTransposeAsConv?: boolean;
+  /**
+   * The most inputs of one Concat node; a longer Concat becomes a tree of Concats (default: no limit). See
+   * WEBGPU_EXPORT.
+   */
+  maxConcatInputs?: number;
+  /** Lower a sum over leading axes as a MatMul by a row of ones (default false). See WEBGPU_EXPORT. */
+  leadingSumAsMatMul?: boolean;
 }
+
+/**
+ * What a graph for onnxruntime-web's WebGPU provider (JSEP, 1.30) needs. Its Concat binds each input as a storage
+ * buffer, and the device it requests allows 8 per shader stage (WebGPU's default), so a Concat of 8 or more inputs
+ * fails validation and leaves its output zero without an error (the training step packs ~170 tensors into one).
+ * Its ReduceSum over a leading axis (a weight gradient's sum over the batch) runs a 64-thread workgroup with
+ * barriers per output element, ~30x slower there than the MatMul that computes the same sum.
+ */
+export const WEBGPU_EXPORT: OnnxExportOptions = { maxConcatInputs: 7, leadingSumAsMatMul: true };
 
 function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.AttributeProto> {
   const A = onnx.AttributeProto.AttributeType;
@@ -174,7 +190,8 @@ export function toOnnx(outputs: Record<string, Tensor>, opts: OnnxExportOptions 
     emit('Concat', parts, [vec], { axis: 0 });
     return vec;
   };
-  const ctx: LowerContext = { emit, fresh, i64, shapeVector, convTransposeAsConv };
+  const ctx: LowerContext = { emit, fresh, i64, shapeVector, convTransposeAsConv,
+    maxConcatInputs: opts.maxConcatInputs ?? Infinity, leadingSumAsMatMul: opts.leadingSumAsMatMul ?? false };
 
   let counter = 0;
   for (const n of order) {

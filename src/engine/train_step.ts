@@ -76,8 +76,11 @@ export class TrainStep {
       const byPath = new Map(treeFlatten(tree));
       return { all: concat(leaves.map(([path]) => reshape(byPath.get(path)!, [-1])), 0) };
     };
+    // onnxruntime-web's WebGPU Slice runs a thread per element of its input: there, a tree of at most 7-way
+    // splits cuts the vector in a few passes instead of one pass over it per parameter
+    const fanOut = runtime.executionProvider === 'webgpu' ? 7 : Infinity;
     const unpack = (packed: Tree<Tensor>, prefix: string, outputs: Record<string, Tensor>): void => {
-      const parts = split((packed as { all: Tensor }).all, 0, leaves.map(([, t]) => numel(t.shape)));
+      const parts = splitTree((packed as { all: Tensor }).all, leaves.map(([, t]) => numel(t.shape)), fanOut);
       leaves.forEach(([path, t], i) => (outputs[`${prefix}${path}`] = reshape(parts[i]!, t.shape)));
     };
     const packedGrads = pack(rawGrads);
@@ -125,6 +128,16 @@ export class TrainStep {
   async release(): Promise<void> {
     await this.fn.release();
   }
+}
+
+/** `split(x, 0, sizes)` as a tree of splits with at most `fanOut` pieces each (the same values). */
+function splitTree(x: Tensor, sizes: readonly number[], fanOut: number): Tensor[] {
+  if (sizes.length <= fanOut) return split(x, 0, sizes);
+  const per = Math.ceil(sizes.length / fanOut);
+  const groups: number[][] = [];
+  for (let i = 0; i < sizes.length; i += per) groups.push(sizes.slice(i, i + per));
+  const parts = split(x, 0, groups.map((g) => g.reduce((a, b) => a + b, 0)));
+  return groups.flatMap((g, i) => splitTree(parts[i]!, g, fanOut));
 }
 
 /**

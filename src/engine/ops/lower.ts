@@ -24,6 +24,10 @@ export interface LowerContext {
   shapeVector(dims: readonly Dim[]): string;
   /** Rewrite stride-1 ConvTranspose as a Conv with flipped, transposed weights (onnxruntime's Conv is faster). */
   convTransposeAsConv: boolean;
+  /** The most inputs of one Concat node; more become a tree of Concats (Infinity: no limit). */
+  maxConcatInputs: number;
+  /** Lower a ReduceSum over leading axes of a static shape as a MatMul by a row of ones. */
+  leadingSumAsMatMul: boolean;
 }
 
 /** Emit the nodes computing `n` from the values named `ins` into the value named `out`. */
@@ -33,6 +37,27 @@ export type LowerRule = (ctx: LowerContext, n: Node, ins: string[], out: string)
 const same: LowerRule = (ctx, n, ins, out) => ctx.emit(n.op, ins, [out]);
 
 const withAxis: LowerRule = (ctx, n, ins, out) => ctx.emit(n.op, ins, [out], { axis: n.attrs.axis as number });
+
+/** Concat `ins` along `axis` into `out` with at most ctx.maxConcatInputs inputs per node (a tree when more). */
+function concatTree(ctx: LowerContext, ins: string[], out: string, axis: number): void {
+  const max = ctx.maxConcatInputs;
+  if (!(max >= 2)) throw new Error(`toOnnx: maxConcatInputs must be >= 2, got ${max}`);
+  let level = ins;
+  while (level.length > max) {
+    const next: string[] = [];
+    for (let i = 0; i < level.length; i += max) {
+      const group = level.slice(i, i + max);
+      if (group.length === 1) next.push(group[0]!);
+      else {
+        const part = ctx.fresh('cat');
+        ctx.emit('Concat', group, [part], { axis });
+        next.push(part);
+      }
+    }
+    level = next;
+  }
+  ctx.emit('Concat', level, [out], { axis });
+}
 
 export const lowerRules: Record<Primitive, LowerRule> = {
   Add: same,
@@ -81,17 +106,18 @@ export const lowerRules: Record<Primitive, LowerRule> = {
       && pads[0]! <= kh - 1 && pads[2]! <= kh - 1 && pads[1]! <= kw - 1 && pads[3]! <= kw - 1;
     if (ctx.convTransposeAsConv && flippable) {
       // stride-1 transposed conv == conv with the kernel flipped in space and in/out channels swapped
-      // per group: w [O, Cg, kh, kw] -> w' [C, O/group, kh, kw], pads k-1-p.
+      // per group: w [O, Cg, kh, kw] -> w' [C, O/group, kh, kw], pads k-1-p. The flip is a Gather of the
+      // kh·kw taps in reverse order, not a Slice with steps -1: onnxruntime-web's WebGPU Slice (JSEP, 1.30)
+      // clamps a negative step's end to 0 instead of -1 and drops the first row and column (a 2x2 kernel).
       const Og = O / group;
-      let wt = fresh('wT');
-      emit('Reshape', [ins[1]!, i64([group, Og, Cg, kh, kw])], [wt]);
-      const wt2 = fresh('wT');
-      emit('Transpose', [wt], [wt2], { perm: [0, 2, 1, 3, 4] });
-      wt = fresh('wT');
-      emit('Reshape', [wt2, i64([group * Cg, Og, kh, kw])], [wt]);
+      const w4 = fresh('wT');
+      emit('Reshape', [ins[1]!, i64([group, Og, Cg, kh * kw])], [w4]);
+      const flipped = fresh('wFlip');
+      emit('Gather', [w4, i64(Array.from({ length: kh * kw }, (_, i) => kh * kw - 1 - i))], [flipped], { axis: 3 });
+      const wt = fresh('wT');
+      emit('Transpose', [flipped], [wt], { perm: [0, 2, 1, 3] });
       const wf = fresh('wFlip');
-      const big = -(2 ** 62);
-      emit('Slice', [wt, i64([-1, -1]), i64([big, big]), i64([2, 3]), i64([-1, -1])], [wf]);
+      emit('Reshape', [wt, i64([group * Cg, Og, kh, kw])], [wf]);
       emit('Conv', [ins[0]!, wf], [out], {
         kernel_shape: [kh, kw],
         strides: [1, 1],
@@ -118,7 +144,7 @@ export const lowerRules: Record<Primitive, LowerRule> = {
     const target = shape.map((d, i) => (typeof d !== 'number' && i >= off && src[i - off] === d ? 1 : d));
     ctx.emit('Expand', [ins[0]!, ctx.shapeVector(target)], [out]);
   },
-  Concat: withAxis,
+  Concat: (ctx, n, ins, out) => concatTree(ctx, ins, out, n.attrs.axis as number),
   Slice: (ctx, n, ins, out) => {
     const { i64 } = ctx;
     const a = n.attrs;
@@ -137,8 +163,24 @@ export const lowerRules: Record<Primitive, LowerRule> = {
   },
 
   ReduceSum: (ctx, n, ins, out) => {
+    const axes = n.attrs.axes as number[];
+    const shape = n.inputs[0]!.shape;
+    if (ctx.leadingSumAsMatMul && n.dtype === 'float32' && axes.length > 0 && axes.every((a, i) => a === i) && axes.length < shape.length && shape.every((d) => typeof d === 'number')) {
+      // Σ over the leading axes of x [R, M...] = ones [1, R] · x [R, M]
+      const dims = shape as number[];
+      const R = dims.slice(0, axes.length).reduce((a, b) => a * b, 1);
+      const M = dims.slice(axes.length).reduce((a, b) => a * b, 1);
+      const ones = ctx.fresh('ones');
+      ctx.emit('Constant', [], [ones], { value: { tensor: { dtype: 'float32', dims: [1, R], data: new Float32Array(R).fill(1) } } });
+      const x2 = ctx.fresh('rows');
+      ctx.emit('Reshape', [ins[0]!, ctx.i64([R, M])], [x2]);
+      const s = ctx.fresh('sum');
+      ctx.emit('MatMul', [ones, x2], [s]);
+      ctx.emit('Reshape', [s, ctx.i64(n.shape as number[])], [out]);
+      return;
+    }
     // opset 13+: the axes of ReduceSum are an input
-    ctx.emit('ReduceSum', [ins[0]!, ctx.i64(n.attrs.axes as number[])], [out], { keepdims: n.attrs.keepdims ? 1 : 0 });
+    ctx.emit('ReduceSum', [ins[0]!, ctx.i64(axes)], [out], { keepdims: n.attrs.keepdims ? 1 : 0 });
   },
   ReduceMax: (ctx, n, ins, out) => ctx.emit('ReduceMax', ins, [out], { axes: n.attrs.axes as number[], keepdims: n.attrs.keepdims ? 1 : 0 }),
   Softmax: withAxis,
