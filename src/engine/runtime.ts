@@ -24,6 +24,8 @@ export interface RuntimeOptions {
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Least severity of onnxruntime's own log lines for the session (default: onnxruntime's, i.e. `ort.env.logLevel`). */
   logLevel?: LogLevel;
+  /** Outputs to leave on the device (onnxruntime-web's WebGPU: 'gpu-buffer'); read them with the session, not `run`. */
+  outputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
 }
 
 export type LogLevel = 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
@@ -85,6 +87,7 @@ export class CompiledFunction {
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         executionMode: 'sequential',
         ...(opts.logLevel ? { logSeverityLevel: LOG_SEVERITY[opts.logLevel] } : {}),
+        ...(opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),
       });
     } catch (e) {
       const msg = conciseOrtMessage(e instanceof Error ? e.message : String(e));

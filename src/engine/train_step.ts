@@ -3,15 +3,21 @@
  * differentiated, and run as ONE onnxruntime session call per step.
  *
  * Graph input / output names: params `p:<path>`, Adam moments `m:<path>` / `v:<path>`, the step
- * counter `step`, the learning rate `lr`, data inputs by their own names; outputs `loss`, `gradNorm`,
- * `aux:<name>`, and the updated state under `new:<input name>`.
+ * counter `step`, the learning rate `lr`, data inputs by their own names; with an EMA kept in the step, its
+ * values `ema:<path>` and decay `emaDecay`; outputs `loss`, `gradNorm`, `aux:<name>`, and the updated state
+ * under `new:<input name>`.
+ *
+ * On onnxruntime-web's WebGPU the state stays on the device: the step's `new:*` outputs are left in GPU buffers
+ * and fed back as the next step's inputs, and only the loss, the gradient norm and the aux scalars come back
+ * each step; `sync()` reads the state into `params` / `state` / the EMA when they are wanted.
  */
 import { valueAndGrad } from './autodiff.ts';
 import { numel, type DType, type Dim } from './graph.ts';
 import { clipByGlobalNorm, globalNorm, type Optimizer, type OptimizerState } from './optim.ts';
 import { compile } from './compile.ts';
+import type * as OrtCommon from 'onnxruntime-common';
 import type { CompiledFunction, Feeds, OrtModule, RuntimeOptions } from './runtime.ts';
-import { Tensor, concat, expand, input, mul, reshape, split } from './tensor.ts';
+import { Tensor, add, concat, expand, input, mul, reshape, split, sub } from './tensor.ts';
 import { treeFlatten, treeMap, type ParamValue, type Tree } from './tree.ts';
 
 export interface TrainStepSpec<I extends Record<string, Tensor>> {
@@ -29,6 +35,12 @@ export interface TrainStepSpec<I extends Record<string, Tensor>> {
    * the fine-tuned weights around it. The graph is the plain one when every multiplier is 1.
    */
   lrScale?: Record<string, number>;
+  /**
+   * An EMA of the weights kept by the step itself, by parameter path: each step computes
+   * ema' = d·ema + (1 − d)·params' with the decay d given to `step()`, and writes the values back into these
+   * objects (on `sync()` when the state stays on the device). Default: none (the caller keeps its EMA).
+   */
+  ema?: Map<string, ParamValue>;
 }
 
 export interface StepResult {
@@ -39,11 +51,20 @@ export interface StepResult {
 
 /** Holds the parameter and optimiser buffers and the compiled step; one `step()` = one session run. */
 export class TrainStep {
+  /** the state on the device by input name (WebGPU, after the first step): newer than the maps until `sync()` */
+  private device: Map<string, OrtCommon.Tensor> | null = null;
+  private synced = true;
+
   private constructor(
     readonly fn: CompiledFunction,
     public params: Map<string, ParamValue>,
     public state: Map<string, ParamValue>,
     private readonly auxNames: string[],
+    private readonly ort: OrtModule,
+    /** the EMA kept by the step, by input name `ema:<path>` (the objects given in the spec) */
+    private readonly ema: Map<string, ParamValue> | null,
+    /** whether the state stays on the device between steps */
+    readonly onDevice: boolean,
   ) {}
 
   static async create<I extends Record<string, Tensor>>(ort: OrtModule, spec: TrainStepSpec<I>, runtime: RuntimeOptions = {}): Promise<TrainStep> {
@@ -93,39 +114,123 @@ export class TrainStep {
     outputs['new:step'] = updated.state.step;
     unpack(updated.state.m, 'new:m:', outputs);
     unpack(updated.state.v, 'new:v:', outputs);
-    const fn = await compile(ort, outputs, runtime);
+    if (spec.ema) {
+      const d = input('emaDecay', []);
+      const ema = pack(treeMap(spec.params, (p, path) => input(`ema:${path}`, p.shape))).all;
+      unpack({ all: add(mul(ema, d), mul((updated.params as { all: Tensor }).all, sub(1, d))) }, 'new:ema:', outputs);
+    }
+    const onDevice = runtime.executionProvider === 'webgpu';
+    const outputLocation = onDevice ? Object.fromEntries(Object.keys(outputs).filter((k) => k.startsWith('new:')).map((k) => [k, 'gpu-buffer' as const])) : undefined;
+    const fn = await compile(ort, outputs, { ...runtime, ...(outputLocation ? { outputLocation } : {}) });
 
     const params = new Map(treeFlatten(spec.params).map(([k, v]) => [`p:${k}`, { shape: [...v.shape], data: v.data.slice() }]));
     const state = new Map<string, ParamValue>([['step', state0.step]]);
     for (const [k, v] of treeFlatten(state0.m)) state.set(`m:${k}`, v);
     for (const [k, v] of treeFlatten(state0.v)) state.set(`v:${k}`, v);
-    return new TrainStep(fn, params, state, Object.keys(auxOut));
+    const ema = spec.ema ? new Map([...treeFlatten(spec.params)].map(([k]) => [`ema:${k}`, spec.ema!.get(k)!])) : null;
+    if (ema && [...ema.values()].some((v) => v === undefined)) throw new Error('TrainStep: the EMA lacks a parameter');
+    return new TrainStep(fn, params, state, Object.keys(auxOut), ort, ema, onDevice);
   }
 
-  /** One optimisation step on a batch. Throws (and keeps the old weights) if the loss is not finite. */
-  async step(batch: Feeds, lr: number): Promise<StepResult> {
+  /** Whether the step updates an EMA itself (then `step()` takes its decay). */
+  get keepsEma(): boolean {
+    return this.ema !== null;
+  }
+
+  /** Every state value (parameters, optimiser state, EMA) by its graph input name. */
+  private stateEntries(): [string, ParamValue][] {
+    return [...this.params, ...this.state, ...(this.ema ?? [])];
+  }
+
+  /**
+   * One optimisation step on a batch (`emaDecay`: the decay of the EMA the step keeps, if it keeps one). Throws
+   * (and keeps the old weights) if the loss is not finite.
+   */
+  async step(batch: Feeds, lr: number, emaDecay?: number): Promise<StepResult> {
+    if (this.ema && emaDecay === undefined) throw new Error('TrainStep.step: this step keeps an EMA: give its decay');
     const feeds: Feeds = { ...batch, lr: new Float32Array([lr]) };
-    for (const [k, v] of this.params) feeds[k] = v.data;
-    for (const [k, v] of this.state) feeds[k] = v.data;
+    if (this.ema) feeds.emaDecay = new Float32Array([emaDecay!]);
+    if (this.onDevice) return this.stepOnDevice(feeds);
+    for (const [k, v] of this.stateEntries()) feeds[k] = v.data;
     const out = await this.fn.run(feeds);
+    const res = this.result(out as unknown as Record<string, { data: unknown }>);
+    for (const [k, v] of this.stateEntries()) v.data = out[`new:${k}`]!.data as Float32Array;
+    return res;
+  }
+
+  /** The step's scalars; NonFiniteLossError when the loss or the gradient norm is not finite. */
+  private result(out: Record<string, { data: unknown }>): StepResult {
     const loss = (out.loss!.data as Float32Array)[0]!;
     const gradNorm = (out.gradNorm!.data as Float32Array)[0]!;
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       throw new NonFiniteLossError(`non-finite loss (${loss}) or gradient norm (${gradNorm}); the update was not applied`);
     }
-    for (const [k, v] of this.params) v.data = out[`new:${k}`]!.data as Float32Array;
-    for (const [k, v] of this.state) v.data = out[`new:${k}`]!.data as Float32Array;
     const aux: Record<string, number> = {};
     for (const k of this.auxNames) aux[k] = (out[`aux:${k}`]!.data as Float32Array)[0]!;
     return { loss, gradNorm, aux };
   }
 
+  /** A step whose state comes from (and goes back to) the device; the first one uploads it from the maps. */
+  private async stepOnDevice(feeds: Feeds): Promise<StepResult> {
+    const values = new Map(this.stateEntries());
+    const inputs: Record<string, OrtCommon.Tensor> = {};
+    for (const inp of this.fn.info.inputs) {
+      const held = this.device?.get(inp.name);
+      if (held) {
+        inputs[inp.name] = held;
+        continue;
+      }
+      const data = feeds[inp.name] ?? values.get(inp.name)?.data;
+      if (data === undefined) throw new Error(`missing input '${inp.name}' (expected ${inp.dtype} [${inp.shape}])`);
+      const dims = inp.shape as number[];
+      if (data.length !== numel(dims)) throw new Error(`input '${inp.name}': expected ${numel(dims)} values for shape [${dims}], got ${data.length}`);
+      inputs[inp.name] = new this.ort.Tensor(inp.dtype, data as Float32Array, dims);
+    }
+    const out = await this.fn.session.run(inputs);
+    const next = new Map([...values.keys()].map((k) => [k, out[`new:${k}`]!]));
+    let res: StepResult;
+    try {
+      res = this.result(out);
+    } catch (e) {
+      for (const t of next.values()) t.dispose();
+      throw e;
+    }
+    for (const t of this.device?.values() ?? []) t.dispose();
+    this.device = next;
+    this.synced = false;
+    return res;
+  }
+
+  /** Whether the device holds a newer state than `params`, `state` and the EMA (until `sync()`). */
+  get stale(): boolean {
+    return !this.synced;
+  }
+
+  /** Where the state lives: the number of state tensors in each location ('cpu' before the first device step). */
+  stateLocations(): Record<string, number> {
+    const count: Record<string, number> = {};
+    if (!this.device) count.cpu = this.stateEntries().length;
+    else for (const t of this.device.values()) count[t.location] = (count[t.location] ?? 0) + 1;
+    return count;
+  }
+
+  /** Read the state from the device into `params`, `state` and the EMA (nothing to do when it is not on one). */
+  async sync(): Promise<void> {
+    if (this.synced || !this.device) return;
+    const values = new Map(this.stateEntries());
+    for (const [k, t] of this.device) values.get(k)!.data = (await t.getData()) as Float32Array;
+    this.synced = true;
+  }
+
   /** Current parameters keyed by their tree path (without the `p:` prefix). */
   paramsByPath(): Map<string, ParamValue> {
+    if (!this.synced) throw new Error('TrainStep.paramsByPath: the state is on the device: sync() first');
     return new Map([...this.params].map(([k, v]) => [k.slice(2), v]));
   }
 
   async release(): Promise<void> {
+    for (const t of this.device?.values() ?? []) t.dispose();
+    this.device = null;
     await this.fn.release();
   }
 }

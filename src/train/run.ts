@@ -9,6 +9,9 @@
  * class-conditional model fold(4).fold(step) that step's label dropout (which labels become ∅, "no class"). So the
  * step, loader position, weights, EMA and optimiser moments determine the rest of the run: training N+M steps equals
  * training N, saving, restoring, then training M.
+ *
+ * On WebGPU (onnxruntime-web) the weights, moments and EMA stay on the device between steps: the compiled step updates
+ * the EMA itself there, and `sync()` reads the state back (contents() needs it; sampleEma does it).
  */
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { trainingLossesGraph } from '../diffusion/graph-losses.ts';
@@ -185,6 +188,8 @@ export class TrainingRun {
       ort,
       {
         params,
+        // with the state on the device, the EMA is updated there too (in float32: last-bit differences from the CPU's)
+        ...(runtime.executionProvider === 'webgpu' ? { ema } : {}),
         inputs,
         loss: (p, inp: Record<string, Tensor>) => {
           const labels = inp.y ? { labels: inp.y } : {};
@@ -255,15 +260,16 @@ export class TrainingRun {
     const batch = this.loader.next(this.x0);
     const n = this.state.step;
     const lr = this.lrAt(n);
-    const res = await this.step.step(this.stepInputs(n, this.x0, batch.labels), lr);
-    this.updateEma();
+    const decay = emaDecayAt(n, this.config.optim.emaDecay, this.config.optim.emaWarmup);
+    const inputs = this.stepInputs(n, this.x0, batch.labels);
+    const res = this.step.keepsEma ? await this.step.step(inputs, lr, decay) : await this.step.step(inputs, lr);
+    if (!this.step.keepsEma) this.updateEma(decay);
     this.state.step = n + 1;
     this.state.images += this.config.data.batchSize;
     return { ...res, lr, batch };
   }
 
-  private updateEma(): void {
-    const d = emaDecayAt(this.state.step, this.config.optim.emaDecay, this.config.optim.emaWarmup);
+  private updateEma(d: number): void {
     for (const [k, p] of this.step.paramsByPath()) {
       const e = this.ema.get(k)!.data;
       const w = p.data;
@@ -271,8 +277,17 @@ export class TrainingRun {
     }
   }
 
-  /** The run as a checkpoint holds it (the loader's position taken now). The arrays are the run's own, not copies. */
+  /** Read the state from the device (WebGPU) into `ema` and the step's maps; nothing to do elsewhere. */
+  async sync(): Promise<void> {
+    await this.step.sync();
+  }
+
+  /**
+   * The run as a checkpoint holds it (the loader's position taken now). The arrays are the run's own, not copies.
+   * With the state on a device, `sync()` first.
+   */
   contents(): CheckpointContents {
+    if (this.step.stale) throw new Error('TrainingRun.contents: the state is on the device: sync() first');
     this.state.loader = this.loader.state() as LoaderState;
     return {
       config: this.config,
@@ -290,6 +305,7 @@ export class TrainingRun {
    */
   async sampleEma(ort: OrtModule, n: number, steps: number, runtime: RuntimeOptions = {}): Promise<Float32Array> {
     const m = this.config.model;
+    await this.sync();
     if (!this.sampler) this.sampler = await compileDenoiser(ort, m, Object.fromEntries(this.ema), { ...runtime, weightsAsInputs: true });
     this.sampler.setWeights(this.ema);
     const sampler = new DdimSampler(this.diffusion, {

@@ -43,7 +43,8 @@ export type FromTrainWorker =
   | { type: 'ready'; backend: 'webgpu' | 'wasm'; threads: number; note: string }
   /** a run is compiled and about to step; `note` says what was kept from a checkpoint */
   | { type: 'started'; description: string; params: number; step: number; images: number; compileMs: number; data: string; note: string }
-  | { type: 'progress'; step: number; loss: number; mse: number; lr: number; imgPerSec: number; elapsedSec: number }
+  /** `state`: how many of the state's tensors (weights, moments, EMA) are in each location ('cpu', 'gpu-buffer') */
+  | { type: 'progress'; step: number; loss: number; mse: number; lr: number; imgPerSec: number; elapsedSec: number; state: Record<string, number> }
   | { type: 'paused'; step: number }
   /** n samples (n, C, S, S) in [-1, 1] from the EMA weights at `step` */
   | { type: 'samples'; step: number; samples: Float32Array; shape: [number, number, number, number]; ms: number }

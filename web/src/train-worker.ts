@@ -2,8 +2,10 @@
  * The training worker: the library's TrainingRun (src/train/run.ts) on onnxruntime-web. The training step (U-Net
  * forward, loss, backward, clipping, AdamW) is traced, differentiated and compiled to ONE ONNX graph here, as
  * `ddpm train` does in Node, and run once per step; the weights, the EMA, AdamW's moments, the step and the data
- * position stay in this worker between steps, and batches and noise come from the project's RNG, so a run here
- * computes what `ddpm train` computes with the same config and data (up to the backends' float rounding).
+ * position stay in this worker between steps (on WebGPU the weights, moments and EMA stay in GPU buffers: only the
+ * loss comes back each step, the rest when a grid, a checkpoint or the model is asked for), and batches and noise
+ * come from the project's RNG, so a run here computes what `ddpm train` computes with the same config and data (up
+ * to the backends' float rounding).
  * Checkpoints go out and come in as one safetensors file (src/train/checkpoint-file.ts), which `ddpm sample
  * --checkpoint` reads.
  */
@@ -37,6 +39,8 @@ let running = false;
 /** the step loop while it runs (one onnxruntime call at a time: other work waits for a step's end) */
 let looping: Promise<void> | null = null;
 let sampleRequested = false;
+/** reads of the state asked for while a step runs (a checkpoint, the model): they run after it */
+const pending: (() => Promise<void>)[] = [];
 let stopAt = 0;
 let sampleEvery = 0;
 
@@ -106,6 +110,8 @@ async function start(msg: TrainStart): Promise<void> {
     }
   };
   run = await create();
+  const { step: fromStep, images: fromImages } = run.state;
+  let compileMs = performance.now() - t0;
   let first: Awaited<ReturnType<TrainingRun['next']>> | null = null;
   if (runtime.executionProvider === 'webgpu') {
     // WebGPU may compile a graph it then cannot run: the first step tells; a failed step changes no weights, so the
@@ -119,21 +125,36 @@ async function start(msg: TrainStart): Promise<void> {
       notes.push(`WebGPU failed (${(e instanceof Error ? e.message : String(e)).slice(0, 200)}): wasm`);
       runtime = { ...runtime, executionProvider: 'wasm' };
       run = await create();
+      compileMs = performance.now() - t0;
     }
   }
   post({
     type: 'started',
     description: `${config.preset} (${describeUNet(m)})`,
     params: unetParamCount(m),
-    step: run.state.step,
-    images: run.state.images,
-    compileMs: performance.now() - t0,
+    step: fromStep,
+    images: fromImages,
+    compileMs,
     data: dataNote,
     note: notes.join('; '),
   });
-  if (first) post({ type: 'progress', step: run.state.step, loss: first.loss, mse: first.aux.mse ?? first.loss, lr: first.lr, imgPerSec: 0, elapsedSec: run.state.elapsedSec });
+  if (first) post({ type: 'progress', step: run.state.step, loss: first.loss, mse: first.aux.mse ?? first.loss, lr: first.lr, imgPerSec: 0, elapsedSec: run.state.elapsedSec, state: run.step.stateLocations() });
   sampleEvery = msg.sampleEvery;
   await loop(msg.stopAt);
+}
+
+/**
+ * Run `task` between two steps: after the current one while the loop runs, else now. A checkpoint taken during a step
+ * would pair the next batch's data position with the weights before it, and on WebGPU the state it reads is being
+ * replaced.
+ */
+function betweenSteps(task: () => Promise<void>): Promise<void> {
+  if (!looping) return task();
+  return new Promise((resolve, reject) => pending.push(() => task().then(resolve, reject)));
+}
+
+async function runPending(): Promise<void> {
+  while (pending.length > 0) await pending.shift()!();
 }
 
 /** Start the step loop unless it runs (then only the stop step changes). */
@@ -161,13 +182,16 @@ async function steps(r: TrainingRun): Promise<void> {
       r.state.elapsedSec += (now - t1) / 1000;
       window.n++;
       const dt = (now - window.t0) / 1000;
-      post({ type: 'progress', step: r.state.step, loss: res.loss, mse: res.aux.mse ?? res.loss, lr: res.lr, imgPerSec: (window.n * B) / dt, elapsedSec: r.state.elapsedSec });
+      post({ type: 'progress', step: r.state.step, loss: res.loss, mse: res.aux.mse ?? res.loss, lr: res.lr, imgPerSec: (window.n * B) / dt, elapsedSec: r.state.elapsedSec, state: r.step.stateLocations() });
       if (dt > 5) window = { t0: now, n: 0 };
       if (sampleRequested || (sampleEvery > 0 && r.state.step % sampleEvery === 0)) await sample();
+      await runPending();
       await yieldToEvents();
     }
   } finally {
     running = false;
+    // what was asked for during the last step; no message can arrive between this and the loop's end
+    await runPending();
   }
   post({ type: 'paused', step: r.state.step });
 }
@@ -196,7 +220,8 @@ scope.onmessage = (e) => {
     if (msg.type === 'init') {
       const setup = await setupOrt(msg);
       ort = setup.ort as unknown as OrtModule;
-      // the training graph on WebGPU is unverified (no GPU where this was built): wasm unless asked for explicitly
+      // the training graph on WebGPU is verified on a software adapter only (SwiftShader, no GPU where this was
+      // built): wasm unless asked for explicitly
       const backend = msg.backend === 'webgpu' && setup.backend === 'webgpu' ? 'webgpu' : 'wasm';
       runtime = { executionProvider: backend, threads: setup.threads };
       dataUrl = msg.dataUrl;
@@ -210,14 +235,20 @@ scope.onmessage = (e) => {
       else await sample();
     } else if (msg.type === 'download') {
       const r = requireRun();
-      const bytes = packCheckpoint(r.contents());
-      const fileName = `ddpm-${r.config.preset ?? 'model'}-step${String(r.state.step).padStart(6, '0')}.safetensors`;
-      post({ type: 'checkpoint', bytes, fileName, step: r.state.step }, [bytes.buffer]);
+      await betweenSteps(async () => {
+        await r.sync();
+        const bytes = packCheckpoint(r.contents());
+        const fileName = `ddpm-${r.config.preset ?? 'model'}-step${String(r.state.step).padStart(6, '0')}.safetensors`;
+        post({ type: 'checkpoint', bytes, fileName, step: r.state.step }, [bytes.buffer]);
+      });
     } else if (msg.type === 'export') {
       const r = requireRun();
-      const ema = Object.fromEntries(r.ema);
-      const bytes = exportDenoiserFile(r.config.model, ema, { diffusion: r.config.diffusion, version: 'web', step: r.state.step });
-      post({ type: 'model', bytes, step: r.state.step, unet: r.config.model, diffusion: r.config.diffusion }, [bytes.buffer]);
+      await betweenSteps(async () => {
+        await r.sync();
+        const ema = Object.fromEntries(r.ema);
+        const bytes = exportDenoiserFile(r.config.model, ema, { diffusion: r.config.diffusion, version: 'web', step: r.state.step });
+        post({ type: 'model', bytes, step: r.state.step, unet: r.config.model, diffusion: r.config.diffusion }, [bytes.buffer]);
+      });
     }
   };
   go().catch(fail);

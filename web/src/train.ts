@@ -47,10 +47,12 @@ export interface TrainDebug {
   lastCheckpoint: { bytes: Uint8Array; fileName: string } | null;
   step: number;
   losses: number[];
+  /** how many of the state's tensors (weights, moments, EMA) are in each location, after the last step */
+  state: Record<string, number>;
 }
 
 export class TrainPanel {
-  readonly debug: TrainDebug = { lastCheckpoint: null, step: 0, losses: [] };
+  readonly debug: TrainDebug = { lastCheckpoint: null, step: 0, losses: [], state: {} };
   private worker: Worker | null = null;
   private readonly el = {
     form: $<HTMLFormElement>('train-form'),
@@ -258,14 +260,16 @@ export class TrainPanel {
       this.setState('running');
     } else if (msg.type === 'progress') {
       this.debug.step = msg.step;
+      this.debug.state = msg.state;
       this.debug.losses.push(msg.loss);
       this.losses.push({ step: msg.step, loss: msg.loss });
       if (this.losses.length > MAX_POINTS) this.losses = this.thin(this.losses);
       const min = Math.floor(msg.elapsedSec / 60);
       const sec = Math.floor(msg.elapsedSec % 60);
+      const onGpu = Object.keys(msg.state).join() === 'gpu-buffer' ? ' · weights, moments and EMA stay on the GPU' : '';
       this.status(
         `step ${msg.step} · loss ${msg.loss.toFixed(4)} · ${msg.imgPerSec.toFixed(1)} img/s · lr ${msg.lr.toExponential(2)} · ` +
-          `${min}m${String(sec).padStart(2, '0')}s of training\n${this.startLine}`,
+          `${min}m${String(sec).padStart(2, '0')}s of training${onGpu}\n${this.startLine}`,
       );
       this.el.status.dataset.step = String(msg.step);
       this.el.status.dataset.imgPerSec = msg.imgPerSec.toFixed(2);
