@@ -142,9 +142,9 @@ test('the WebGPU form of a graph (WEBGPU_EXPORT) computes the same values: Conca
   const results = [];
   for (const opts of [{}, WEBGPU_EXPORT]) {
     const { bytes, info } = toOnnx(outputs, opts);
-    const nodes = onnxProto.onnx.ModelProto.decode(bytes).graph!.node;
+    const nodes = onnxProto.onnx.ModelProto.decode(bytes).graph!.node!;
     if (opts === WEBGPU_EXPORT) {
-      const wide = nodes.filter((n) => n.opType === 'Concat' && n.input.length > 7).map((n) => `${n.name} (${n.input.length} inputs)`);
+      const wide = nodes.filter((n) => n.opType === 'Concat' && n.input!.length > 7).map((n) => `${n.name} (${n.input!.length} inputs)`);
       assert.deepEqual(wide, []);
       assert.deepEqual(nodes.filter((n) => n.opType === 'ReduceSum').map((n) => n.name), []);
     }
