@@ -49,6 +49,15 @@ export interface StepResult {
   aux: Record<string, number>;
 }
 
+/**
+ * Whether a step on `ort` with `runtime` keeps its state on the device: onnxruntime-web's WebGPU (told from
+ * onnxruntime-node by its lack of listSupportedBackends). onnxruntime-node's WebGPU is not verified to feed GPU
+ * outputs back as inputs, so there the state comes back every step.
+ */
+export function stateOnDevice(ort: OrtModule, runtime: RuntimeOptions): boolean {
+  return runtime.executionProvider === 'webgpu' && !ort.listSupportedBackends;
+}
+
 /** Holds the parameter and optimiser buffers and the compiled step; one `step()` = one session run. */
 export class TrainStep {
   /** the state on the device by input name (WebGPU, after the first step): newer than the maps until `sync()` */
@@ -119,7 +128,7 @@ export class TrainStep {
       const ema = pack(treeMap(spec.params, (p, path) => input(`ema:${path}`, p.shape))).all;
       unpack({ all: add(mul(ema, d), mul((updated.params as { all: Tensor }).all, sub(1, d))) }, 'new:ema:', outputs);
     }
-    const onDevice = runtime.executionProvider === 'webgpu';
+    const onDevice = stateOnDevice(ort, runtime);
     const outputLocation = onDevice ? Object.fromEntries(Object.keys(outputs).filter((k) => k.startsWith('new:')).map((k) => [k, 'gpu-buffer' as const])) : undefined;
     const fn = await compile(ort, outputs, { ...runtime, ...(outputLocation ? { outputLocation } : {}) });
 

@@ -10,7 +10,7 @@
  * step, loader position, weights, EMA and optimiser moments determine the rest of the run: training N+M steps equals
  * training N, saving, restoring, then training M.
  *
- * On WebGPU (onnxruntime-web) the weights, moments and EMA stay on the device between steps: the compiled step updates
+ * On onnxruntime-web's WebGPU the weights, moments and EMA stay on the device between steps: the compiled step updates
  * the EMA itself there, and `sync()` reads the state back (contents() needs it; sampleEma does it).
  */
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
@@ -21,7 +21,7 @@ import type { Dim } from '../engine/graph.ts';
 import { adamw, learningRate } from '../engine/optim.ts';
 import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { input, type Tensor } from '../engine/tensor.ts';
-import { TrainStep, type StepResult } from '../engine/train_step.ts';
+import { TrainStep, stateOnDevice, type StepResult } from '../engine/train_step.ts';
 import type { ParamValue } from '../engine/tree.ts';
 import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
@@ -189,7 +189,7 @@ export class TrainingRun {
       {
         params,
         // with the state on the device, the EMA is updated there too (in float32: last-bit differences from the CPU's)
-        ...(runtime.executionProvider === 'webgpu' ? { ema } : {}),
+        ...(stateOnDevice(ort, runtime) ? { ema } : {}),
         inputs,
         loss: (p, inp: Record<string, Tensor>) => {
           const labels = inp.y ? { labels: inp.y } : {};
