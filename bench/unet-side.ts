@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { trainingLossesGraph } from '../src/diffusion/graph-losses.ts';
 import { GaussianDiffusion } from '../src/diffusion/gaussian-diffusion.ts';
 import { adamw } from '../src/engine/optim.ts';
+import type { RuntimeOptions } from '../src/engine/runtime.ts';
 import type { Tensor } from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
 import { compileDenoiser } from '../src/models/denoiser-compile.ts';
@@ -34,11 +35,13 @@ const { values: a } = parseArgs({
     batch: { type: 'string', default: '64' },
     config: { type: 'string', default: 'mnist-28' },
     'res-blocks': { type: 'string' },
+    runtime: { type: 'string', default: '{}' }, // extra RuntimeOptions as JSON (levers, A/B runs of bench:unet --b-runtime)
   },
 });
 const mode = a.mode;
 if (mode !== 'train' && mode !== 'denoise') throw new Error(`--mode must be train or denoise, got ${mode}`);
 const threads = Number(a.threads);
+const runtime = { ...(JSON.parse(a.runtime!) as RuntimeOptions), threads };
 const B = Number(a.batch);
 const cfg = unetConfig(a['res-blocks'] ? { numResBlocks: Number(a['res-blocks']) } : {}, UNET_CONFIGS[a.config!]!);
 const params = initUNet(cfg, new Rng(0));
@@ -62,7 +65,7 @@ if (mode === 'train') {
       trainingLossesGraph(diffusion, (xt, tf) => unet(cfg, p as unknown as Record<string, Tensor>, xt, tf), inp.x0!, inp.t!, inp.noise!, { meanType: 'epsilon', varType: 'fixedLarge' }).loss,
     optimizer: adamw({ weightDecay: 0 }),
     clipNorm: 1,
-  }, { threads });
+  }, runtime);
   const x0 = rng.uniformFloat32(B * D).map((v) => v * 2 - 1);
   const s = step;
   call = async () => {
@@ -71,7 +74,7 @@ if (mode === 'train') {
   items = B;
 } else {
   // the inference session `ddpm sample` uses (weights baked in, symbolic batch)
-  const den = await compileDenoiser(ort, cfg, params, { threads });
+  const den = await compileDenoiser(ort, cfg, params, runtime);
   let x = rng.normalFloat32(B * D);
   let i = 0;
   call = async () => {

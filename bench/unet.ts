@@ -13,6 +13,10 @@
  *
  *   npm run bench:unet -- [--peer] [--rounds 5] [--phase-seconds 10] [--threads 2] [--batch 64]
  *                         [--only train|denoise] [--profile --steps 4] [--config rgb-32 --res-blocks 2]
+ *
+ * For measuring a change (a lever), `--b-root DIR` (another checkout, e.g. a git worktree of the base commit) and/or
+ * `--b-runtime JSON` (extra RuntimeOptions, e.g. '{"memPattern":false}') put a second ddpm-ts side "b" in PyTorch's
+ * place: the ratios are then ours / b, interleaved the same way.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -37,6 +41,9 @@ const { values: a } = parseArgs({
     steps: { type: 'string', default: '4' },
     config: { type: 'string', default: 'mnist-28' },
     'res-blocks': { type: 'string' },
+    runtime: { type: 'string', default: '{}' },
+    'b-root': { type: 'string' },
+    'b-runtime': { type: 'string' },
   },
 });
 const positive = (name: string, v: string, int: boolean): number => {
@@ -53,6 +60,15 @@ if (a['res-blocks'] !== undefined) positive('res-blocks', a['res-blocks'], true)
 if (!Object.hasOwn(UNET_CONFIGS, a.config!)) throw new Error(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
 if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') throw new Error(`--only must be train or denoise, got '${a.only}'`);
 if (a.peer && (a.config !== 'mnist-28' || a['res-blocks'] !== undefined)) throw new Error('--peer: the PyTorch peer is mnist-28 only');
+const abRun = a['b-root'] !== undefined || a['b-runtime'] !== undefined;
+if (a.peer && abRun) throw new Error('--peer and --b-root/--b-runtime: one other side at a time');
+for (const k of ['runtime', 'b-runtime'] as const) {
+  try {
+    if (a[k] !== undefined) JSON.parse(a[k]);
+  } catch {
+    throw new Error(`--${k} must be JSON (RuntimeOptions), got '${a[k]}'`);
+  }
+}
 if (a.peer) checkTorch('--peer');
 type Task = 'train' | 'denoise';
 const tasks: Task[] = a.only ? [a.only as Task] : ['train', 'denoise'];
@@ -64,8 +80,8 @@ class Side {
     this.lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]();
   }
 
-  static async start(name: string, file: string, args: string[]): Promise<{ side: Side; ready: Record<string, unknown> }> {
-    const proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], cwd: path.join(here, '..') });
+  static async start(name: string, file: string, args: string[], cwd = path.join(here, '..')): Promise<{ side: Side; ready: Record<string, unknown> }> {
+    const proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'inherit'], cwd });
     const side = new Side(name, proc);
     return { side, ready: await side.next() };
   }
@@ -93,18 +109,23 @@ class Side {
   }
 }
 
-function startSide(who: 'ours' | 'pytorch', task: Task) {
+type Who = 'ours' | 'pytorch' | 'b';
+function startSide(who: Who, task: Task) {
   if (who === 'pytorch') return Side.start(`pytorch ${task}`, PYTHON, [TORCH_UNET, '--serve', task, '--threads', String(threads), '--batch', String(batch)]);
   const extra = a['res-blocks'] !== undefined ? ['--res-blocks', a['res-blocks']] : [];
-  return Side.start(`ours ${task}`, process.execPath, [
-    '--import', 'tsx', path.join(here, 'unet-side.ts'), '--mode', task, '--threads', String(threads), '--batch', String(batch), '--config', a.config!, ...extra,
-  ]);
+  const root = who === 'b' && a['b-root'] !== undefined ? path.resolve(a['b-root']) : path.join(here, '..');
+  const runtime = who === 'b' ? (a['b-runtime'] ?? a.runtime!) : a.runtime!;
+  return Side.start(`${who} ${task}`, process.execPath, [
+    '--import', 'tsx', path.join(root, 'bench', 'unet-side.ts'), '--mode', task, '--threads', String(threads), '--batch', String(batch), '--config', a.config!,
+    '--runtime', runtime, ...extra,
+  ], root);
 }
 
 const round2 = (v: number) => +v.toFixed(2);
 const unit: Record<Task, string> = { train: 'img/s', denoise: 'img-steps/s' };
 const loadStart = os.loadavg().map(round2);
-const sides: ('ours' | 'pytorch')[] = a.peer ? ['ours', 'pytorch'] : ['ours'];
+const sides: Who[] = a.peer ? ['ours', 'pytorch'] : abRun ? ['ours', 'b'] : ['ours'];
+const other = sides[1]; // the denominator of the ratios
 const results: Record<string, unknown> = {};
 let profile: unknown = null;
 let params = 0;
@@ -118,7 +139,7 @@ for (const task of tasks) {
     started[who] = side;
     setup[who] = ready.setup_s as number;
     if (who === 'ours') params = ready.params as number;
-    else torchVersion = ready.torch;
+    else if (who === 'pytorch') torchVersion = ready.torch;
   }
   // 2. the rounds: ours, pytorch, ours, pytorch, ...
   const rates: Record<string, number[]> = Object.fromEntries(sides.map((w) => [w, []]));
@@ -130,7 +151,7 @@ for (const task of tasks) {
       rss[who] = res.peak_rss_mb as number;
     }
     const line = sides.map((w) => `${w} ${rates[w]![r]!.toFixed(1)}`).join(', ');
-    const ratio = a.peer ? `, ratio ${(rates.ours![r]! / rates.pytorch![r]!).toFixed(3)}` : '';
+    const ratio = other ? `, ratio ${(rates.ours![r]! / rates[other]![r]!).toFixed(3)}` : '';
     process.stderr.write(`${task} round ${r + 1}/${rounds}: ${line} ${unit[task]}${ratio} (load ${os.loadavg()[0]!.toFixed(2)})\n`);
   }
   if (task === 'train' && a.profile) profile = (await started.ours!.command(`profile ${profileSteps}`)).profile;
@@ -144,7 +165,7 @@ for (const task of tasks) {
   });
   results[task] = {
     ours: bySide('ours'),
-    ...(a.peer ? { pytorch: bySide('pytorch'), ratio: roundRatios(rates.ours!, rates.pytorch!) } : {}),
+    ...(other ? { [other]: bySide(other), ratio: roundRatios(rates.ours!, rates[other]!) } : {}),
   };
 }
 
@@ -168,6 +189,8 @@ console.log(JSON.stringify({
   machine: `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}`,
   load_avg_start: loadStart,
   load_avg_end: os.loadavg().map(round2),
+  ...(a.runtime !== '{}' ? { runtime: JSON.parse(a.runtime!) } : {}),
+  ...(abRun ? { b: { root: a['b-root'] ?? '.', runtime: JSON.parse(a['b-runtime'] ?? a.runtime!) } } : {}),
   ...(a.peer ? { torch: torchVersion } : {}),
   ...results,
   ...(profile ? { train_profile_by_op: profile } : {}),

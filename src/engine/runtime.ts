@@ -22,6 +22,12 @@ export interface RuntimeOptions {
   threads?: number;
   /** Graph optimisation level passed to onnxruntime. */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * onnxruntime's memory pattern (default on): one block laid out from the first run's allocations and reused by
+   * later runs. Off, tensors come from the arena one by one: the mnist-28 training step peaks at about half the
+   * memory (see TrainStep).
+   */
+  memPattern?: boolean;
   /** Least severity of onnxruntime's own log lines for the session (default: onnxruntime's, i.e. `ort.env.logLevel`). */
   logLevel?: LogLevel;
   /** Outputs to leave on the device (onnxruntime-web's WebGPU: 'gpu-buffer'); read them with the session, not `run`. */
@@ -86,6 +92,7 @@ export class CompiledFunction {
         interOpNumThreads: 1,
         graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
         executionMode: 'sequential',
+        ...(opts.memPattern !== undefined ? { enableMemPattern: opts.memPattern } : {}),
         ...(opts.logLevel ? { logSeverityLevel: LOG_SEVERITY[opts.logLevel] } : {}),
         ...(opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),
       });
