@@ -8,7 +8,8 @@
  *   training   3 steps of mnist-28 at batch 64 (TrainingRun, seed 0): losses and weights against the CPU's,
  *              then img/s over 10 steps
  *   page       the built app with ?ep=webgpu: the backend it reports, 16 DDIM-50 samples against onnxruntime-node's
- *              CPU, and the Train view's mnist-small for 10 steps (img/s; weights against Node's CPU)
+ *              CPU, and the Train view's mnist-small for 10 steps (img/s; whether it stayed on WebGPU with its state
+ *              in GPU buffers; losses and weights, moments and EMA against Node's CPU)
  *
  * A provider that cannot start is reported with its reason, not an error. Progress on stderr; one JSON object on the
  * last line of stdout (also --json FILE). Run it as one prepared command, e.g. `node --import tsx scripts/gpu-check.ts
@@ -135,11 +136,23 @@ async function page(cpuSamples16: Float32Array): Promise<Record<string, unknown>
     const c = unpackCheckpoint(new Uint8Array(await readFile(file)));
     const data = trainDataset(gunzipSync(await readFile(path.join(model, TRAIN_DATA_FILE))), TRAIN_DATA_FILE);
     const node = await TrainingRun.create(ort, c.config, data, {}, { threads: 2 });
-    for (let i = 0; i < 10; i++) await node.next();
+    const losses: number[] = [];
+    for (let i = 0; i < 10; i++) losses.push((await node.next()).loss);
+    const want = node.contents();
     let d = 0;
-    for (const [k, v] of Object.entries(node.contents().params)) d = Math.max(d, maxAbsDiff(c.params![k]!.data, v.data));
+    for (const [got, ref] of [[c.params!, want.params], [c.ema, want.ema], [Object.fromEntries(c.optimizer!), Object.fromEntries(want.optimizer)]] as const) {
+      for (const [k, v] of Object.entries(ref)) d = Math.max(d, maxAbsDiff(got[k]!.data, v.data));
+    }
     await node.release();
-    out.training = { status, imgPerSec: Number(await p.getAttribute('#train-status', 'data-img-per-sec')), weightsMaxAbsDiffVsNodeCpu: d };
+    const debug = await p.evaluate(() => (globalThis as unknown as { ddpm: { train: { state: Record<string, number>; losses: number[] } } }).ddpm.train);
+    out.training = {
+      status,
+      fellBackToWasm: /WebGPU failed/.test(status ?? ''),
+      stateLocations: debug.state,
+      imgPerSec: Number(await p.getAttribute('#train-status', 'data-img-per-sec')),
+      lossMaxAbsDiffVsNodeCpu: maxAbsDiff(debug.losses, losses),
+      stateMaxAbsDiffVsNodeCpu: d,
+    };
     return out;
   } finally {
     await ctx.close();
