@@ -4,8 +4,9 @@
  * Speaks the line protocol of bench/peer/torch_unet.py --serve, so bench/unet.ts drives both sides alike:
  *
  *   (startup)        -> {"ready": true, "setup_s": s, "params": n}    setup: compiling the step or the session, 2 warm-up calls
- *   "run <seconds>"  -> {"items": n, "seconds": s, "per_s": r, "peak_rss_mb": m}
- *                       runs whole steps until <seconds> have passed; items = images (train) or image-steps (denoise)
+ *   "run <seconds>"  -> {"items": n, "seconds": s, "per_s": r, "cpu_s": c, "peak_rss_mb": m}
+ *                       runs whole steps until <seconds> have passed; items = images (train) or image-steps (denoise);
+ *                       cpu_s: the process's CPU time (user + system) in the phase
  *   "profile <steps>" (train only) -> {"profile": {op: {ms_per_step, share, nodes}}}: the same graph in a session under
  *                       onnxruntime's profiler, kernel time per op type
  *   "quit" or end of input -> exits
@@ -136,12 +137,14 @@ for await (const line of createInterface({ input: process.stdin })) {
     const seconds = Number(arg);
     let n = 0;
     t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     do {
       await call();
       n++;
     } while (performance.now() - t0 < seconds * 1000);
     const el = (performance.now() - t0) / 1000;
-    reply({ items: n * items, seconds: +el.toFixed(3), per_s: +((n * items) / el).toFixed(2), peak_rss_mb: peakRssMb() });
+    const cpu = process.cpuUsage(cpu0);
+    reply({ items: n * items, seconds: +el.toFixed(3), per_s: +((n * items) / el).toFixed(2), cpu_s: +((cpu.user + cpu.system) / 1e6).toFixed(2), peak_rss_mb: peakRssMb() });
   } else if (cmd === 'profile' && step) {
     reply({ profile: await profileStep(step, Number(arg)) });
   } else if (cmd === 'quit') {

@@ -7,7 +7,8 @@
  * with `--peer`, bench/peer/torch_unet.py --serve, Debian's python3-torch). Setup (compiling, 2 warm-up steps) is
  * timed apart. Then `--rounds` rounds of equal phases of `--phase-seconds`, ours then PyTorch's (ABAB...), first
  * for training, then for denoising: load that changes on a shared machine hits both phases of a round alike, and
- * the figure to trust is the median of the per-round ratios (with min and max). Per round one line on stderr;
+ * the figure to trust is the median of the per-round ratios (with min and max). Each phase also reports its CPU time
+ * over wall time per thread (`cpu_per_thread`, ~1 when the side had its cores; other jobs show as less). Per round one line on stderr;
  * one JSON object as the last line of stdout. With `--profile`, our training step also runs `--steps` steps under
  * onnxruntime's profiler (after the timed rounds and the RSS reading) and the JSON gets its kernel time per op type.
  *
@@ -143,14 +144,17 @@ for (const task of tasks) {
   }
   // 2. the rounds: ours, pytorch, ours, pytorch, ...
   const rates: Record<string, number[]> = Object.fromEntries(sides.map((w) => [w, []]));
+  // CPU time over wall time per phase, over --threads: near 1 when the side had its cores, lower when it was starved
+  const cpuShare: Record<string, number[]> = Object.fromEntries(sides.map((w) => [w, []]));
   const rss: Record<string, number> = {};
   for (let r = 0; r < rounds; r++) {
     for (const who of sides) {
       const res = await started[who]!.command(`run ${phaseSeconds}`);
       rates[who]!.push(res.per_s as number);
+      cpuShare[who]!.push((res.cpu_s as number) / (res.seconds as number) / threads);
       rss[who] = res.peak_rss_mb as number;
     }
-    const line = sides.map((w) => `${w} ${rates[w]![r]!.toFixed(1)}`).join(', ');
+    const line = sides.map((w) => `${w} ${rates[w]![r]!.toFixed(1)} (cpu ${cpuShare[w]![r]!.toFixed(2)})`).join(', ');
     const ratio = other ? `, ratio ${(rates.ours![r]! / rates[other]![r]!).toFixed(3)}` : '';
     process.stderr.write(`${task} round ${r + 1}/${rounds}: ${line} ${unit[task]}${ratio} (load ${os.loadavg()[0]!.toFixed(2)})\n`);
   }
@@ -161,6 +165,7 @@ for (const task of tasks) {
   const bySide = (who: string) => ({
     setup_s: setup[who],
     [key]: { ...spread(rates[who]!, 2), per_round: rates[who]! },
+    cpu_per_thread: spread(cpuShare[who]!, 2),
     ...(task === 'train' ? { peak_rss_mb: rss[who] } : {}),
   });
   results[task] = {

@@ -105,7 +105,7 @@ def peak_rss_mb():
 
 def serve(mode, batch):
     """The line protocol of bench/unet-side.ts on stdin/stdout: one model kept warm, timed phases on command
-    ('run <seconds>' -> {"items", "seconds", "per_s", "peak_rss_mb"}; 'quit'). One process per mode, so that
+    ('run <seconds>' -> {"items", "seconds", "per_s", "cpu_s", "peak_rss_mb"}; 'quit'). One process per mode, so that
     its peak RSS is that mode's alone."""
     t0 = time.perf_counter()
     net, train_step, denoise_step = bench_calls(batch)
@@ -117,12 +117,13 @@ def serve(mode, batch):
     for line in sys.stdin:
         cmd = line.split()
         if cmd and cmd[0] == 'run':
-            n, t0 = 0, time.perf_counter()
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
             while True:
                 call(); n += 1
                 if time.perf_counter() - t0 >= float(cmd[1]): break
-            el = time.perf_counter() - t0
-            print(json.dumps(dict(items=n * batch, seconds=round(el, 3), per_s=round(n * batch / el, 2), peak_rss_mb=peak_rss_mb())), flush=True)
+            el, cpu = time.perf_counter() - t0, time.process_time() - c0
+            print(json.dumps(dict(items=n * batch, seconds=round(el, 3), per_s=round(n * batch / el, 2), cpu_s=round(cpu, 2),
+                                  peak_rss_mb=peak_rss_mb())), flush=True)
         elif cmd and cmd[0] == 'quit': break
         else: print(json.dumps(dict(error=f'unknown command {line.strip()!r}')), flush=True)
 
