@@ -24,8 +24,9 @@ import { adamw } from '../src/engine/optim.ts';
 import type { RuntimeOptions } from '../src/engine/runtime.ts';
 import type { Tensor } from '../src/engine/tensor.ts';
 import { TrainStep } from '../src/engine/train_step.ts';
-import { compileDenoiser } from '../src/models/denoiser-compile.ts';
+import { compileDenoiser, exportDenoiserOnnx } from '../src/models/denoiser-compile.ts';
 import { UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/models/unet.ts';
+import { WorkerDenoiser } from '../src/node/denoiser-workers.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
 
@@ -37,6 +38,7 @@ const { values: a } = parseArgs({
     config: { type: 'string', default: 'mnist-28' },
     'res-blocks': { type: 'string' },
     runtime: { type: 'string', default: '{}' }, // extra RuntimeOptions as JSON (levers, A/B runs of bench:unet --b-runtime)
+    workers: { type: 'string', default: '0' }, // denoise: split the batch across this many 1-thread workers (WorkerDenoiser)
   },
 });
 const mode = a.mode;
@@ -74,8 +76,9 @@ if (mode === 'train') {
   };
   items = B;
 } else {
-  // the inference session `ddpm sample` uses (weights baked in, symbolic batch)
-  const den = await compileDenoiser(ort, cfg, params, runtime);
+  // the inference session `ddpm sample` uses (weights baked in, symbolic batch), or that graph on 1-thread workers
+  const workers = Number(a.workers);
+  const den = workers > 0 ? await WorkerDenoiser.create(cfg, exportDenoiserOnnx(cfg, params).bytes, workers) : await compileDenoiser(ort, cfg, params, runtime);
   let x = rng.normalFloat32(B * D);
   let i = 0;
   call = async () => {

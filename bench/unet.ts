@@ -13,7 +13,10 @@
  * onnxruntime's profiler (after the timed rounds and the RSS reading) and the JSON gets its kernel time per op type.
  *
  *   npm run bench:unet -- [--peer] [--rounds 5] [--phase-seconds 10] [--threads 2] [--batch 64]
- *                         [--only train|denoise] [--profile --steps 4] [--config rgb-32 --res-blocks 2]
+ *                         [--only train|denoise] [--profile --steps 4] [--config rgb-32 --res-blocks 2] [--workers 2]
+ *
+ * `--workers N`: our denoising side splits the batch across N worker threads with a 1-thread session each
+ * (src/node/denoiser-workers.ts) instead of one session with --threads threads.
  *
  * For measuring a change (a lever), `--b-root DIR` (another checkout, e.g. a git worktree of the base commit) and/or
  * `--b-runtime JSON` (extra RuntimeOptions, e.g. '{"memPattern":false}') put a second ddpm-ts side "b" in PyTorch's
@@ -45,6 +48,7 @@ const { values: a } = parseArgs({
     runtime: { type: 'string', default: '{}' },
     'b-root': { type: 'string' },
     'b-runtime': { type: 'string' },
+    workers: { type: 'string', default: '0' },
   },
 });
 const positive = (name: string, v: string, int: boolean): number => {
@@ -57,6 +61,7 @@ const phaseSeconds = positive('phase-seconds', a['phase-seconds']!, false);
 const threads = positive('threads', a.threads!, true);
 const batch = positive('batch', a.batch!, true);
 const profileSteps = positive('steps', a.steps!, true);
+const workers = a.workers === '0' ? 0 : positive('workers', a.workers!, true);
 if (a['res-blocks'] !== undefined) positive('res-blocks', a['res-blocks'], true);
 if (!Object.hasOwn(UNET_CONFIGS, a.config!)) throw new Error(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
 if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') throw new Error(`--only must be train or denoise, got '${a.only}'`);
@@ -118,7 +123,7 @@ function startSide(who: Who, task: Task) {
   const runtime = who === 'b' ? (a['b-runtime'] ?? a.runtime!) : a.runtime!;
   return Side.start(`${who} ${task}`, process.execPath, [
     '--import', 'tsx', path.join(root, 'bench', 'unet-side.ts'), '--mode', task, '--threads', String(threads), '--batch', String(batch), '--config', a.config!,
-    '--runtime', runtime, ...extra,
+    '--runtime', runtime, ...(who === 'ours' ? ['--workers', String(workers)] : []), ...extra,
   ], root);
 }
 
@@ -195,6 +200,7 @@ console.log(JSON.stringify({
   load_avg_start: loadStart,
   load_avg_end: os.loadavg().map(round2),
   ...(a.runtime !== '{}' ? { runtime: JSON.parse(a.runtime!) } : {}),
+  ...(workers ? { denoise_workers: workers } : {}),
   ...(abRun ? { b: { root: a['b-root'] ?? '.', runtime: JSON.parse(a['b-runtime'] ?? a.runtime!) } } : {}),
   ...(a.peer ? { torch: torchVersion } : {}),
   ...results,
