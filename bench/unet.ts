@@ -7,16 +7,19 @@
  * with `--peer`, bench/peer/torch_unet.py --serve, Debian's python3-torch). Setup (compiling, 2 warm-up steps) is
  * timed apart. Then `--rounds` rounds of equal phases of `--phase-seconds`, ours then PyTorch's (ABAB...), first
  * for training, then for denoising: load that changes on a shared machine hits both phases of a round alike, and
- * the figure to trust is the median of the per-round ratios (with min and max). Each phase also reports its CPU time
- * over wall time per thread (`cpu_per_thread`, ~1 when the side had its cores; other jobs show as less). Per round one line on stderr;
- * one JSON object as the last line of stdout. With `--profile`, our training step also runs `--steps` steps under
+ * the figure to trust is the median of the per-round ratios (with min and max). Each phase also reports its CPU
+ * time over wall time per thread (`cpu_per_thread`: ~1 when the side had its cores, less when other jobs took
+ * them); `ratio_clean` is the median over the rounds in which both sides had at least `--min-cpu` (0.9), listed in
+ * `clean_rounds`. Per round one line on stderr; one JSON object as the last line of stdout. With `--profile`, our training step also runs `--steps` steps under
  * onnxruntime's profiler (after the timed rounds and the RSS reading) and the JSON gets its kernel time per op type.
  *
  *   npm run bench:unet -- [--peer] [--rounds 5] [--phase-seconds 10] [--threads 2] [--batch 64]
  *                         [--only train|denoise] [--profile --steps 4] [--config rgb-32 --res-blocks 2] [--workers 2]
  *
  * `--workers N`: our denoising side splits the batch across N worker threads with a 1-thread session each
- * (src/node/denoiser-workers.ts) instead of one session with --threads threads.
+ * (src/node/denoiser-workers.ts) instead of one session with --threads threads; our training side becomes N
+ * processes of batch/N on 1 thread each, stepping at the same time without averaging their gradients (what a
+ * data-parallel step could reach; the trainer does not do this). Their rates and peak RSS are summed.
  *
  * For measuring a change (a lever), `--b-root DIR` (another checkout, e.g. a git worktree of the base commit) and/or
  * `--b-runtime JSON` (extra RuntimeOptions, e.g. '{"memPattern":false}') put a second ddpm-ts side "b" in PyTorch's
@@ -49,6 +52,7 @@ const { values: a } = parseArgs({
     'b-root': { type: 'string' },
     'b-runtime': { type: 'string' },
     workers: { type: 'string', default: '0' },
+    'min-cpu': { type: 'string', default: '0.9' },
   },
 });
 const positive = (name: string, v: string, int: boolean): number => {
@@ -62,10 +66,12 @@ const threads = positive('threads', a.threads!, true);
 const batch = positive('batch', a.batch!, true);
 const profileSteps = positive('steps', a.steps!, true);
 const workers = a.workers === '0' ? 0 : positive('workers', a.workers!, true);
+const minCpu = positive('min-cpu', a['min-cpu']!, false);
 if (a['res-blocks'] !== undefined) positive('res-blocks', a['res-blocks'], true);
 if (!Object.hasOwn(UNET_CONFIGS, a.config!)) throw new Error(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
 if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') throw new Error(`--only must be train or denoise, got '${a.only}'`);
 if (a.peer && (a.config !== 'mnist-28' || a['res-blocks'] !== undefined)) throw new Error('--peer: the PyTorch peer is mnist-28 only');
+if (a.profile && workers > 1) throw new Error('--profile profiles the one-session training step: leave out --workers');
 const abRun = a['b-root'] !== undefined || a['b-runtime'] !== undefined;
 if (a.peer && abRun) throw new Error('--peer and --b-root/--b-runtime: one other side at a time');
 for (const k of ['runtime', 'b-runtime'] as const) {
@@ -115,15 +121,44 @@ class Side {
   }
 }
 
+/**
+ * Several side processes run as one (`--workers N` for training): every command goes to all at once; rates, CPU
+ * times and peak RSS add up, a phase lasts as long as the slowest.
+ */
+class SideGroup {
+  constructor(private readonly members: Side[]) {}
+
+  async command(line: string): Promise<Record<string, unknown>> {
+    const rs = await Promise.all(this.members.map((m) => m.command(line)));
+    const total = (k: string) => rs.reduce((acc, r) => acc + (r[k] as number), 0);
+    return { per_s: total('per_s'), cpu_s: total('cpu_s'), peak_rss_mb: total('peak_rss_mb'), seconds: Math.max(...rs.map((r) => r.seconds as number)) };
+  }
+
+  async quit(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.quit()));
+  }
+}
+
 type Who = 'ours' | 'pytorch' | 'b';
-function startSide(who: Who, task: Task) {
+async function startSide(who: Who, task: Task): Promise<{ side: Side | SideGroup; ready: Record<string, unknown> }> {
+  if (who === 'ours' && task === 'train' && workers > 1) {
+    // the batch split across processes of 1 thread each, stepping independently: no gradient averaging, so this is
+    // what a data-parallel step could reach, not what the trainer does
+    const parts = await Promise.all(Array.from({ length: workers }, (_, i) => oneSide(who, task, i)));
+    return { side: new SideGroup(parts.map((p) => p.side)), ready: { ...parts[0]!.ready, setup_s: Math.max(...parts.map((p) => p.ready.setup_s as number)) } };
+  }
+  return oneSide(who, task);
+}
+
+function oneSide(who: Who, task: Task, part?: number) {
   if (who === 'pytorch') return Side.start(`pytorch ${task}`, PYTHON, [TORCH_UNET, '--serve', task, '--threads', String(threads), '--batch', String(batch)]);
   const extra = a['res-blocks'] !== undefined ? ['--res-blocks', a['res-blocks']] : [];
   const root = who === 'b' && a['b-root'] !== undefined ? path.resolve(a['b-root']) : path.join(here, '..');
   const runtime = who === 'b' ? (a['b-runtime'] ?? a.runtime!) : a.runtime!;
-  return Side.start(`${who} ${task}`, process.execPath, [
-    '--import', 'tsx', path.join(root, 'bench', 'unet-side.ts'), '--mode', task, '--threads', String(threads), '--batch', String(batch), '--config', a.config!,
-    '--runtime', runtime, ...(who === 'ours' ? ['--workers', String(workers)] : []), ...extra,
+  const split = part !== undefined ? { threads: 1, batch: Math.floor((batch * (part + 1)) / workers) - Math.floor((batch * part) / workers) } : { threads, batch };
+  return Side.start(`${who} ${task}${part !== undefined ? ` ${part + 1}/${workers}` : ''}`, process.execPath, [
+    '--import', 'tsx', path.join(root, 'bench', 'unet-side.ts'), '--mode', task, '--threads', String(split.threads), '--batch', String(split.batch), '--config', a.config!,
+    '--runtime', runtime, ...(who === 'ours' && task === 'denoise' ? ['--workers', String(workers)] : []), ...extra,
   ], root);
 }
 
@@ -138,7 +173,7 @@ let params = 0;
 let torchVersion: unknown;
 for (const task of tasks) {
   // 1. start each side (one at a time, so that setup times are not mixed), warm
-  const started: Record<string, Side> = {};
+  const started: Record<string, Side | SideGroup> = {};
   const setup: Record<string, number> = {};
   for (const who of sides) {
     const { side, ready } = await startSide(who, task);
@@ -173,9 +208,18 @@ for (const task of tasks) {
     cpu_per_thread: spread(cpuShare[who]!, 2),
     ...(task === 'train' ? { peak_rss_mb: rss[who] } : {}),
   });
+  // rounds in which every side had its cores (CPU per thread >= --min-cpu): on a shared machine, the ratio to trust
+  const clean = rates.ours!.map((_, r) => r).filter((r) => sides.every((w) => cpuShare[w]![r]! >= minCpu));
   results[task] = {
     ours: bySide('ours'),
-    ...(other ? { [other]: bySide(other), ratio: roundRatios(rates.ours!, rates[other]!) } : {}),
+    ...(other
+      ? {
+          [other]: bySide(other),
+          ratio: roundRatios(rates.ours!, rates[other]!),
+          clean_rounds: clean.map((r) => r + 1),
+          ...(clean.length ? { ratio_clean: roundRatios(clean.map((r) => rates.ours![r]!), clean.map((r) => rates[other]![r]!)) } : {}),
+        }
+      : {}),
   };
 }
 
