@@ -36,28 +36,40 @@ import { PYTHON, TORCH_UNET, checkTorch } from './peer/python.ts';
 import { roundRatios, spread } from './rounds.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { values: a } = parseArgs({
-  options: {
-    peer: { type: 'boolean', default: false },
-    rounds: { type: 'string', default: '3' },
-    'phase-seconds': { type: 'string', default: '10' },
-    threads: { type: 'string', default: String(os.availableParallelism()) },
-    batch: { type: 'string', default: '64' },
-    only: { type: 'string' },
-    profile: { type: 'boolean', default: false },
-    steps: { type: 'string', default: '4' },
-    config: { type: 'string', default: 'mnist-28' },
-    'res-blocks': { type: 'string' },
-    runtime: { type: 'string', default: '{}' },
-    'b-root': { type: 'string' },
-    'b-runtime': { type: 'string' },
-    workers: { type: 'string', default: '0' },
-    'min-cpu': { type: 'string', default: '0.9' },
-  },
-});
+/** A bad flag: one line, exit code 2. */
+function usage(msg: string): never {
+  console.error(`error: ${msg}`);
+  process.exit(2);
+}
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        peer: { type: 'boolean', default: false },
+        rounds: { type: 'string', default: '5' },
+        'phase-seconds': { type: 'string', default: '10' },
+        threads: { type: 'string', default: String(os.availableParallelism()) },
+        batch: { type: 'string', default: '64' },
+        only: { type: 'string' },
+        profile: { type: 'boolean', default: false },
+        steps: { type: 'string', default: '4' },
+        config: { type: 'string', default: 'mnist-28' },
+        'res-blocks': { type: 'string' },
+        runtime: { type: 'string', default: '{}' },
+        'b-root': { type: 'string' },
+        'b-runtime': { type: 'string' },
+        workers: { type: 'string', default: '0' },
+        'min-cpu': { type: 'string', default: '0.9' },
+      },
+    }).values;
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+}
+const a = parseFlags();
 const positive = (name: string, v: string, int: boolean): number => {
   const n = Number(v);
-  if (!(n > 0 && (!int || Number.isInteger(n)))) throw new Error(`--${name} must be a positive ${int ? 'integer' : 'number'}, got '${v}'`);
+  if (!(n > 0 && (!int || Number.isInteger(n)))) usage(`--${name} must be a positive ${int ? 'integer' : 'number'}, got '${v}'`);
   return n;
 };
 const rounds = positive('rounds', a.rounds!, true);
@@ -68,17 +80,17 @@ const profileSteps = positive('steps', a.steps!, true);
 const workers = a.workers === '0' ? 0 : positive('workers', a.workers!, true);
 const minCpu = positive('min-cpu', a['min-cpu']!, false);
 if (a['res-blocks'] !== undefined) positive('res-blocks', a['res-blocks'], true);
-if (!Object.hasOwn(UNET_CONFIGS, a.config!)) throw new Error(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
-if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') throw new Error(`--only must be train or denoise, got '${a.only}'`);
-if (a.peer && (a.config !== 'mnist-28' || a['res-blocks'] !== undefined)) throw new Error('--peer: the PyTorch peer is mnist-28 only');
-if (a.profile && workers > 1) throw new Error('--profile profiles the one-session training step: leave out --workers');
+if (!Object.hasOwn(UNET_CONFIGS, a.config!)) usage(`--config: unknown preset '${a.config}' (known: ${Object.keys(UNET_CONFIGS).join(', ')})`);
+if (a.only !== undefined && a.only !== 'train' && a.only !== 'denoise') usage(`--only must be train or denoise, got '${a.only}'`);
+if (a.peer && (a.config !== 'mnist-28' || a['res-blocks'] !== undefined)) usage('--peer: the PyTorch peer is mnist-28 only');
+if (a.profile && workers > 1) usage('--profile profiles the one-session training step: leave out --workers');
 const abRun = a['b-root'] !== undefined || a['b-runtime'] !== undefined;
-if (a.peer && abRun) throw new Error('--peer and --b-root/--b-runtime: one other side at a time');
+if (a.peer && abRun) usage('--peer and --b-root/--b-runtime: one other side at a time');
 for (const k of ['runtime', 'b-runtime'] as const) {
   try {
     if (a[k] !== undefined) JSON.parse(a[k]);
   } catch {
-    throw new Error(`--${k} must be JSON (RuntimeOptions), got '${a[k]}'`);
+    usage(`--${k} must be JSON (RuntimeOptions), got '${a[k]}'`);
   }
 }
 if (a.peer) checkTorch('--peer');

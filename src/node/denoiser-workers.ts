@@ -1,9 +1,9 @@
 /**
  * A denoiser whose batch is split across worker threads, each with its own single-threaded onnxruntime session
  * of the same ONNX bytes: images are independent, so the halves need no communication beyond the split and
- * the concatenation. On the 2-core development machine two 1-thread workers gave 1.40–1.71× the img-steps/s of
- * one 2-thread session at batch 64 (issue 17, measured under load; see the README's Benchmarks), as intra-op
- * threads meet at a barrier after each of the graph's ~600 ops.
+ * the concatenation. On the 2-core development machine, at batch 64, two 1-thread workers gave 1.40–1.71× the
+ * img-steps/s of one 2-thread session while other jobs took CPU (a 2-thread session waits at every op for a thread
+ * that lost its core), and about 1.08× on the quiet machine (555 against 513, one phase each; issue 17).
  *
  * Same `predict` as {@link Denoiser} (a class-conditional model is run with the label ∅, its unconditional
  * prediction). Node only (worker_threads).
