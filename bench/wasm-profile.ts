@@ -4,12 +4,18 @@
  * 2 threads), under onnxruntime's profiler. Reports the kernel time per op type, the GFLOP/s of the convolutions
  * (2 · MACs from the profiled shapes), and, as the ceiling those kernels could reach here, the GFLOP/s of one
  * large MatMul (1024 x 1024 x 1024) in the same build. `bench/web.ts --profile` prints it.
+ *
+ * Run directly, it times the levers tried on those kernels, rounds alternated (one JSON object, ms per call or
+ * GFLOP/s per round): session options and batch splits of the shipped model, and a 3x3 convolution against the same
+ * work as one im2col MatMul:
+ *
+ *   node --import tsx bench/wasm-profile.ts --variants [--threads 2] [--rounds 3]
  */
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { toOnnx } from '../src/engine/onnx.ts';
-import { input, matmul } from '../src/engine/tensor.ts';
+import { conv2d, input, matmul } from '../src/engine/tensor.ts';
 
 export interface OpShare { ms_per_call: number; share: number; nodes: number }
 export interface WasmProfile {
@@ -118,6 +124,65 @@ export function wasmProfile(modelPath: string, threads: number, batch = 16, runs
     conv_gflop_per_s: +(convFlop / (convUs / 1e6) / 1e9).toFixed(1),
     matmul_1024_gflop_per_s: +tail.matmul_1024_gflop_per_s.toFixed(1),
   };
+}
+
+/** The levers tried on the wasm kernels, rounds alternated; ms per call (model) or GFLOP/s (convolution). */
+async function variants(modelPath: string, threads: number, rounds: number): Promise<Record<string, number[]>> {
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = threads;
+  const make = (bytes: Uint8Array, opts: Record<string, unknown> = {}) =>
+    ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', ...opts });
+  const model = new Uint8Array(await readFile(modelPath));
+  const sessions: Record<string, Awaited<ReturnType<typeof make>>> = {
+    all: await make(model),
+    extended: await make(model, { graphOptimizationLevel: 'extended' }),
+    basic: await make(model, { graphOptimizationLevel: 'basic' }),
+    'arena off': await make(model, { enableCpuMemArena: false }),
+    'batch fixed (freeDimensionOverrides)': await make(model, { freeDimensionOverrides: { N: 16 } }),
+  };
+  const fill = (dims: number[]) => new ort.Tensor('float32', Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) * 0.5), dims);
+  const feeds = (s: (typeof sessions)[string], b: number) => {
+    const f: Record<string, InstanceType<typeof ort.Tensor>> = {};
+    for (const m of s.inputMetadata) if (m.isTensor) f[m.name] = fill(m.shape.map((d) => (typeof d === 'number' ? d : b)));
+    return f;
+  };
+  const msPerCall = async (s: (typeof sessions)[string], b: number, calls: number, reps = 4) => {
+    await s.run(feeds(s, b));
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) for (let c = 0; c < calls; c++) await s.run(feeds(s, b));
+    return (performance.now() - t0) / reps;
+  };
+  // a 3x3 convolution (batch 16, 32 -> 32 channels, 28x28) and the same multiply-adds as one im2col MatMul
+  const [N, C, H] = [16, 32, 28];
+  const conv = await make(toOnnx({ y: conv2d(input('x', [N, C, H, H]), input('w', [C, C, 3, 3]), undefined, { padding: 1 }) }).bytes);
+  const mmBatched = await make(toOnnx({ y: matmul(input('w', [C, 9 * C]), input('x', [N, 9 * C, H * H])) }).bytes);
+  const mmFlat = await make(toOnnx({ y: matmul(input('w', [C, 9 * C]), input('x', [9 * C, N * H * H])) }).bytes);
+  const flop = 2 * N * C * H * H * 9 * C;
+  const gflops = async (s: (typeof sessions)[string], f: Record<string, InstanceType<typeof ort.Tensor>>, reps = 5) => {
+    await s.run(f);
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) await s.run(f);
+    return (flop * reps) / ((performance.now() - t0) / 1000) / 1e9;
+  };
+  const out: Record<string, number[]> = {};
+  const add = (k: string, v: number) => (out[k] ??= []).push(+v.toFixed(1));
+  for (let r = 0; r < rounds; r++) {
+    for (const [k, s] of Object.entries(sessions)) add(`${k}: ms per call of batch 16`, await msPerCall(s, 16, 1));
+    add('all, two calls of batch 8: ms', await msPerCall(sessions.all!, 8, 2));
+    add('all, four calls of batch 4: ms', await msPerCall(sessions.all!, 4, 4));
+    add('conv 3x3 (16x32x28x28, 32 out): GFLOP/s', await gflops(conv, { x: fill([N, C, H, H]), w: fill([C, C, 3, 3]) }));
+    add('im2col MatMul [32,288] x [16,288,784]: GFLOP/s', await gflops(mmBatched, { w: fill([C, 9 * C]), x: fill([N, 9 * C, H * H]) }));
+    add('im2col MatMul [32,288] x [288,12544]: GFLOP/s', await gflops(mmFlat, { w: fill([C, 9 * C]), x: fill([9 * C, N * H * H]) }));
+  }
+  return out;
+}
+
+if (process.argv[2] === '--variants') {
+  const { parseArgs } = await import('node:util');
+  const { values } = parseArgs({ args: process.argv.slice(3), options: { threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, model: { type: 'string', default: 'models/mnist-28/model.onnx' } } });
+  const res = await variants(values.model!, Number(values.threads), Number(values.rounds));
+  console.log(JSON.stringify({ bench: 'wasm-variants', date: new Date().toISOString(), threads: Number(values.threads), model: values.model, rounds: res }));
+  process.exit(0);
 }
 
 if (process.argv[2] === '--child') {
