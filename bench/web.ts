@@ -30,6 +30,7 @@ import { buildApp, openApp } from '../web/scripts/chromium.ts';
 import { SHIPPED_MODEL_DIR, prepareModel } from '../web/scripts/prepare-model.ts';
 import { TRAIN_DATA_FILE } from '../web/scripts/prepare-train-data.ts';
 import { trainDataset } from '../web/src/train-data.ts';
+import { median } from './rounds.ts';
 import { wasmProfile } from './wasm-profile.ts';
 
 const { values: args } = parseArgs({
@@ -50,10 +51,6 @@ const STEPS = 50;
 const WARMUP = 3;
 const TIMEOUT = 600_000;
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const round = (x: number, d = 4) => Number(x.toPrecision(d));
 
 async function pageSample(page: Page): Promise<number> {
