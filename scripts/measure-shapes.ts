@@ -3,7 +3,7 @@
  * shipped shape classifier (models/shapes-classifier): the quality measure of issue 14, as LeNet's "confident
  * digits" are for MNIST (the same classifierScores: max softmax probability > --threshold, default 0.9).
  *
- *   npm run measure:shapes -- <run dir | checkpoint | model.onnx> [--n 256] [--sampler ddim] [--steps 50] [--seed 0]
+ *   npm run measure:shapes -- <run dir | checkpoint | model.onnx> [--n 256] [--sampler ddim] [--steps 50] [--eta 0] [--seed 0]
  *   npm run measure:shapes -- <folder of images | grid.png>       score images already made (a grid as
  *                                                                  `ddpm train` / `ddpm sample` write: 32x32 tiles,
  *                                                                  2 pixels apart)
@@ -159,6 +159,7 @@ async function main(): Promise<void> {
       n: { type: 'string' },
       sampler: { type: 'string', default: 'ddim' },
       steps: { type: 'string' },
+      eta: { type: 'string' },
       seed: { type: 'string' },
       'batch-size': { type: 'string' },
       threads: { type: 'string' },
@@ -217,10 +218,12 @@ async function main(): Promise<void> {
       const steps = values.steps === undefined ? undefined : intFlag(values.steps, 'steps', 50, 2, MAX_T);
       const seed = intFlag(values.seed, 'seed', 0, 0, MAX_SEED);
       const batchSize = intFlag(values['batch-size'], 'batch-size', 64, 1, MAX_BATCH_SIZE);
+      const eta = values.eta === undefined ? undefined : Number(values.eta);
+      if (eta !== undefined && !(sampler === 'ddim' && eta >= 0 && eta <= 1)) throw new UserError(`--eta: a number in [0, 1], with --sampler ddim; got '${values.eta}'`);
       log(`sampling ${n} images from ${source} (step ${pipe.source.step ?? '?'}) with ${sampler}${steps ? `-${steps}` : ''}, ${threads} thread(s)`);
       let last = 0;
       const out = await pipe.generate({
-        n, sampler, steps, seed, batchSize,
+        n, sampler, steps, eta, seed, batchSize,
         onProgress: (done, total) => {
           if (performance.now() - last > 10_000) {
             last = performance.now();
@@ -229,7 +232,7 @@ async function main(): Promise<void> {
         },
       });
       images = quantizeLikePng(out.samples);
-      Object.assign(info, { step: pipe.source.step, sampler, steps: out.timesteps.length, seed, sampleSeconds: Math.round((performance.now() - t0) / 100) / 10 });
+      Object.assign(info, { step: pipe.source.step, sampler, steps: out.timesteps.length, ...(eta !== undefined ? { eta } : {}), seed, sampleSeconds: Math.round((performance.now() - t0) / 100) / 10 });
     } finally {
       await pipe.release();
     }
