@@ -180,8 +180,19 @@ async function variants(modelPath: string, threads: number, rounds: number): Pro
 if (process.argv[2] === '--variants') {
   const { parseArgs } = await import('node:util');
   const { values } = parseArgs({ args: process.argv.slice(3), options: { threads: { type: 'string', default: '2' }, rounds: { type: 'string', default: '3' }, model: { type: 'string', default: 'models/mnist-28/model.onnx' } } });
-  const res = await variants(values.model!, Number(values.threads), Number(values.rounds));
-  console.log(JSON.stringify({ bench: 'wasm-variants', date: new Date().toISOString(), threads: Number(values.threads), model: values.model, rounds: res }));
+  const [threads, rounds] = [Number(values.threads), Number(values.rounds)];
+  if (!(Number.isInteger(threads) && threads >= 1) || !(Number.isInteger(rounds) && rounds >= 1)) {
+    console.error(`error: --threads and --rounds must be positive integers, got '${values.threads}' and '${values.rounds}'`);
+    process.exit(2);
+  }
+  try {
+    await readFile(values.model!);
+  } catch (e) {
+    console.error(`error: --model ${values.model}: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  const res = await variants(values.model!, threads, rounds);
+  console.log(JSON.stringify({ bench: 'wasm-variants', date: new Date().toISOString(), threads, model: values.model, rounds: res }));
   process.exit(0);
 }
 
