@@ -29,6 +29,7 @@ import { UNET_CONFIGS, countParams, initUNet, unet, unetConfig } from '../src/mo
 import { WorkerDenoiser } from '../src/node/denoiser-workers.ts';
 import { ort } from '../src/node/ort.ts';
 import { Rng } from '../src/rng.ts';
+import { kernelTimeByOp, type ProfileEvent } from './ort-profile.ts';
 
 const { values: a } = parseArgs({
   options: {
@@ -112,24 +113,12 @@ async function profileStep(s: TrainStep, steps: number): Promise<Record<string, 
   await sess.release();
   const base = path.basename(prefix);
   const file = path.join(os.tmpdir(), readdirSync(os.tmpdir()).find((f) => f.startsWith(`${base}_`) && f.endsWith('.json')) ?? '');
-  type Ev = { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string } };
-  const events = JSON.parse(readFileSync(file, 'utf8')) as Ev[];
+  const events = JSON.parse(readFileSync(file, 'utf8')) as ProfileEvent[];
   rmSync(file, { force: true });
-  const runs = events.filter((e) => e.name === 'model_run').sort((x, y) => x.ts - y.ts);
-  const from = runs[warm]!.ts;
-  const byOp = new Map<string, { us: number; n: number }>();
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
-    const op = e.args?.op_name ?? '?';
-    const r = byOp.get(op) ?? { us: 0, n: 0 };
-    r.us += e.dur;
-    r.n += 1;
-    byOp.set(op, r);
-  }
-  const total = [...byOp.values()].reduce((acc, r) => acc + r.us, 0);
+  const { byOp, totalUs } = kernelTimeByOp(events, warm);
   const out: Record<string, { ms_per_step: number; share: number; nodes: number }> = {};
-  for (const [op, r] of [...byOp].sort((x, y) => y[1].us - x[1].us)) {
-    out[op] = { ms_per_step: +(r.us / steps / 1000).toFixed(1), share: +(r.us / total).toFixed(3), nodes: Math.round(r.n / steps) };
+  for (const [op, r] of byOp) {
+    out[op] = { ms_per_step: +(r.us / steps / 1000).toFixed(1), share: +(r.us / totalUs).toFixed(3), nodes: Math.round(r.n / steps) };
   }
   return out;
 }

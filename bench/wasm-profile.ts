@@ -16,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { toOnnx } from '../src/engine/onnx.ts';
 import { conv2d, input, matmul } from '../src/engine/tensor.ts';
+import { kernelTimeByOp, type ProfileEvent } from './ort-profile.ts';
 
 export interface OpShare { ms_per_call: number; share: number; nodes: number }
 export interface WasmProfile {
@@ -27,11 +28,10 @@ export interface WasmProfile {
   matmul_1024_gflop_per_s: number;
 }
 
-type Ev = { cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string; input_type_shape?: Record<string, number[]>[]; output_type_shape?: Record<string, number[]>[] } };
 const dims = (s: Record<string, number[]> | undefined) => (s ? Object.values(s)[0]! : []);
 
 /** 2 · MACs of one Conv event from its profiled shapes (input [N,C,H,W], weight [M,C/g,kh,kw], output [N,M,Ho,Wo]). */
-function convFlops(e: Ev): number {
+function convFlops(e: ProfileEvent): number {
   const w = dims(e.args?.input_type_shape?.[1]);
   const y = dims(e.args?.output_type_shape?.[0]);
   if (w.length !== 4 || y.length !== 4) return 0;
@@ -82,36 +82,28 @@ export function wasmProfile(modelPath: string, threads: number, batch = 16, runs
   const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', modelPath, String(threads), String(batch), String(runs)], {
     encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const events: Ev[] = [];
+  const events: ProfileEvent[] = [];
   let tail: { version: string; matmul_1024_gflop_per_s: number } | null = null;
   for (const line of out.split('\n')) {
     const s = line.trim().replace(/,$/, '');
     if (s.startsWith(MARK)) tail = JSON.parse(s.slice(MARK.length));
-    else if (s.startsWith('{"cat"')) events.push(JSON.parse(s) as Ev);
+    else if (s.startsWith('{"cat"')) events.push(JSON.parse(s) as ProfileEvent);
   }
   if (!tail) throw new Error('wasm profile: the child printed no result');
   const warm = WARM;
   const calls = events.filter((e) => e.name === 'model_run').sort((a, b) => a.ts - b.ts);
   if (calls.length < warm + runs) throw new Error(`profile: ${calls.length} model runs found, expected ${warm + runs}`);
-  const from = calls[warm]!.ts;
-  const byOp = new Map<string, { us: number; n: number }>();
+  const { byOp, totalUs: total, kernels } = kernelTimeByOp(events, warm);
   let convFlop = 0;
   let convUs = 0;
-  for (const e of events) {
-    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from) continue;
-    const op = e.args?.op_name ?? '?';
-    const r = byOp.get(op) ?? { us: 0, n: 0 };
-    r.us += e.dur;
-    r.n += 1;
-    byOp.set(op, r);
-    if (op === 'Conv' || op === 'FusedConv') {
+  for (const e of kernels) {
+    if (e.args?.op_name === 'Conv' || e.args?.op_name === 'FusedConv') {
       convFlop += convFlops(e);
       convUs += e.dur;
     }
   }
-  const total = [...byOp.values()].reduce((a, r) => a + r.us, 0);
   const by_op: Record<string, OpShare> = {};
-  for (const [op, r] of [...byOp].sort((a, b) => b[1].us - a[1].us)) {
+  for (const [op, r] of byOp) {
     by_op[op] = { ms_per_call: +(r.us / runs / 1000).toFixed(2), share: +(r.us / total).toFixed(3), nodes: Math.round(r.n / runs) };
   }
   const ms = calls.slice(warm).reduce((a, e) => a + e.dur, 0) / runs / 1000;
