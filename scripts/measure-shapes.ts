@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { IMAGE_EXTENSIONS, listImageFiles } from '../src/data/folder.ts';
-import { SHAPE_KINDS, renderShapes } from '../src/data/shapes.ts';
+import { SHAPE_KINDS, renderNotShapes, renderShapes } from '../src/data/shapes.ts';
 import { UserError } from '../src/errors.ts';
 import { intFlag } from '../src/cli/common.ts';
 import { DEFAULT_SHAPES_CLASSIFIER_DIR, loadClassifierDir, type ClassifierDir } from '../src/eval/classifier-dir.ts';
@@ -144,6 +144,8 @@ function baselineSets(n: number, S: number): Record<string, Float32Array> {
   };
   return {
     'real shapes (seed 3)': real,
+    'real shapes in any visible colours (seed 3)': u8ToUnit(renderShapes(REAL_SEED, 0, n, S, 'visible').images),
+    'not-shapes (seed 3: noise, fields, noisy shapes, blends)': u8ToUnit(renderNotShapes(REAL_SEED, 0, n, S)),
     'uniform noise': quantizeLikePng(uniform),
     'Gaussian noise (σ 0.5, clipped)': quantizeLikePng(gaussian),
     'flat colours (background only)': quantizeLikePng(flat),

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { SHAPE_KINDS, renderNotShapes, renderShape, renderShapes, shapeSpec } from '../src/data/shapes.ts';
+import { MIN_LUMA_CONTRAST, MIN_VISIBLE_RGB_DISTANCE, SHAPE_KINDS, renderNotShapes, renderShape, renderShapes, shapeSpec } from '../src/data/shapes.ts';
 import { DEFAULT_SHAPES_CLASSIFIER_DIR, loadClassifierDir } from '../src/eval/classifier-dir.ts';
 import { accuracy, classifierScores, classify } from '../src/eval/fid.ts';
 import { encodePng } from '../src/io/image.ts';
@@ -44,6 +44,18 @@ test('shapes: the same seed gives the same bytes; image i depends on (seed, i) o
     assert.ok(s.cx - s.size / 2 >= 1 - 1e-9 && s.cx + s.size / 2 <= 31 + 1e-9 && s.cy - s.size / 2 >= 1 - 1e-9 && s.cy + s.size / 2 <= 31 + 1e-9, JSON.stringify(s));
   }
   assert.throws(() => shapeSpec(0, 0, 8), /image size must be an integer in \[16, 256\], got 8/);
+});
+
+test("shapes: the data's colours keep a luma contrast >= 80; 'visible' colours only an RGB distance >= 48, at any luma contrast", () => {
+  const luma = (c: readonly number[]) => 0.299 * c[0]! + 0.587 * c[1]! + 0.114 * c[2]!;
+  const data = renderShapes(4, 0, 500, 32).specs;
+  const visible = renderShapes(4, 0, 500, 32, 'visible').specs;
+  for (const s of data) assert.ok(Math.abs(luma(s.fill) - luma(s.background)) >= MIN_LUMA_CONTRAST, JSON.stringify(s));
+  for (const s of visible) assert.ok(Math.hypot(...s.fill.map((v, c) => v - s.background[c]!)) >= MIN_VISIBLE_RGB_DISTANCE, JSON.stringify(s));
+  const low = visible.filter((s) => Math.abs(luma(s.fill) - luma(s.background)) < 40).length;
+  assert.ok(low > 100, `visible colours include low luma contrast: ${low} of 500 below 40`);
+  // only the fill differs: same kinds, backgrounds, positions and sizes
+  assert.deepEqual(visible.map(({ fill: _, ...r }) => r), data.map(({ fill: _, ...r }) => r));
 });
 
 test('shapes: a circle is drawn where its spec says, anti-aliased, with the exact fill inside and background outside', () => {
@@ -112,6 +124,11 @@ test('the shipped shape classifier puts held-out shapes in their class and noise
     assert.ok(noise.confidentFraction <= 0.05, `confident on not-shapes: ${noise.confidentFraction}`);
     assert.equal(noiseOut.confidentFraction, 0, 'uniform noise is never a confident shape');
     assert.equal(noiseOut.counts[5], 50, 'uniform noise is none');
+    // a shape is a shape in any colours a person sees apart, not only at the data's luma contrast (the first
+    // classifier called 97% of clean shapes of luma contrast 20-40 'none')
+    const visible = renderShapes(11, 0, n, 32, 'visible');
+    const vis = classifierScores((await classify(net, unit(visible.images))).logits, 6, { rejectClass: 5 });
+    assert.ok(vis.confidentFraction >= 0.85, `confident on shapes in any visible colours: ${vis.confidentFraction}`);
   } finally {
     await net.release();
   }

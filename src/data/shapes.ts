@@ -36,7 +36,19 @@ export interface ShapeSpec {
 /** Bounding-box side as a fraction of the image side: [35%, 70%]. */
 const SIZE_RANGE = [0.35, 0.7] as const;
 /** Least |luma(fill) − luma(background)| (Rec. 601, 0..255), so the shape also stands out in grey. */
-const MIN_LUMA_CONTRAST = 80;
+export const MIN_LUMA_CONTRAST = 80;
+/**
+ * Least Euclidean RGB distance (0..255 per channel) between fill and background under `colours: 'visible'`: any
+ * colour pair a person sees apart, whatever its luma contrast (a yellow cross on peach, red on grey of equal luma).
+ */
+export const MIN_VISIBLE_RGB_DISTANCE = 48;
+
+/**
+ * How a shape's fill is drawn against its background: 'data' (what `make:shapes` writes) keeps the luma contrast
+ * of MIN_LUMA_CONTRAST; 'visible' keeps only MIN_VISIBLE_RGB_DISTANCE, so the shape classifier learns shapes by
+ * their outline, not by the data set's luma rule.
+ */
+export type ShapeColours = 'data' | 'visible';
 /** Samples per pixel side for anti-aliasing. */
 const SUPERSAMPLE = 4;
 
@@ -76,7 +88,7 @@ function checkSize(size: number): void {
 }
 
 /** The parameters of image `index` of the set drawn with `seed`, for images of side `imageSize`. */
-export function shapeSpec(seed: number, index: number, imageSize: number): ShapeSpec {
+export function shapeSpec(seed: number, index: number, imageSize: number, colours: ShapeColours = 'data'): ShapeSpec {
   checkSize(imageSize);
   const rng = new Rng(seed).fold(index);
   const kind = SHAPE_KINDS[index % SHAPE_KINDS.length]!;
@@ -84,6 +96,13 @@ export function shapeSpec(seed: number, index: number, imageSize: number): Shape
   const background = rgb();
   let fill = rgb();
   while (Math.abs(luma(fill) - luma(background)) < MIN_LUMA_CONTRAST) fill = rgb(); // P(accept) > 1/3 for any background
+  if (colours === 'visible') {
+    // from a stream of its own, so that kind, background, position and size stay those of the 'data' image
+    const r = new Rng(seed).fold(index).fold(1);
+    const apart = (f: number[]) => Math.hypot(f[0]! - background[0]!, f[1]! - background[1]!, f[2]! - background[2]!) >= MIN_VISIBLE_RGB_DISTANCE;
+    do fill = [r.integer(256), r.integer(256), r.integer(256)];
+    while (!apart(fill));
+  }
   const round2 = (v: number) => Math.round(v * 100) / 100;
   const size = round2(imageSize * (SIZE_RANGE[0] + (SIZE_RANGE[1] - SIZE_RANGE[0]) * rng.uniform()));
   // the whole box inside the image, with a 1-pixel margin
@@ -127,7 +146,7 @@ export function renderShape(spec: ShapeSpec, imageSize: number): Uint8Array {
 }
 
 /** Images `start .. start+n−1` of the set drawn with `seed`, as uint8 (n, 3, S, S) with their class indices. */
-export function renderShapes(seed: number, start: number, n: number, imageSize: number): { images: Uint8Array; labels: Uint8Array; specs: ShapeSpec[] } {
+export function renderShapes(seed: number, start: number, n: number, imageSize: number, colours: ShapeColours = 'data'): { images: Uint8Array; labels: Uint8Array; specs: ShapeSpec[] } {
   checkSize(imageSize);
   const S = imageSize;
   const per = 3 * S * S;
@@ -135,7 +154,7 @@ export function renderShapes(seed: number, start: number, n: number, imageSize: 
   const labels = new Uint8Array(n);
   const specs: ShapeSpec[] = [];
   for (let i = 0; i < n; i++) {
-    const spec = shapeSpec(seed, start + i, S);
+    const spec = shapeSpec(seed, start + i, S, colours);
     hwcToChw(renderShape(spec, S), 3, S, S, images, i * per);
     labels[i] = SHAPE_KINDS.indexOf(spec.kind);
     specs.push(spec);
