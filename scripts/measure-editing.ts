@@ -117,7 +117,7 @@ async function measureInpaint(): Promise<Record<string, unknown>> {
   const runs: { name: string; spec: SamplerSpec; jump: number; resample: number }[] = [
     { name: 'ddpm-50', spec: { sampler: 'ddpm', steps: 50 }, jump: 1, resample: 1 },
     { name: 'ddpm-50 + RePaint j10 r10', spec: { sampler: 'ddpm', steps: 50 }, jump: 10, resample: 10 },
-    { name: 'ddim-50', spec: { sampler: 'ddim', steps: 50 }, jump: 1, resample: 1 },
+    { name: 'ddim-50', spec: { sampler: 'ddim', steps: 50, eta: 0 }, jump: 1, resample: 1 },
     { name: 'dpm++-20', spec: { sampler: 'dpm++', steps: 20 }, jump: 1, resample: 1 },
     // a longer chain without resampling (250 of the RePaint run's 410 model calls)
     { name: 'ddpm-250', spec: { sampler: 'ddpm', steps: 250 }, jump: 1, resample: 1 },

@@ -3,7 +3,7 @@
  * shipped shape classifier (models/shapes-classifier): the quality measure of issue 14, as LeNet's "confident
  * digits" are for MNIST (the same classifierScores: max softmax probability > --threshold, default 0.9).
  *
- *   npm run measure:shapes -- <run dir | checkpoint | model.onnx> [--n 256] [--sampler ddim] [--steps 50] [--eta 0] [--seed 0]
+ *   npm run measure:shapes -- <run dir | checkpoint | model.onnx> [--n 256] [--sampler ddim] [--steps 50] [--eta 1] [--seed 0]
  *   npm run measure:shapes -- <folder of images | grid.png>       score images already made (a grid as
  *                                                                  `ddpm train` / `ddpm sample` write: 32x32 tiles,
  *                                                                  2 pixels apart)
@@ -11,7 +11,7 @@
  *                                                                  uniform noise, Gaussian noise, flat colours,
  *                                                                  shapes under Gaussian noise
  *
- * A model is sampled through DDPMPipeline (its EMA weights; DDIM-50 with η = 0, clipped, as `ddpm sample`) and
+ * A model is sampled through DDPMPipeline (its EMA weights; DDIM-50 with η = 1, clipped: `ddpm sample`'s defaults) and
  * scored as saved 8-bit PNGs. Prints one JSON object on stdout (--json FILE also writes it there; --grid FILE
  * writes the scored images as a grid): confidentFraction, the class histogram by name, mean confidence, classes
  * covered, and FID-shapes against the classifier's held-out test shapes with, for scale, the FID of as many fresh

@@ -99,7 +99,9 @@ async function main(): Promise<void> {
     const scores: Record<string, unknown>[] = [];
     for (const spec of args.samplers!.split(',')) {
       const [sampler, steps] = spec.split(':');
-      const out = await cli(['eval', '--checkpoint', ckpt, '--fid', args['eval-n']!, '--sampler', sampler!, '--steps', steps!, '--threads', String(threads), '--json']);
+      // ddim with η = 0, as the published figures were measured (η's default is 1 since 2026-11-28)
+      const eta = sampler === 'ddim' ? ['--eta', '0'] : [];
+      const out = await cli(['eval', '--checkpoint', ckpt, '--fid', args['eval-n']!, '--sampler', sampler!, '--steps', steps!, ...eta, '--threads', String(threads), '--json']);
       const fid = (JSON.parse(out) as { fid: Record<string, unknown> & { classes: Record<string, unknown> } }).fid;
       const row = { sampler, steps: Number(steps), n: fid.n, confidentFraction: fid.classes.confidentFraction, meanConfidence: fid.classes.meanConfidence, classesCovered: fid.classes.classesCovered, fidLenet: fid.fidLenet, realDataFidLenet: fid.realDataFidLenet };
       log(`${sampler}-${steps}: ${JSON.stringify(row)}`);

@@ -106,7 +106,7 @@ test('edit: SDEdit writes the result, runs the last floor(strength·steps) steps
   const a = await run('edit', '--image', out('x.png'), '--strength', '0.6', '--steps', '5', '--n', '2', '--seed', '1', '--out', out('e1.png'));
   const b = await run('edit', '--image', out('x.png'), '--strength', '0.6', '--steps', '5', '--n', '2', '--seed', '1', '--out', out('e2.png'));
   for (const r of [a, b]) assert.equal(r.code, 0, r.stderr);
-  assert.match(a.stdout, /strength 0\.6, ddim \(eta 0\), 5 steps: the last 3 from t = 40/); // ddim5 on T = 100: t = 80, 60, 40, 20, 0
+  assert.match(a.stdout, /strength 0\.6, ddim \(eta 1\), 5 steps: the last 3 from t = 40/); // ddim5 on T = 100: t = 80, 60, 40, 20, 0
   assert.deepEqual(await imageSize(out('e1.png')), [span(2), span(1)]);
   assert.deepEqual(await readFile(out('e1.png')), await readFile(out('e2.png')));
   const c = await run('edit', '--image', out('x.png'), '--strength', '1', '--sampler', 'dpm++', '--steps', '4', '--out', out('e3.png'));

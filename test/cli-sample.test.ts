@@ -26,7 +26,7 @@ test('sample --sampler ddim writes a grid of n images (ceil(sqrt(n)) per row) an
   const r = await sample('--n', '5', '--steps', '5', '--batch-size', '2', '--out', out('ddim.png'));
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await imageSize(out('ddim.png')), [span(3), span(2)]);
-  assert.match(r.stdout, /ddim \(eta 0\), 5 steps, 3 batch\(es\)/);
+  assert.match(r.stdout, /ddim \(eta 1\), 5 steps, 3 batch\(es\)/);
   assert.match(r.stdout, /done: 5 image\(s\) in [\d.]+ s: [\d.]+ img\/s/);
 });
 

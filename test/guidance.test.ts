@@ -245,12 +245,16 @@ test('unconditional models are unchanged: re-exporting models/mnist-28 gives the
   const pipe = await DDPMPipeline.fromPretrained(undefined, { threads: 1 });
   try {
     for (const sampler of ['ddim', 'ddpm'] as const) {
-      const s = (await pipe.generate({ n: 2, steps: 10, sampler, seed: 3 })).samples;
+      const s = (await pipe.generate({ n: 2, steps: 10, sampler, seed: 3, ...(sampler === 'ddim' ? { eta: 0 } : {}) })).samples; // pinned when η's default was 0
       const g = golden[sampler];
       assertClose(s.subarray(400, 406), g.a, { atol: 2e-5 }, `${sampler} image 0`);
       assertClose(s.subarray(784 + 400, 784 + 406), g.b, { atol: 2e-5 }, `${sampler} image 1`);
       assertClose([s.reduce((a, v) => a + v, 0)], [g.sum], { atol: 1e-2 }, `${sampler} sum`);
     }
+    // DDIM's η defaults to 1 (DEFAULT_DDIM_ETA): the stochastic chain, not the pinned deterministic one
+    const dflt = (await pipe.generate({ n: 2, steps: 10, seed: 3 })).samples;
+    assert.deepEqual(dflt, (await pipe.generate({ n: 2, steps: 10, seed: 3, sampler: 'ddim', eta: 1 })).samples, 'the default is DDIM with eta 1');
+    assert.notDeepEqual(dflt.subarray(400, 406), Float32Array.from(golden.ddim.a), 'the default is not eta 0');
     await assert.rejects(pipe.generate({ n: 1, steps: 10, classLabels: 3 }), /class labels given to an unconditional model/);
     await assert.rejects(pipe.generate({ n: 1, steps: 10, guidanceScale: 2 }), /guidanceScale needs classLabels/);
   } finally {

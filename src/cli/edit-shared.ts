@@ -11,7 +11,7 @@ import type { Sampler } from '../diffusion/samplers.ts';
 import { decodeImage, makeGrid, readImage, readImageHeader, type ImageHeader, type ImageU8 } from '../io/image.ts';
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { PerExampleRng, Rng } from '../rng.ts';
-import { SAMPLER_KINDS, SPACINGS, makeSampler, type SamplerKind } from '../sample/generate.ts';
+import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, SPACINGS, makeSampler, type SamplerKind } from '../sample/generate.ts';
 import { UserError, checkOutputMemory, parseFloatArg, parseIntArg } from './common.ts';
 import type { LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile } from './output.ts';
@@ -31,7 +31,7 @@ export function addSamplerOptions(cmd: Command, defaultKind: SamplerKind): Comma
     .addOption(new Option('--sampler <kind>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default(defaultKind))
     .option('--steps <k>', 'sampling steps, respaced from T (default: T for ddpm, 50 for ddim, 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
     .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5`, 'auto')
-    .option('--eta <eta>', 'DDIM η in [0, 1] (default 0)', parseFloatArg('--eta', 0, 1))
+    .option('--eta <eta>', 'DDIM η in [0, 1] (default 1)', parseFloatArg('--eta', 0, 1))
     .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
     .option('--no-clip', 'do not clip the predicted x_0');
 }
@@ -53,9 +53,9 @@ export function samplerFor(model: LoadedModel, f: SamplerFlags): Sampler {
   }
 }
 
-/** "ddim (eta 0), 50 steps" */
+/** "ddim (eta 1), 50 steps" */
 export function describeSampler(f: SamplerFlags, sampler: Sampler): string {
-  return `${f.sampler}${f.sampler === 'ddim' ? ` (eta ${f.eta ?? 0})` : ''}, ${sampler.timesteps.length} steps`;
+  return `${f.sampler}${f.sampler === 'ddim' ? ` (eta ${f.eta ?? DEFAULT_DDIM_ETA})` : ''}, ${sampler.timesteps.length} steps`;
 }
 
 /** `file` ends in one of `exts` (case-insensitive). */

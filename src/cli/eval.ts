@@ -21,7 +21,7 @@ import { describeModel, loadModel } from '../pipeline/load.ts';
 import { DDPMPipeline } from '../pipeline/node.ts';
 import { pipelineSampler, type PipelineGenerateOptions } from '../pipeline/pipeline.ts';
 import { Rng } from '../rng.ts';
-import { SAMPLER_KINDS, type SamplerKind } from '../sample/generate.ts';
+import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, type SamplerKind } from '../sample/generate.ts';
 import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
 import { MAX_BATCH_SIZE, MAX_GUIDANCE_SCALE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
@@ -53,7 +53,7 @@ export function evalCommand(): Command {
     .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
     .addOption(new Option('--sampler <kind>', 'sampler for --fid: ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
     .option('--steps <k>', 'sampling steps for --fid, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim; 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
-    .option('--eta <eta>', 'DDIM η for --fid (default 0)', parseFloatArg('--eta', 0, 1))
+    .option('--eta <eta>', 'DDIM η for --fid (default 1)', parseFloatArg('--eta', 0, 1))
     .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0, MAX_SEED), 0)
     .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 256)
     .addOption(
@@ -265,7 +265,7 @@ async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log
   const steps = sampler.timesteps.length;
   const batches = Math.ceil(n / opts.batchSize);
   const cond = K > 0 ? `, class i mod ${K} with guidance ${guidance}` : '';
-  log(`sampling ${n} image(s)${cond}: ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
+  log(`sampling ${n} image(s)${cond}: ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? DEFAULT_DDIM_ETA})` : ` (${varType})`}, ${steps} steps, seed ${opts.seed}, ${batches} batch(es)`);
   const bar = progress('sampling', batches * steps);
   const t0 = performance.now();
   let images: Float32Array;
@@ -280,7 +280,7 @@ async function runSampling(pipe: DDPMPipeline, n: number, opts: EvalOptions, log
     images,
     labels,
     source: {
-      source: 'generated', n, sampler: opts.sampler, steps, eta: opts.sampler === 'ddim' ? (opts.eta ?? 0) : null,
+      source: 'generated', n, sampler: opts.sampler, steps, eta: opts.sampler === 'ddim' ? (opts.eta ?? DEFAULT_DDIM_ETA) : null,
       ...(K > 0 ? { classes: `image i of class i mod ${K}`, guidanceScale: guidance } : {}),
       varType: opts.sampler === 'ddpm' ? varType : null, seed: opts.seed, batchSize: opts.batchSize, quantized: '8-bit, as saved PNGs',
       sampleSeconds: round(sec, 4), samplesPerSec: round(n / sec, 4),

@@ -11,7 +11,7 @@ import { ensureExecutionProvider } from '../node/ort.ts';
 import { describeModel, loadModel, type LoadedModel } from '../pipeline/load.ts';
 import { DDPMPipeline } from '../pipeline/node.ts';
 import { pipelineSampler, type PipelineGenerateOptions, type PipelineOutput } from '../pipeline/pipeline.ts';
-import { SAMPLER_KINDS, SPACINGS, type SamplerKind } from '../sample/generate.ts';
+import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, SPACINGS, type SamplerKind } from '../sample/generate.ts';
 import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
 import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 import { checkOutputDir, checkOutputFile, writeOutputs, type Output } from './output.ts';
@@ -45,7 +45,7 @@ export function sampleCommand(): Command {
     .option('--n <count>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
     .addOption(new Option('--sampler <kind>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
     .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim; 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
-    .option('--eta <eta>', 'DDIM η in [0, 1]: 0 deterministic, 1 = DDPM posterior variance (default 0)', parseFloatArg('--eta', 0, 1))
+    .option('--eta <eta>', 'DDIM η in [0, 1]: 1 = DDPM posterior variance (default), 0 deterministic', parseFloatArg('--eta', 0, 1))
     .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm, linspace for dpm++)`, 'auto')
     .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
     .option('--out <file.png>', 'the sample grid', 'samples.png')
@@ -180,7 +180,7 @@ async function runSample(opts: SampleOptions): Promise<void> {
   const batches = Math.ceil(opts.n / opts.batchSize);
   const what = !cls ? '' : cls.kind === 'one' ? ` of class ${cls.name}${cls.name !== String(cls.label) ? ` (${cls.label})` : ''}` : ` (${cls.perClass} per class, one row each)`;
   process.stdout.write(
-    `sampling ${opts.n} image(s)${what} with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? 0})` : ''}, ${steps} steps, ` +
+    `sampling ${opts.n} image(s)${what} with ${opts.sampler}${opts.sampler === 'ddim' ? ` (eta ${opts.eta ?? DEFAULT_DDIM_ETA})` : ''}, ${steps} steps, ` +
       (guidance !== undefined ? `guidance ${guidance}, ` : '') +
       `${batches} batch(es) of <= ${Math.min(opts.batchSize, opts.n)}, seed ${opts.seed}; model ${model.file} (${describeModel(model)})\n`,
   );

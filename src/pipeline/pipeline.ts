@@ -54,7 +54,7 @@ export interface PipelineGenerateOptions {
   sampler?: SamplerKind;
   /** sampling steps, respaced from T (num_inference_steps); default T for ddpm, min(50, T) for ddim, min(20, T) for dpm++ */
   steps?: number;
-  /** DDIM η in [0, 1] (Song et al. eq. 16): 0 deterministic (default), 1 the DDPM posterior variance; ddim only */
+  /** DDIM η in [0, 1] (Song et al. eq. 16): 1 the DDPM posterior variance (default), 0 deterministic; ddim only */
   eta?: number;
   /** which timesteps are kept: 'auto' (default), 'uniform', 'ddim', 'leading', 'trailing', 'linspace' or counts 'a,b,c' */
   spacing?: string;

@@ -25,6 +25,7 @@ import { TrainStep, stateOnDevice, type StepResult } from '../engine/train_step.
 import type { ParamValue } from '../engine/tree.ts';
 import { DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from '../diffusion/guidance.ts';
 import { DdimSampler, sampleLoop } from '../diffusion/samplers.ts';
+import { DEFAULT_DDIM_ETA } from '../sample/generate.ts';
 import type { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
 import { LABEL_EMB, initUNet, unet } from '../models/unet.ts';
@@ -299,7 +300,7 @@ export class TrainingRun {
   }
 
   /**
-   * `n` DDIM samples (η = 0, `steps` steps, clipped) from the EMA weights, from Rng(seed).fold(3): the same images for
+   * `n` DDIM samples (`steps` steps, η and clipping as `ddpm sample`'s defaults) from the EMA weights, from Rng(seed).fold(3): the same images for
    * the same weights. A class-conditional model draws image i of class i mod K, guided as `ddpm sample --class` is
    * by default. The denoiser is compiled on first use (weights as inputs) and kept.
    */
@@ -311,7 +312,7 @@ export class TrainingRun {
     const sampler = new DdimSampler(this.diffusion, {
       meanType: this.config.diffusion.meanType,
       varType: this.config.diffusion.varType,
-      eta: 0,
+      eta: DEFAULT_DDIM_ETA,
       timesteps: `ddim${steps}`,
       clipDenoised: true,
     });
