@@ -11,7 +11,9 @@ import type { DiffusionModel } from '../diffusion/batch.ts';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
 import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
-import { DdimSampler, DdpmSampler, sampleLoop, type SampleLoopStep, type Sampler } from '../diffusion/samplers.ts';
+import { DEFAULT_DDIM_ETA, DdimSampler, DdpmSampler, sampleLoop, type SampleLoopStep, type Sampler } from '../diffusion/samplers.ts';
+
+export { DEFAULT_DDIM_ETA };
 import { PerExampleRng, Rng } from '../rng.ts';
 import type { DiffusionConfig } from '../diffusion/config.ts';
 
@@ -28,14 +30,6 @@ export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim', 'dpm++'];
  */
 export const SPACINGS = ['auto', 'uniform', 'ddim', 'leading', 'trailing', 'linspace'] as const;
 
-/**
- * DDIM's η when none is given: 1, the DDPM posterior variance at each kept step (ancestral sampling on the
- * respaced chain; η = 0 is the deterministic DDIM path, which inversion and interpolation ask for explicitly).
- * At 50 steps on the same weights, η = 1 gave more recognisable samples than η = 0 at the same cost: 84.8% against
- * 79.2% confident digits for the shipped MNIST model (FID-LeNet 24.1 against 23.9, n = 500), and 70.1% against
- * 61.7% confident shapes for a 15-minute shapes model (docs/shapes-experiments.md, round 4).
- */
-export const DEFAULT_DDIM_ETA = 1;
 
 export interface SamplerSpec {
   sampler: SamplerKind;
