@@ -30,11 +30,11 @@ export function trainCommand(): Command {
     const shown = Array.isArray(dflt) ? (dflt.length > 0 ? dflt.join(',') : 'none') : JSON.stringify(dflt);
     const label = def.kind === 'boolean' ? `--${def.flag} [bool]` : `--${def.flag} <value>`;
     // model flags change the preset's value; the default shown is mnist-28's
-    // a preset's recipe (PRESET_RECIPES) may start from other optimiser and batch settings
-    const [section, key] = def.path.split('.') as [string, string];
+    // a preset's recipe (PRESET_RECIPES) may start from another noise schedule, optimiser and batch settings
     const recipes = Object.entries(PRESET_RECIPES)
-      .filter(([, r]) => (r as Record<string, Record<string, unknown> | undefined>)[section]?.[key] !== undefined)
-      .map(([name, r]) => `; ${name}: ${JSON.stringify((r as Record<string, Record<string, unknown>>)[section]![key])}`)
+      .map(([name, r]) => [name, def.path.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], r)] as const)
+      .filter(([, v]) => v !== undefined && JSON.stringify(v) !== JSON.stringify(dflt))
+      .map(([name, v]) => `; ${name}: ${JSON.stringify(v)}`)
       .join('');
     const opt = new Option(label, `${def.help} (default: ${def.path.startsWith('model.') ? `the preset's; mnist-28: ${shown}` : shown + recipes})`);
     if (def.choices) opt.choices(def.choices as string[]);

@@ -84,7 +84,7 @@ export const RGB_32: UNetConfig = { ...MNIST_28, imageSize: 32, inChannels: 3, o
 
 /**
  * rgb-32's shape at MNIST's size: a 28x28 grey model small enough to train in a browser tab (the page's Train view)
- * or in minutes on a CPU (its recipe: rgb-32's at batch 16, config.ts PRESET_RECIPES).
+ * or in minutes on a CPU (its recipe: rgb-32's optimiser at batch 16, on the linear schedule; config.ts PRESET_RECIPES).
  */
 export const MNIST_SMALL: UNetConfig = { ...RGB_32, imageSize: 28, inChannels: 1, outChannels: 1, attnResolutions: [7] };
 

@@ -7,7 +7,7 @@
  * min(0.999, (1+n)/(10+n)) at step n.
  */
 import { LOSSES, MEAN_TYPES, VAR_TYPES, defaultDiffusionConfig, validateDiffusionConfig, type DiffusionConfig } from '../diffusion/config.ts';
-import type { ScheduleKind } from '../diffusion/schedule.ts';
+import { scheduleConfig, type ScheduleKind } from '../diffusion/schedule.ts';
 import { LR_DECAYS, type LrSchedule } from '../engine/optim.ts';
 import { UNET_CONFIGS, attnResolutionsAtSize, checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { checkConfigKeys, checkConfigType, describeValue } from '../describe.ts';
@@ -94,12 +94,13 @@ export interface TrainConfig {
 }
 
 /**
- * Where a preset's training recipe differs from the reference one above: the optimiser and batch settings a new run
+ * Where a preset's training recipe differs from the reference one above: the noise schedule, optimiser and batch settings a new run
  * on that preset starts from (flags still win; a resumed run keeps its stored config). `rgb-32`'s were chosen by
  * experiment for small folders at CPU budgets: docs/shapes-experiments.md.
  */
-export const PRESET_RECIPES: Readonly<Record<string, { optim?: Partial<OptimConfig>; data?: Partial<DataConfig> }>> = {
-  'rgb-32': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
+export const PRESET_RECIPES: Readonly<Record<string, { diffusion?: Partial<DiffusionConfig>; optim?: Partial<OptimConfig>; data?: Partial<DataConfig> }>> = {
+  // the cosine schedule: at 6,000 steps, 64.2 / 78.0% confident shapes for seeds 1 / 2 against 45.3 / 67.7% with the linear one
+  'rgb-32': { diffusion: { schedule: scheduleConfig({ kind: 'cosine', T: 1000 }) }, optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 32 } },
   // batch 16: at an equal 38,400 images, 43.8% confident digits (DDIM-50) against 41.0% at batch 32 (README, Train in the browser)
   'mnist-small': { optim: { lr: 2e-3, warmupSteps: 100, emaDecay: 0.995 }, data: { batchSize: 16 } },
 };
@@ -111,7 +112,7 @@ export function defaultTrainConfig(preset = 'mnist-28'): TrainConfig {
   return {
     preset,
     model: { ...model, channelMults: [...model.channelMults], attnResolutions: [...model.attnResolutions] },
-    diffusion: defaultDiffusionConfig(),
+    diffusion: { ...defaultDiffusionConfig(), ...recipe.diffusion },
     optim: {
       ...{ lr: 2e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, warmupSteps: 0, decay: 'none' as const, decayStart: 0, decaySteps: 0, decayTo: 0, clipNorm: 1, emaDecay: 0.999, emaWarmup: true, classLrScale: 1 },
       ...recipe.optim,
