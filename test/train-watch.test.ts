@@ -94,6 +94,30 @@ test('--snapshot-minutes M keeps a copy of the checkpoint every M minutes of tra
   assert.deepEqual((await readdir(out)).filter((d) => d.startsWith('snapshot')).sort(), [...names].sort());
 });
 
+test('a --minutes run whose last step ends just before a snapshot mark still writes that snapshot, and its resume does not write it again', async () => {
+  // --minutes 0.05 = --snapshot-minutes 0.05 = 3 s; every step takes one second and the clock lags one step, so the
+  // last step (3) reads 2 s and the 3-second mark passes after it (in a real run: during its grid and checkpoint)
+  const cfg = applyOptions(defaultTrainConfig('tiny'), { 'batch-size': '4', T: '100', 'checkpoint-every': '1000', 'sample-every': '0', 'snapshot-minutes': '0.05', minutes: '0.05' });
+  let t = 0;
+  const out = path.join(dir, 'snapshot-at-end');
+  const snaps: [string, number][] = [];
+  const opts = { threads: 1, clock: () => t, events: { onStep: () => (t += 1000), onCheckpoint: (d: string, step: number) => snaps.push([path.basename(d), step]) } };
+  let tr = await Trainer.create(ort as never, cfg, out, squares(), opts);
+  assert.deepEqual(await tr.train(), { steps: 3, stopped: 'budget' });
+  await tr.release();
+  assert.deepEqual(snaps, [['snapshot-0.05min', 3], ['checkpoint', 3]]);
+  const state = async (d: string) => JSON.parse(await readFile(path.join(out, d, 'state.json'), 'utf8')) as { step: number; elapsedSec: number };
+  assert.deepEqual(await state('checkpoint'), { ...(await state('checkpoint')), step: 3, elapsedSec: 3 });
+  // resumed for 3 s more: the next mark (6 s) only; snapshot-0.05min keeps step 3
+  snaps.length = 0;
+  t = 0;
+  tr = await Trainer.create(ort as never, applyOptions(cfg, { minutes: '0.1' }), out, squares(), { ...opts, resume: true });
+  assert.deepEqual(await tr.train(), { steps: 6, stopped: 'budget' });
+  await tr.release();
+  assert.deepEqual(snaps, [['snapshot-0.1min', 6], ['checkpoint', 6]]);
+  assert.equal((await state('snapshot-0.05min')).step, 3);
+});
+
 test('a --minutes run logs by time (long before --log-every steps) with the time left, and ends with a checkpoint and one grid', async () => {
   const out = path.join(dir, 'minutes');
   const r = await runCli(['train', '--data', images, '--out', out, ...base, '--minutes', '0.02', '--log-every', '100000', '--log-seconds', '0.3']);

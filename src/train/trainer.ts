@@ -192,20 +192,34 @@ export class Trainer {
       if (run.sampleEvery > 0 && this.state.step % run.sampleEvery === 0) await this.sampleGrid();
       // the snapshot before the step's checkpoint: killed while writing it, the run resumes from a checkpoint taken
       // before the time mark and writes the snapshot again
-      // every snapshotMinutes of training time: snapshot-<M>min, snapshot-<2M>min, ...; a step that passes several
-      // marks (a period shorter than a step) writes one, named after the first it passed
-      const snap = run.snapshotMinutes;
-      const period = snap * 60; // seconds; marks compared with a 1 µs tolerance, so that k·period needs no exact float
-      const mark = snap > 0 ? Math.floor(elapsedBefore / period + 1e-6 / period) + 1 : 0;
-      if (snap > 0 && this.state.elapsedSec >= mark * period - 1e-6) {
-        await this.snapshot(`snapshot-${Number((mark * snap).toPrecision(12))}min`);
-      }
+      await this.snapshotAtMark(elapsedBefore);
       if (this.state.step % run.checkpointEvery === 0) await this.checkpoint();
     }
     if (window.n > 0) log(); // the steps since the last event (a run stopped by time or by the user)
-    if (this.lastSavedStep !== this.state.step) await this.checkpoint();
+    // the time since the last step (its grid, its checkpoint) is training time too: a --minutes 30 run whose last
+    // step ended just before the 30-minute mark still writes snapshot-30min, holding that step
+    const lastStepSec = this.state.elapsedSec;
+    this.state.elapsedSec = Math.max(lastStepSec, elapsedBase + (now() - sessionStart) / 1000);
+    // then the checkpoint again, with that time: a resumed run must not pass the same mark and overwrite the snapshot
+    const snapped = await this.snapshotAtMark(lastStepSec);
+    if (snapped || this.lastSavedStep !== this.state.step) await this.checkpoint();
     if (run.sampleEvery > 0 && this.state.step > 0 && !(await exists(this.gridFile()))) await this.sampleGrid();
     return { steps: this.state.step, stopped };
+  }
+
+  /**
+   * Every run.snapshotMinutes of training time, a copy of the checkpoint: snapshot-<M>min, snapshot-<2M>min, ...,
+   * written when the training time passes a mark between `sinceSec` and now (`state.elapsedSec`); passing several
+   * marks at once (a period shorter than a step) writes one, named after the first.
+   */
+  private async snapshotAtMark(sinceSec: number): Promise<boolean> {
+    const snap = this.config.run.snapshotMinutes;
+    if (!(snap > 0)) return false;
+    const period = snap * 60; // seconds; marks compared with a 1 µs tolerance, so that k·period needs no exact float
+    const mark = Math.floor(sinceSec / period + 1e-6 / period) + 1;
+    if (this.state.elapsedSec < mark * period - 1e-6) return false;
+    await this.snapshot(`snapshot-${Number((mark * snap).toPrecision(12))}min`);
+    return true;
   }
 
   /** `<outDir>/samples/step_XXXXXXX.png` for the current step. */
