@@ -85,6 +85,7 @@ test('model flags: --base-channels, --channel-mults, --res-blocks, --attn-resolu
   const r = await runCli([
     'train', '--data', images, '--out', out, '--steps', '1', ...base,
     '--base-channels', '4', '--channel-mults', '1,2,2', '--res-blocks', '2', '--attn-resolutions', '4,2', '--dropout', '0.1',
+    '--min-snr-gamma', '5',
   ]);
   assert.equal(r.code, 0, r.stderr);
   const cfg = JSON.parse(await readFile(path.join(out, 'checkpoint', 'config.json'), 'utf8'));
@@ -94,6 +95,8 @@ test('model flags: --base-channels, --channel-mults, --res-blocks, --attn-resolu
   );
   const params = unetParamCount(unetConfig(cfg.model, UNET_CONFIGS.tiny));
   assert.match(r.stdout, new RegExp(`^training tiny \\(3x8x8, base 4, mults 1,2,2, 2 res blocks, attn 4,2, dropout 0.1; ${Math.round(params / 1e3)}k params\\)`, 'm'));
+  assert.match(r.stdout, /; batch \d+, epsilon\/simple \(min-SNR-γ 5\), linear T=/);
+  assert.equal(cfg.diffusion.minSnrGamma, 5);
   // 'none': no attention at any level (the middle block keeps its own)
   const none = await runCli(['train', '--data', images, '--out', path.join(dir, 'flags-none'), '--steps', '1', ...base, '--attn-resolutions', 'none']);
   assert.equal(none.code, 0, none.stderr);

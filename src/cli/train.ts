@@ -243,7 +243,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   process.stdout.write(
     `${resuming ? 'resuming' : 'training'} ${config.preset} (${describeUNet(config.model)}) on ${config.data.source} (${dataset.n.toLocaleString('en-US')} images) ` +
       `from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
-      `batch ${B}, ${config.diffusion.meanType}/${config.diffusion.loss}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}${limitsNote(config)}; out ${out}\n`,
+      `batch ${B}, ${config.diffusion.meanType}/${config.diffusion.loss}${config.diffusion.minSnrGamma > 0 ? ` (min-SNR-γ ${config.diffusion.minSnrGamma})` : ''}, ${config.diffusion.schedule.kind} T=${config.diffusion.schedule.T}, lr ${config.optim.lr}${lrDecayNote(config)}${limitsNote(config)}; out ${out}\n`,
   );
   if (config.data.classCond) {
     const names = config.data.classNames;
