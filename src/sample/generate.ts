@@ -12,10 +12,10 @@ import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
 import { DpmSolverSampler } from '../diffusion/dpm-solver.ts';
 import { dpmSolverTimesteps, type TimestepSpec } from '../diffusion/respace.ts';
 import { DEFAULT_DDIM_ETA, DdimSampler, DdpmSampler, sampleLoop, type SampleLoopStep, type Sampler } from '../diffusion/samplers.ts';
-
-export { DEFAULT_DDIM_ETA };
 import { PerExampleRng, Rng } from '../rng.ts';
 import type { DiffusionConfig } from '../diffusion/config.ts';
+
+export { DEFAULT_DDIM_ETA };
 
 export type SamplerKind = 'ddpm' | 'ddim' | 'dpm++';
 export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim', 'dpm++'];
@@ -29,7 +29,6 @@ export const SAMPLER_KINDS: readonly SamplerKind[] = ['ddpm', 'ddim', 'dpm++'];
  * - a list of section counts "a,b,c" (improved-diffusion): a, b, c steps from equal thirds of [0, T).
  */
 export const SPACINGS = ['auto', 'uniform', 'ddim', 'leading', 'trailing', 'linspace'] as const;
-
 
 export interface SamplerSpec {
   sampler: SamplerKind;
