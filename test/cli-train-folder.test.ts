@@ -71,12 +71,15 @@ test('a folder with odd files trains with no flag but --data and --steps, into r
     assert.deepEqual([cfg.model.inChannels, cfg.model.imageSize, cfg.data.batchSize], [3, 4, 10]);
     // without --config a folder trains rgb-32 with its recipe (PRESET_RECIPES; MNIST keeps mnist-28's reference one)
     assert.deepEqual(
-      [cfg.preset, cfg.model.baseChannels, cfg.diffusion.schedule, cfg.optim.lr, cfg.optim.warmupSteps, cfg.optim.emaDecay],
-      ['rgb-32', 16, { kind: 'cosine', T: 1000, rescaleZeroTerminalSnr: false, s: 0.008, maxBeta: 0.999 }, 2e-3, 100, 0.995],
+      [cfg.preset, cfg.model.baseChannels, cfg.diffusion.schedule, cfg.diffusion.minSnrGamma, cfg.optim.lr, cfg.optim.warmupSteps, cfg.optim.emaDecay],
+      ['rgb-32', 16, { kind: 'cosine', T: 1000, rescaleZeroTerminalSnr: false, s: 0.008, maxBeta: 0.999 }, 5, 2e-3, 100, 0.995],
     );
-    assert.match(r.stdout, /^training rgb-32 .*batch 10, epsilon\/simple, cosine T=1000, lr 0\.002;/m);
+    assert.match(r.stdout, /^training rgb-32 .*batch 10, epsilon\/simple \(min-SNR-γ 5\), cosine T=1000, lr 0\.002;/m);
     const mnist = defaultTrainConfig('mnist-28');
-    assert.deepEqual([mnist.diffusion.schedule.kind, mnist.optim.lr, mnist.data.batchSize, defaultTrainConfig('rgb-32').data.batchSize], ['linear', 2e-4, 64, 32]);
+    assert.deepEqual(
+      [mnist.diffusion.schedule.kind, mnist.diffusion.minSnrGamma, mnist.optim.lr, mnist.data.batchSize, defaultTrainConfig('rgb-32').data.batchSize],
+      ['linear', 0, 2e-4, 64, 32],
+    );
     assert.deepEqual([cfg.data.onCorrupt, cfg.data.resize], ['skip', 'center-crop']);
 
     // the same again is refused: the default --out holds that run's checkpoint
