@@ -81,5 +81,17 @@ export const MAX_DECODE_FRAME_BYTES = 2 ** 27; // 128 MiB
  */
 export const MAX_CLASSES = 256;
 
+/**
+ * Folder levels an image folder may have below its root (ddpm train --folder-max-depth). Data sets nest a few
+ * levels; a walk past this is almost always a link loop the walk could not see as one (or a mistaken root).
+ */
+export const MAX_FOLDER_DEPTH = 64;
+
+/**
+ * Directory entries (files and folders, hidden ones too) one walk of an image folder reads (ddpm train
+ * --folder-max-entries). Only images are held in memory, so this bounds time, not memory: ten times ImageNet.
+ */
+export const MAX_FOLDER_ENTRIES = 15_000_000;
+
 /** Classifier-free guidance scale s (--guidance): s = 0 is unconditional, 1 conditional; GLIDE and ADM use up to ~10. */
 export const MAX_GUIDANCE_SCALE = 100;

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -181,7 +181,7 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
     await page.click('#train-start');
     await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
     assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training on images failed: ${await page.textContent('#error')}`);
-    assert.match((await page.textContent('#train-status'))!, /rgb-32 \(3x32x32.*5 images of yours, 3x32x32, 1 unreadable file skipped/);
+    assert.match((await page.textContent('#train-status'))!, /rgb-32 \(3x32x32.*5 images of yours, 3x32x32; left out: 1 unreadable image file \(broken\.png: not a readable image\)/);
     // dropped files (a DataTransfer built in the page) replace the picked ones
     const handle = await page.evaluateHandle(async (n) => {
       const dt = new DataTransfer();
@@ -197,12 +197,25 @@ test('Train view in headless Chromium: 20 steps equal the Node trainer, the chec
       return dt;
     }, 3);
     await page.dispatchEvent('#train', 'drop', { dataTransfer: handle });
-    assert.match((await page.textContent('#train-status'))!, /3 file\(s\) dropped/);
+    await page.waitForFunction(() => /dropped: Start/.test(document.querySelector('#train-status')!.textContent!));
+    assert.match((await page.textContent('#train-status'))!, /^3 images dropped: Start trains on them$/);
     await page.evaluate(() => (document.body.dataset.training = 'idle'));
     await page.click('#train-start');
     await page.waitForSelector('body[data-training=paused], body[data-training=error]', { timeout: TIMEOUT });
     assert.equal(await page.getAttribute('body', 'data-training'), 'paused', `training on dropped images failed: ${await page.textContent('#error')}`);
     assert.match((await page.textContent("#train-status"))!, /3 images of yours, 3x32x32 · compiled in [\d.]+ s · wasm · 1 thread · wasm requested · batch 3: the data has fewer images than batch 4/);
+    // a picked folder: the same file under two names (a hard link) counts once, other files are counted
+    const folder = path.join(tmp, 'folder');
+    await mkdir(path.join(folder, 'sub'), { recursive: true });
+    for (const f of pics.slice(0, 3)) await copyFile(f, path.join(folder, path.basename(f)));
+    await link(path.join(folder, 'pic0.png'), path.join(folder, 'sub', 'pic0.png'));
+    await writeFile(path.join(folder, 'notes.txt'), 'x');
+    await page.setInputFiles('#train-folder', folder);
+    await page.waitForFunction(() => /in the picked folder: Start/.test(document.querySelector('#train-status')!.textContent!));
+    assert.equal(
+      await page.textContent('#train-status'),
+      '3 images; left out: 1 other file (.txt), 1 second path to a file already read (folder/sub/pic0.png) in the picked folder: Start trains on them',
+    );
 
     assert.deepEqual(errors, []);
     assert.deepEqual(offsite, []);

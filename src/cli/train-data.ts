@@ -1,7 +1,8 @@
 /**
  * `ddpm train`'s data step: the default run directory, a folder's headers read before anything else (its image
- * size and channels inferred for a new run, one note), and the folder loaded with its conversions counted and its
- * unreadable files skipped (one warning), or refused with --on-corrupt error.
+ * size and channels inferred for a new run), and the folder loaded with one summary line whose counts add up (the
+ * images used, unreadable files skipped or refused with --on-corrupt error, other files, and what the walk left
+ * out: duplicates reached through links, link cycles, special files) and its conversions counted.
  */
 import { access } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,21 +10,20 @@ import {
   ImageFolderError,
   imageFolderDataset,
   inspectImageFolder,
+  inspectionOfLoaded,
   loadImageFolder,
   modeName,
   plainMode,
   type ImageFolderInspection,
-  type SkippedFile,
 } from '../data/folder.ts';
+import type { FolderWalkLimits } from '../data/folder-walk.ts';
+import { describeLeftOut } from '../data/folder-summary.ts';
 import { labelledFolderDataset } from '../data/folder-classes.ts';
 import type { Dataset } from '../data/loader.ts';
 import { mnistDataset } from '../data/mnist.ts';
 import { presetForData } from '../models/unet.ts';
 import type { TrainConfig } from '../train/config.ts';
 import { UserError } from './common.ts';
-
-/** Unreadable files named in the skip warning; the rest are counted. */
-const NAMED_SKIPS = 3;
 
 const count = (n: number) => n.toLocaleString('en-US');
 
@@ -34,14 +34,14 @@ export function defaultOut(data: string | undefined): string {
 }
 
 /** The folder's headers; a missing folder, one without images, or (with --on-corrupt error) a bad file is a UserError. */
-async function inspect(src: string, onCorrupt: 'skip' | 'error'): Promise<ImageFolderInspection> {
+async function inspect(src: string, onCorrupt: 'skip' | 'error', limits?: FolderWalkLimits): Promise<ImageFolderInspection> {
   try {
     await access(src);
   } catch {
     throw new UserError(`--data: '${src}' is neither 'mnist' nor an existing folder`);
   }
   try {
-    return await inspectImageFolder(src, { onCorrupt });
+    return await inspectImageFolder(src, { onCorrupt, limits });
   } catch (e) {
     throw folderError(e);
   }
@@ -53,23 +53,36 @@ function folderError(e: unknown): unknown {
   return new UserError(`--data: ${e.message}${hint}`);
 }
 
-/** `9 images in 4 sizes (most often 10x12; shorter side most often 12), 6 RGB, 2 grey, 1 RGBA` */
-function describeFolder(f: ImageFolderInspection): string {
+/**
+ * The one summary line of a folder, once it is loaded (`f` as inspectionOfLoaded gives it): the images used, their
+ * sizes and modes, then everything left out by reason, so that the counts add up to what the folder holds:
+ * `10 images in 3 sizes (most often 4x4; shorter side most often 4), 6 RGB, 4 grey; left out: 3 unreadable image
+ * files (zero.png: empty file, ...), 1 other file (.txt), 1 link cycle skipped (sub/loop -> ..)`.
+ */
+export function describeFolder(f: ImageFolderInspection): string {
   const n = f.files.length;
-  const others = Object.values(f.ignored).reduce((a, b) => a + b, 0);
-  const ignored = others > 0 ? ` (${count(others)} other file${others === 1 ? '' : 's'} ignored: ${Object.keys(f.ignored).map((e) => e || 'no extension').join(', ')})` : '';
   const rest = f.modes.slice(6).reduce((a, [, k]) => a + k, 0);
   const modes = f.modes.length === 1 ? f.modes[0]![0] : f.modes.slice(0, 6).map(([m, k]) => `${count(k)} ${m}`).join(', ') + (rest > 0 ? `, ${count(rest)} other` : '');
-  if (f.sizes.length === 1) return `${count(n)} images${ignored}, all ${f.sizes[0]![0]}${f.modes.length === 1 ? ` ${modes}` : `, ${modes}`}`;
-  const sizes = `${count(n)} images${ignored} in ${count(f.sizes.length)} sizes (most often ${f.sizes[0]![0]}; shorter side most often ${f.size})`;
-  return `${sizes}, ${f.modes.length === 1 ? `all ${modes}` : modes}`;
+  const images =
+    f.sizes.length === 1
+      ? `${count(n)} image${n === 1 ? '' : 's'}, all ${f.sizes[0]![0]}${f.modes.length === 1 ? ` ${modes}` : `, ${modes}`}`
+      : `${count(n)} images in ${count(f.sizes.length)} sizes (most often ${f.sizes[0]![0]}; shorter side most often ${f.size}), ${f.modes.length === 1 ? `all ${modes}` : modes}`;
+  return images + describeLeftOut(f.corrupt, f.ignored, f.walkSkips);
+}
+
+type ModelShape = Pick<TrainConfig['model'], 'inChannels' | 'imageSize'>;
+
+/** A folder inspected for a run: its headers, and the end of its summary line for the final model (`-> training 3x32x32 (...)`). */
+export interface PlannedFolder {
+  inspection: ImageFolderInspection;
+  fit: (model: ModelShape) => string;
 }
 
 export interface FolderPlan {
   /** The config to apply the flags to: for a new run on a built-in preset, its model fitted to the folder. */
   base: TrainConfig;
-  /** The folder's headers (undefined for MNIST), for loadDataset. */
-  inspection?: ImageFolderInspection;
+  /** The folder's headers and how the model takes them (undefined for MNIST), for loadTrainData. */
+  folder?: PlannedFolder;
   /** The batch size is the preset's default (a new run, no --batch-size): fitBatchToData may lower it. */
   batchIsDefault: boolean;
 }
@@ -78,26 +91,29 @@ export interface FolderPlan {
  * Before the flags are applied: read a folder's headers and, for a new run on a built-in preset, fit the model to
  * the images (presetForData): the most common shorter side, rounded down to what the model's levels can halve,
  * and 3 channels when colour images are at least half; --image-size / --channels, applied afterwards, win. A
- * config file's model and a resumed checkpoint's are never changed. Prints one note on stderr.
+ * config file's model and a resumed checkpoint's are never changed. Prints nothing: loadTrainData prints the
+ * folder's one summary line once the images are loaded and every count is known.
  */
 export async function planFolderData(
   base: TrainConfig,
   flags: Record<string, string | boolean | undefined>,
-  how: { resuming: boolean; preset: boolean; configName: string },
+  how: { resuming: boolean; preset: boolean; configName: string; limits?: FolderWalkLimits },
 ): Promise<FolderPlan> {
   const src = String(flags.data ?? base.data.source);
   const batchIsDefault = !how.resuming && how.preset && flags['batch-size'] === undefined;
   if (src === 'mnist') return { base, batchIsDefault };
   const onCorrupt = (flags['on-corrupt'] ?? base.data.onCorrupt) as 'skip' | 'error';
-  const f = await inspect(src, onCorrupt);
+  const f = await inspect(src, onCorrupt, how.limits);
   const given = { size: flags['image-size'] !== undefined, channels: flags.channels !== undefined };
   const m = base.model;
-  let tail: string;
+  let fit: PlannedFolder['fit'];
   let fitted = base;
+  const shape = (m: ModelShape) => `${m.inChannels}x${m.imageSize}x${m.imageSize}`;
   if (how.resuming || !how.preset) {
     // the model stays as it is; the images are brought to it
     const whose = how.resuming ? "the checkpoint's model" : `the model of ${how.configName}`;
-    tail = ` -> ${whose}, ${m.inChannels}x${m.imageSize}x${m.imageSize}${given.size || given.channels ? ' before the flags' : ''}`;
+    const flagged = [given.size ? '--image-size' : '', given.channels ? '--channels' : ''].filter(Boolean);
+    fit = (final) => ` -> ${whose}${flagged.length > 0 ? ` with ${flagged.join(' and ')}` : ''}, ${shape(final)}`;
   } else {
     // 1. The side the levels can halve: each of the L levels after the first halves the image.
     const step = 2 ** (m.channelMults.length - 1);
@@ -107,21 +123,9 @@ export async function planFolderData(
     const rounded = !given.size && size !== f.size ? `; ${f.size} rounded down to a multiple of ${step} for ${how.configName}'s ${m.channelMults.length} levels` : '';
     const left = [given.size ? '' : '--image-size', given.channels ? '' : '--channels'].filter(Boolean);
     const override = left.length > 0 ? `override with ${left.join(', ')}` : 'as --image-size and --channels say';
-    tail = ` -> training ${channels}x${size}x${size} (${override}${rounded})`;
+    fit = (final) => ` -> training ${shape(final)} (${override}${rounded})`;
   }
-  process.stderr.write(`note: ${src}: ${describeFolder(f)}${tail}\n`);
-  return { base: fitted, inspection: f, batchIsDefault };
-}
-
-/** One line naming the first few skipped files, with the count of the rest. */
-export function skipWarning(root: string, skipped: SkippedFile[], total: number): string {
-  const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
-  const named = skipped.slice(0, NAMED_SKIPS).map(({ file, reason }) => `${file} (${oneLine(reason)})`);
-  const more = skipped.length > NAMED_SKIPS ? `, and ${count(skipped.length - NAMED_SKIPS)} more` : '';
-  return (
-    `warning: skipped ${count(skipped.length)} of ${count(total)} image files under ${root} that cannot be read: ` +
-    `${named.join(', ')}${more} (--on-corrupt error stops instead)`
-  );
+  return { base: fitted, folder: { inspection: f, fit }, batchIsDefault };
 }
 
 /** `converted 12 RGBA, 3 16-bit RGB, 40 grey images to RGB (alpha dropped)`, or '' when none was. */
@@ -144,12 +148,13 @@ export function conversionNote(f: ImageFolderInspection, kept: readonly string[]
 }
 
 /**
- * The training images: MNIST, or the folder (its inspection reused when given), brought to the model's size and
- * channels; notes and the skip warning go to `say` (default stderr).
+ * The training images: MNIST, or the folder (its plan reused when given), brought to the model's size and channels.
+ * A folder's summary line (a warning when unreadable files were skipped) and its conversion note go to `say`
+ * (default stderr).
  */
 export async function loadTrainData(
   config: TrainConfig,
-  inspection?: ImageFolderInspection,
+  folder?: PlannedFolder,
   say: (line: string) => void = (line) => process.stderr.write(line + '\n'),
 ): Promise<Dataset> {
   const { source: src, onCorrupt, resize } = config.data;
@@ -160,7 +165,7 @@ export async function loadTrainData(
     }
     return mnistDataset('train');
   }
-  const f = inspection ?? (await inspect(src, onCorrupt));
+  const f = folder?.inspection ?? (await inspect(src, onCorrupt));
   const channels = inChannels as 1 | 3;
   let data;
   try {
@@ -168,9 +173,11 @@ export async function loadTrainData(
   } catch (e) {
     throw folderError(e);
   }
+  const used = inspectionOfLoaded(f, data);
+  const skipped = used.corrupt.length > 0 ? ' (--on-corrupt error stops at the first unreadable file instead)' : '';
+  say(`${skipped ? 'warning' : 'note'}: ${src}: ${describeFolder(used)}${folder?.fit(config.model) ?? ''}${skipped}`);
   const note = conversionNote(f, data.files, channels);
   if (note) say(note);
-  if (data.skipped.length > 0) say(skipWarning(src, data.skipped, data.n + data.skipped.length));
   // --class-cond: labels from the class subfolders (data/folder-classes.ts)
   return config.data.classCond ? labelledFolderDataset(src, data) : imageFolderDataset(data);
 }

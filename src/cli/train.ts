@@ -4,7 +4,6 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
-import type { ImageFolderInspection } from '../data/folder.ts';
 import type { Dataset } from '../data/loader.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
@@ -13,10 +12,10 @@ import { PRESET_RECIPES, TRAIN_OPTIONS, applyOptions, defaultTrainConfig, valida
 import { Trainer, type StepLog } from '../train/trainer.ts';
 import { UNET_CONFIGS, describeUNet, formatParamCount, unetParamCount } from '../models/unet.ts';
 import { Interrupted } from '../errors.ts';
-import { MAX_GRID_PIXELS } from '../limits.ts';
+import { MAX_FOLDER_DEPTH, MAX_FOLDER_ENTRIES, MAX_GRID_PIXELS } from '../limits.ts';
 import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
 import { checkOutputDir, makeDirs, outputError, removeDirs } from './output.ts';
-import { defaultOut, fitBatchToData, loadTrainData, planFolderData } from './train-data.ts';
+import { defaultOut, fitBatchToData, loadTrainData, planFolderData, type PlannedFolder } from './train-data.ts';
 
 export function trainCommand(): Command {
   const d = defaultTrainConfig();
@@ -40,11 +39,22 @@ export function trainCommand(): Command {
     if (def.choices) opt.choices(def.choices as string[]);
     cmd.addOption(opt);
   }
+  cmd.option('--folder-max-depth <value>', `folder levels a --data folder may have below it (default: ${MAX_FOLDER_DEPTH})`);
+  cmd.option('--folder-max-entries <value>', `files and folders one walk of a --data folder may read (default: ${MAX_FOLDER_ENTRIES.toLocaleString('en-US')})`);
   addRuntimeOptions(cmd);
   cmd.action(async (opts: Record<string, string | boolean | number | undefined>) => {
     await runTrain(opts);
   });
   return cmd;
+}
+
+/** A flag that must be a positive integer when given. */
+function positiveInt(opts: Record<string, unknown>, key: string, flag: string): number | undefined {
+  const v = opts[key];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UserError(`${flag}: expected a positive integer, got '${String(v)}'`);
+  return n;
 }
 
 /** The presets with what they are, for --help. */
@@ -83,9 +93,9 @@ async function baseConfig(spec: string): Promise<TrainConfig> {
   throw new UserError(`--config: unknown preset '${spec}' (known: ${Object.keys(UNET_CONFIGS).join(', ')}; or pass a .json file)`);
 }
 
-/** The training images for `config` (a folder's notes and skip warning on stderr); see train-data.ts. */
-export async function loadDataset(config: TrainConfig, inspection?: ImageFolderInspection): Promise<Dataset> {
-  return loadTrainData(config, inspection);
+/** The training images for `config` (a folder's summary line and notes on stderr); see train-data.ts. */
+export async function loadDataset(config: TrainConfig, folder?: PlannedFolder): Promise<Dataset> {
+  return loadTrainData(config, folder);
 }
 
 /**
@@ -122,6 +132,7 @@ function lrDecayNote({ optim: o }: TrainConfig): string {
 
 async function runTrain(opts: Record<string, string | boolean | number | undefined>): Promise<void> {
   const flags = flagValues(opts);
+  const walkLimits = { maxDepth: positiveInt(opts, 'folderMaxDepth', '--folder-max-depth'), maxEntries: positiveInt(opts, 'folderMaxEntries', '--folder-max-entries') };
   if (opts.resume && opts.out === undefined && flags.data === undefined) {
     throw new UserError('--resume needs --out <dir> (or the --data of a run in its default directory, runs/<name of the folder>)');
   }
@@ -143,13 +154,13 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   if (!opts.resume && (await resolveCheckpointDir(ckptDir)) !== null) {
     throw new UserError(`--out ${out}${outNote} already holds a checkpoint (${ckptDir}); pass --resume to continue that run, or --out <dir> for a new one`);
   }
-  let inspection: ImageFolderInspection | undefined;
+  let folder: PlannedFolder | undefined;
   let batchIsDefault = false;
   try {
     let base = resuming ? await readConfig(ckptDir) : await baseConfig(configName);
     // a folder's headers: a new run on a built-in preset takes the images' size and channels (the flags still win)
     const preset = Object.hasOwn(UNET_CONFIGS, configName);
-    ({ base, inspection, batchIsDefault } = await planFolderData(base, flags, { resuming, preset, configName }));
+    ({ base, folder, batchIsDefault } = await planFolderData(base, flags, { resuming, preset, configName, limits: walkLimits }));
     config = applyOptions(base, flags);
   } catch (e) {
     if (e instanceof UserError) throw e;
@@ -158,7 +169,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   if (opts.resume && !resuming) process.stderr.write(`note: no checkpoint in ${ckptDir}; starting a new run\n`);
   checkTrainSize(config, resuming ? path.join(ckptDir, 'config.json') : 'config');
   await ensureExecutionProvider(opts.ep as string | undefined);
-  const dataset = await loadDataset(config, inspection);
+  const dataset = await loadDataset(config, folder);
   config = classesFromData(config, dataset);
   config = fitBatchToData(config, dataset.n, batchIsDefault);
   const logFile = path.join(out, 'log.jsonl');

@@ -17,8 +17,10 @@ import { decodeImage, readImageInfo, RESIZE_MODES, type ImageHeader, type ImageM
 import { DECODE_BUDGET_PIXELS, IMAGE_CHANNELS, MAX_IMAGE_SIZE } from '../limits.ts';
 import { hwcToChw } from '../io/grid.ts';
 import { uint8Dataset, type Dataset } from './loader.ts';
+import { FolderWalkError, walkImageFolder, type FolderWalk, type FolderWalkLimits } from './folder-walk.ts';
 
-export const IMAGE_EXTENSIONS: readonly string[] = ['.png', '.jpg', '.jpeg', '.webp'];
+export { IMAGE_EXTENSIONS } from './folder-summary.ts';
+import { IMAGE_EXTENSIONS } from './folder-summary.ts';
 
 export interface ImageFolderOptions {
   /** Output height = width. */
@@ -37,6 +39,8 @@ export interface ImageFolderOptions {
   concurrency?: number;
   /** Largest dataset (N x C x size x size bytes) to allocate (default: half the machine's memory). */
   maxBytes?: number;
+  /** Bounds on the folder walk (depth, entries read). */
+  limits?: FolderWalkLimits;
   /**
    * The folder as inspectImageFolder read it (with the same extensions): its files and headers are used as they
    * are, and its unreadable files count as skipped.
@@ -71,52 +75,28 @@ export class ImageFolderError extends Error {
   }
 }
 
-/**
- * The files under `root`, recursively, as paths relative to `root`, sorted by code unit (deterministic across
- * machines): those with one of `extensions`, and the others. Hidden files and folders (name starting with '.') are
- * left out; symlinks are followed.
- */
-async function walkFolder(root: string, extensions: readonly string[]): Promise<{ images: string[]; others: string[] }> {
-  const exts = new Set(extensions.map((e) => e.toLowerCase()));
-  const images: string[] = [];
-  const others: string[] = [];
-  async function walk(rel: string): Promise<void> {
-    const entries = await fsp.readdir(path.join(root, rel), { withFileTypes: true });
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const r = rel === '' ? e.name : path.join(rel, e.name);
-      let isDir = e.isDirectory();
-      let isFile = e.isFile();
-      if (e.isSymbolicLink()) {
-        const st = await fsp.stat(path.join(root, r)).catch(() => undefined);
-        isDir = st?.isDirectory() ?? false;
-        isFile = st?.isFile() ?? false;
-      }
-      if (isDir) await walk(r);
-      else if (isFile) (exts.has(path.extname(e.name).toLowerCase()) ? images : others).push(r);
-    }
-  }
-  let st;
-  try {
-    st = await fsp.stat(root);
-  } catch (err) {
-    throw new ImageFolderError(`image folder ${root} cannot be read: ${(err as Error).message}`, { cause: err });
-  }
-  if (!st.isDirectory()) throw new ImageFolderError(`image folder ${root} is not a directory`);
-  await walk('');
-  const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-  return { images: images.sort(byCodeUnit), others: others.sort(byCodeUnit) };
+/** Image files under `root` (see walkImageFolder: each file once, links followed, special files left out), sorted. */
+export async function listImageFiles(root: string, extensions: readonly string[] = IMAGE_EXTENSIONS, limits?: FolderWalkLimits): Promise<string[]> {
+  return (await walkFolder(root, extensions, limits)).images;
 }
 
-/** Image files under `root` (see walkFolder), sorted. */
-export async function listImageFiles(root: string, extensions: readonly string[] = IMAGE_EXTENSIONS): Promise<string[]> {
-  return (await walkFolder(root, extensions)).images;
+/** walkImageFolder, its errors as ImageFolderErrors. */
+async function walkFolder(root: string, extensions: readonly string[], limits?: FolderWalkLimits): Promise<FolderWalk> {
+  try {
+    return await walkImageFolder(root, extensions, limits);
+  } catch (err) {
+    if (err instanceof FolderWalkError) throw new ImageFolderError(err.message, { cause: err });
+    throw err;
+  }
 }
 
 /** Why a file cannot be read, in a few words: sharp's message, but plainer for an empty or a non-image file. */
 async function failureReason(file: string, err: unknown): Promise<string> {
   const size = await fsp.stat(file).then((s) => s.size, () => -1);
   if (size === 0) return 'empty file';
+  const opened = await fsp.open(file, 'r').then((h) => h.close().then(() => null), (e: NodeJS.ErrnoException) => e);
+  if (opened?.code === 'EACCES' || opened?.code === 'EPERM') return 'permission denied';
+  if (opened?.code === 'ENOENT') return 'gone since the folder was read';
   // libvips repeats itself on later lines; with decodes running at once, its warning text can go missing and
   // sharp says only that a warning (failOn 'warning') stopped the decode
   const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim()).filter((l) => l !== '');
@@ -147,6 +127,8 @@ export interface ImageFolderInspection {
   corrupt: SkippedFile[];
   /** Other files (not hidden, another extension), counted by extension in lower case ('' for none). */
   ignored: Record<string, number>;
+  /** Entries the walk left out (duplicates reached through links, link cycles, FIFOs, ...), by reason. */
+  walkSkips: FolderWalk['skipped'];
   /** Readable images per stored size 'WxH', most common first (ties: smaller first). */
   sizes: [size: string, count: number][];
   /** Readable images per modeName, most common first (ties: by name). */
@@ -175,12 +157,13 @@ function tally(keys: string[], tie: (a: string, b: string) => number): [string, 
  */
 export async function inspectImageFolder(
   root: string,
-  opts: { onCorrupt?: 'error' | 'skip'; extensions?: readonly string[]; concurrency?: number } = {},
+  opts: { onCorrupt?: 'error' | 'skip'; extensions?: readonly string[]; concurrency?: number; limits?: FolderWalkLimits } = {},
 ): Promise<ImageFolderInspection> {
   const extensions = opts.extensions ?? IMAGE_EXTENSIONS;
-  const { images, others } = await walkFolder(root, extensions);
+  const { images, others, firstOther, skipped: walkSkips } = await walkFolder(root, extensions, opts.limits);
   if (images.length === 0) {
-    const seen = others.length > 0 ? ` (only ${others.length} other file${others.length === 1 ? '' : 's'}, such as ${others[0]})` : '';
+    const n = Object.values(others).reduce((a, b) => a + b, 0);
+    const seen = n > 0 ? ` (only ${n.toLocaleString('en-US')} other file${n === 1 ? '' : 's'}, such as ${firstOther})` : '';
     throw new ImageFolderError(`no images (${extensions.join(', ')}) found under ${root}${seen}`);
   }
   const infos: ((ImageHeader & { mode: ImageMode }) | undefined)[] = new Array(images.length);
@@ -206,27 +189,36 @@ export async function inspectImageFolder(
     throw new ImageFolderError(`cannot decode image ${path.join(root, corrupt[0].file)}: ${corrupt[0].reason}`);
   }
   if (files.length === 0) throw new ImageFolderError(`none of the ${images.length} images under ${root} could be read (${corrupt[0]!.file}: ${corrupt[0]!.reason})`);
-  const kept = infos.filter((h) => h !== undefined);
-  const ignored: Record<string, number> = {};
-  for (const f of others) {
-    const ext = path.extname(f).toLowerCase();
-    ignored[ext] = (ignored[ext] ?? 0) + 1;
-  }
+  return summarize({ root, files, infos: infos.filter((h) => h !== undefined), corrupt, ignored: others, walkSkips });
+}
+
+type InspectionFacts = Pick<ImageFolderInspection, 'root' | 'files' | 'infos' | 'corrupt' | 'ignored' | 'walkSkips'>;
+
+/** The sizes, modes and the model side and channels they suggest, for readable images `f.files` / `f.infos`. */
+function summarize(f: InspectionFacts): ImageFolderInspection {
+  const kept = f.infos;
   const side = (k: string) => Number(k);
   const [[shorter]] = tally(kept.map((h) => String(Math.min(h.width, h.height))), (a, b) => side(a) - side(b));
   const colour = kept.filter((h) => h.mode.colour).length;
   const area = (k: string) => k.split('x').reduce((a, b) => a * Number(b), 1);
   return {
-    root,
-    files,
-    infos: kept,
-    corrupt,
-    ignored,
+    ...f,
     sizes: tally(kept.map((h) => `${h.width}x${h.height}`), (a, b) => area(a) - area(b) || (a < b ? -1 : 1)),
     modes: tally(kept.map((h) => modeName(h.mode)), (a, b) => (a < b ? -1 : 1)),
     size: Math.min(side(shorter!), MAX_IMAGE_SIZE),
     channels: 2 * colour >= kept.length ? 3 : 1,
   };
+}
+
+/**
+ * The inspection of the images a load used (`data.files`, a subset of f.files): the files it skipped (unreadable
+ * headers and failed decodes, with their reasons) are `corrupt`, and the sizes and modes are those of the images used.
+ */
+export function inspectionOfLoaded(f: ImageFolderInspection, data: Pick<ImageFolderData, 'files' | 'skipped'>): ImageFolderInspection {
+  if (data.files.length === f.files.length) return f;
+  const keep = new Set(data.files);
+  const infos = f.infos.filter((_, i) => keep.has(f.files[i]!));
+  return summarize({ ...f, files: [...data.files], infos, corrupt: [...data.skipped] });
 }
 
 /**
@@ -286,7 +278,7 @@ export async function loadImageFolder(root: string, opts: ImageFolderOptions): P
   }
 
   // 1. Find the files, and check that the dataset fits in memory before allocating it.
-  const files = seen?.files ?? (await listImageFiles(root, extensions));
+  const files = seen?.files ?? (await listImageFiles(root, extensions, opts.limits));
   const total = files.length + (seen?.corrupt.length ?? 0);
   if (total === 0) throw new ImageFolderError(`no images (${extensions.join(', ')}) found under ${root}`);
   const chw = channels * size * size;

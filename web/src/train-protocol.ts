@@ -11,7 +11,7 @@ export type TrainPreset = (typeof TRAIN_PRESETS)[number];
 export type TrainData =
   | { kind: 'mnist' }
   /** n images (n, channels, size, size) as 8-bit pixels */
-  | { kind: 'images'; pixels: Uint8Array; n: number; channels: number; size: number; skipped: number };
+  | { kind: 'images'; pixels: Uint8Array; n: number; channels: number; size: number; leftOut: string };
 
 export interface TrainStart {
   preset: TrainPreset;

@@ -62,8 +62,8 @@ async function dataset(d: TrainData): Promise<{ data: Dataset; source: string; n
     return { data, source: `web:mnist-${data.n}`, note: `${data.n.toLocaleString('en')} MNIST training digits` };
   }
   const data = uint8Dataset(d.pixels, { n: d.n, channels: d.channels, height: d.size, width: d.size });
-  const skipped = d.skipped > 0 ? `, ${d.skipped} unreadable file${d.skipped === 1 ? '' : 's'} skipped` : '';
-  return { data, source: 'web:images', note: `${d.n} image${d.n === 1 ? '' : 's'} of yours, ${d.channels}x${d.size}x${d.size}${skipped}` };
+  // leftOut: what the pick or drop left out, as the CLI's folder summary says it ('; left out: 1 unreadable image file (...)')
+  return { data, source: 'web:images', note: `${d.n} image${d.n === 1 ? '' : 's'} of yours, ${d.channels}x${d.size}x${d.size}${d.leftOut}` };
 }
 
 async function start(msg: TrainStart): Promise<void> {

@@ -10,6 +10,7 @@ import { parseSafetensorsHeader } from '../../src/io/safetensors.ts';
 import type { DiffusionConfig } from '../../src/diffusion/config.ts';
 import { UNET_CONFIGS, type UNetConfig } from '../../src/models/unet.ts';
 import { PRESET_RECIPES } from '../../src/train/config.ts';
+import { collectDropped, collectPicked, describeCollected, type CollectedFiles, type EntryLike } from './folder-files.ts';
 import { decodeImage, drawGrid, gridLayout } from './image.ts';
 import type { BackendChoice } from './protocol.ts';
 import { TRAIN_PRESETS, type FromTrainWorker, type ToTrainWorker, type TrainData, type TrainPreset } from './train-protocol.ts';
@@ -58,8 +59,9 @@ export class TrainPanel {
     form: $<HTMLFormElement>('train-form'),
     preset: $<HTMLSelectElement>('train-preset'),
     data: $<HTMLSelectElement>('train-data'),
-    imagesLabel: $<HTMLLabelElement>('train-images-label'),
+    imagesLabel: $<HTMLElement>('train-images-label'),
     images: $<HTMLInputElement>('train-images'),
+    folder: $<HTMLInputElement>('train-folder'),
     batch: $<HTMLInputElement>('train-batch'),
     seed: $<HTMLInputElement>('train-seed'),
     sampleEvery: $<HTMLInputElement>('train-sample-every'),
@@ -76,8 +78,8 @@ export class TrainPanel {
     gridCaption: $('train-grid-caption'),
   };
   private losses: { step: number; loss: number }[] = [];
-  /** images dropped on the view (they replace the picked ones) */
-  private dropped: File[] | null = null;
+  /** the images of the last pick or drop, sorted out as a folder walk sorts them (folder-files.ts) */
+  private chosen: Promise<CollectedFiles> | null = null;
   private ready: Promise<void> | null = null;
   private resolveReady: (() => void) | null = null;
   private backendLine = '';
@@ -104,10 +106,11 @@ export class TrainPanel {
     e.download.onclick = () => this.send({ type: 'download' });
     e.use.onclick = () => this.send({ type: 'export' });
     e.upload.onchange = () => this.start(e.upload.files?.[0]).catch((err) => this.fail(err));
-    e.images.onchange = () => {
-      this.dropped = null;
-      this.status(`${e.images.files?.length ?? 0} image file(s) picked`);
+    const picked = (input: HTMLInputElement, what: string) => {
+      this.choose(collectPicked([...(input.files ?? [])]), what);
     };
+    e.images.onchange = () => picked(e.images, 'picked');
+    e.folder.onchange = () => picked(e.folder, 'in the picked folder');
     // images dropped anywhere on the view train the next run
     const view = $('train');
     view.addEventListener('dragover', (ev) => {
@@ -118,12 +121,14 @@ export class TrainPanel {
     view.addEventListener('drop', (ev) => {
       ev.preventDefault();
       view.classList.remove('dropping');
+      // folders arrive as entries (walked, links and all, by collectDropped); plain files as Files
+      const items = [...(ev.dataTransfer?.items ?? [])].filter((i) => i.kind === 'file');
+      const entries = items.map((i) => i.webkitGetAsEntry?.()).filter((x): x is FileSystemEntry => x != null);
       const files = [...(ev.dataTransfer?.files ?? [])];
-      if (files.length === 0) return;
-      this.dropped = files;
+      if (entries.length === 0 && files.length === 0) return;
       e.data.value = 'images';
       this.dataChanged();
-      this.status(`${files.length} file(s) dropped: Start trains on them`);
+      this.choose(entries.length > 0 ? collectDropped(entries as unknown as EntryLike[]) : collectPicked(files), 'dropped');
     });
     e.start.disabled = false;
     this.setState('idle');
@@ -213,35 +218,52 @@ export class TrainPanel {
     });
   }
 
+  /** The images of a pick or drop replace the earlier ones; the status line counts them as the CLI counts a folder. */
+  private choose(collecting: Promise<CollectedFiles>, what: string): void {
+    this.chosen = collecting;
+    this.status('reading the file list…');
+    collecting.then(
+      (c) => {
+        if (this.chosen === collecting) this.status(`${describeCollected(c.images.length, c, [])} ${what}: Start trains on them`);
+      },
+      (err) => this.fail(err),
+    );
+  }
+
   private resume(): void {
     this.setState('running');
     this.send({ type: 'resume', stopAt: this.int(this.el.stopAt, 0, 1e9) });
   }
 
-  /** The run's data: MNIST, or the picked images decoded to the model's size and channels (unreadable files skipped and counted). */
+  /** The run's data: MNIST, or the chosen images decoded to the model's size and channels (unreadable files skipped and counted). */
   private async readData(m: { inChannels: number; imageSize: number }): Promise<TrainData> {
     if (this.el.data.value === 'mnist') return { kind: 'mnist' };
-    const files = this.dropped ?? [...(this.el.images.files ?? [])];
-    if (files.length === 0) throw new Error('pick or drop some images first (or choose the MNIST digits)');
+    const chosen = await (this.chosen ?? collectPicked([...(this.el.images.files ?? [])]));
+    const files = chosen.images;
+    if (files.length === 0) {
+      const why = describeCollected(0, chosen, []);
+      throw new Error(`pick or drop some images (PNG, JPEG or WebP) first, or choose the MNIST digits${this.chosen ? ` (found ${why})` : ''}`);
+    }
     if (m.inChannels !== 1 && m.inChannels !== 3) throw new Error(`a model of ${m.inChannels} channels cannot train on pictures (1 or 3)`);
     const channels = m.inChannels as 1 | 3;
     const size = m.imageSize;
     const plane = channels * size * size;
     const pixels = new Uint8Array(files.length * plane);
     let n = 0;
-    let skipped = 0;
-    for (const f of files) {
+    const unreadable: { file: string; reason: string }[] = [];
+    for (const { path, file } of files) {
       try {
-        const img = await decodeImage(f, { size, channels, background: 'black', invert: false });
+        const img = await decodeImage(file as File, { size, channels, background: 'black', invert: false });
         pixels.set(img.pixels, n * plane);
         n++;
-      } catch {
-        skipped++;
+      } catch (err) {
+        unreadable.push({ file: path, reason: file.size === 0 ? 'empty file' : 'not a readable image' });
       }
-      if ((n + skipped) % 50 === 0) this.status(`reading images… ${n + skipped}/${files.length}`);
+      if ((n + unreadable.length) % 50 === 0) this.status(`reading images… ${n + unreadable.length}/${files.length}`);
     }
-    if (n === 0) throw new Error(`none of the ${files.length} files could be read as an image`);
-    return { kind: 'images', pixels: pixels.slice(0, n * plane), n, channels, size, skipped };
+    if (n === 0) throw new Error(`none of the ${files.length} image files could be read (${unreadable[0]!.file}: ${unreadable[0]!.reason})`);
+    const leftOut = describeCollected(n, chosen, unreadable).replace(/^[\d,]+ images?/, '');
+    return { kind: 'images', pixels: pixels.slice(0, n * plane), n, channels, size, leftOut };
   }
 
   private status(text: string): void {
