@@ -11,4 +11,5 @@ export { inspectImageFolder, loadImageFolder, imageFolderDataset, type ImageFold
 export { encodePng, readImage, writeImageGrid, writePng, writeGif } from './io/image.ts';
 export { readSafetensorsFile, writeSafetensorsFile } from './io/safetensors-file.ts';
 export { Trainer, type TrainerEvents } from './train/trainer.ts';
+export { RUN_LOCK_FILE, RunLock, RunLockedError, acquireRunLock, type RunLockOptions, type RunLockOwner } from './io/run-lock.ts';
 export { loadCheckpoint, loadModelDir, saveCheckpoint } from './train/checkpoint.ts';

@@ -1,11 +1,12 @@
 /** `ddpm train`: flags come from the typed config (src/train/config.ts), the work from the Trainer. */
 import { appendFileSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Command, Option } from 'commander';
 import type { Dataset } from '../data/loader.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
+import { acquireRunLock, type RunLock } from '../io/run-lock.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
 import { readConfig, recoverCheckpoint } from '../train/checkpoint.ts';
 import { PRESET_RECIPES, TRAIN_OPTIONS, applyOptions, defaultTrainConfig, validateTrainConfig, withClasses, type TrainConfig } from '../train/config.ts';
@@ -43,7 +44,18 @@ export function trainCommand(): Command {
   cmd.option('--folder-max-entries <value>', `files and folders one walk of a --data folder may read (default: ${MAX_FOLDER_ENTRIES.toLocaleString('en-US')})`);
   addRuntimeOptions(cmd);
   cmd.action(async (opts: Record<string, string | boolean | number | undefined>) => {
-    await runTrain(opts);
+    const held: Held = { onSignal: quitAtOnce };
+    const onSigint = () => held.onSignal('SIGINT');
+    const onSigterm = () => held.onSignal('SIGTERM');
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
+    try {
+      await runTrain(opts, held);
+    } finally {
+      process.off('SIGINT', onSigint);
+      process.off('SIGTERM', onSigterm);
+      await held.lock?.release();
+    }
   });
   return cmd;
 }
@@ -130,7 +142,18 @@ function lrDecayNote({ optim: o }: TrainConfig): string {
   return ` (${o.decay} decay to ${o.decayTo} over steps ${o.decayStart}..${o.decayStart + o.decaySteps})`;
 }
 
-async function runTrain(opts: Record<string, string | boolean | number | undefined>): Promise<void> {
+/** What runTrain holds until the command ends: the run directory's lock, and the signal handler of the moment. */
+interface Held {
+  lock?: RunLock;
+  onSignal: (sig: 'SIGINT' | 'SIGTERM') => void;
+}
+
+/** A signal with nothing to save (start-up, shutdown): exit as a shell reports it; the lock's exit hook removes the lock. */
+function quitAtOnce(sig: 'SIGINT' | 'SIGTERM'): never {
+  process.exit(sig === 'SIGINT' ? 130 : 143);
+}
+
+async function runTrain(opts: Record<string, string | boolean | number | undefined>, held: Held): Promise<void> {
   const flags = flagValues(opts);
   const walkLimits = { maxDepth: positiveInt(opts, 'folderMaxDepth', '--folder-max-depth'), maxEntries: positiveInt(opts, 'folderMaxEntries', '--folder-max-entries') };
   if (opts.resume && opts.out === undefined && flags.data === undefined) {
@@ -144,9 +167,22 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const outNote = opts.out === undefined ? ` (the default --out for --data ${dataName})` : '';
   let config: TrainConfig;
   const ckptDir = path.join(out, 'checkpoint');
-  // The run directory first: an existing writable directory, or one that can be created (it is created only once
-  // the start-up has succeeded, so a failed start leaves nothing behind).
+  // The run directory first: an existing writable directory, or one that can be created.
   await checkOutputDir('--out', out);
+  // One writer per run directory (src/io/run-lock.ts): the lock comes before anything in it is read (another trainer
+  // could be swapping its checkpoint) and is held until the command ends (trainCommand's action releases it). The
+  // directory is made for it; a failed start gives the lock back and removes the directories made here, leaving
+  // nothing behind. A signal during the start-up has nothing to save: it exits at once (quitAtOnce; the lock's exit
+  // hook then removes the lock and those directories); the training's handler below replaces that.
+  const created = await makeDirs('--out', out);
+  try {
+    held.lock = await acquireRunLock(out, { command: 'ddpm train', createdDirs: created });
+  } catch (e) {
+    await removeDirs(created);
+    throw outputError('--out', out, e);
+  }
+  const lock = held.lock;
+  for (const note of lock.notes) process.stderr.write(`note: ${note}\n`);
   // Repair an interrupted checkpoint write before deciding (a kill between its two renames leaves checkpoint.old and
   // a complete checkpoint.new but no checkpoint/): deciding on checkpoint/config.json would start over and overwrite it.
   const resuming = Boolean(opts.resume) && (await recoverCheckpoint(ckptDir));
@@ -206,6 +242,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   const trainer = await Trainer.create(ort, config, out, dataset, {
     ...nodeRuntime({ threads: opts.threads as number | undefined, ep: opts.ep as string | undefined }),
     resume: resuming,
+    lock,
     events: {
       onStep: (_step, loss) => {
         lastLoss = loss;
@@ -228,13 +265,6 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
       onCheckpoint: (dir, step) => say(`checkpoint: ${dir} (step ${step})`),
     },
   });
-  let created: string[];
-  try {
-    created = await makeDirs('--out', out);
-  } catch (e) {
-    await trainer.release();
-    throw e;
-  }
   // The first SIGINT/SIGTERM stops after the current step; the run then writes its checkpoint and sample grid and
   // exits 130/143. A second one quits at once (the last checkpoint on disk is complete: writes are atomic). Handled
   // from before the start line, so a signal sent as soon as it shows is never the default (a kill without saving).
@@ -247,10 +277,7 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
     process.stderr.write(`\n${sig}: finishing this step, then writing a checkpoint${run.sampleEvery > 0 ? ' and a sample grid' : ''} (${sig === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit at once)\n`);
     trainer.requestStop();
   };
-  const onSigint = () => onSignal('SIGINT');
-  const onSigterm = () => onSignal('SIGTERM');
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigterm);
+  held.onSignal = onSignal;
   process.stdout.write(
     `${resuming ? 'resuming' : 'training'} ${config.preset} (${describeUNet(config.model)}) on ${config.data.source} (${dataset.n.toLocaleString('en-US')} images) ` +
       `from step ${trainer.state.step}${!resuming && config.run.initFrom ? ` with the weights of ${config.run.initFrom}` : ''}; ` +
@@ -274,12 +301,10 @@ async function runTrain(opts: Record<string, string | boolean | number | undefin
   } catch (e) {
     if (barOn) bar.stop();
     barOn = false;
-    // a run directory this process made and nothing was written to is removed again
-    if (created.length > 0 && (await readdir(out).catch(() => ['?'])).length === 0) await removeDirs(created);
+    // a run directory this process made and nothing was written to is removed again by lock.release()
     throw outputError('--out', out, e); // a full disk or a directory gone read-only, as one line naming the run
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigterm);
+    held.onSignal = quitAtOnce;
     await trainer.release();
   }
   if (signal !== null) throw new Interrupted(signal);

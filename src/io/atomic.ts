@@ -110,9 +110,10 @@ export async function writeFileAtomic(
 //   <dir> present                    -> it is valid; leftover .new (maybe partial) and .old are stale: remove.
 //   <dir> absent, .old present       -> crash between 2 and 3: .new is complete, promote it (else restore .old).
 //   <dir> absent, .old absent        -> no checkpoint yet; a leftover .new may be partial: remove.
-// One writer per checkpoint directory at a time. The writer (and `ddpm train --resume`, before it decides whether
-// there is a checkpoint) repairs with recoverCheckpointDir; readers that may run next to a live writer (sample,
-// eval, export, --init-from) only resolve which directory to read (resolveCheckpointDir) and never rename.
+// One writer per checkpoint directory at a time: the trainer holds its run directory's lock (src/io/run-lock.ts).
+// The writer (and `ddpm train --resume`, before it decides whether there is a checkpoint) repairs with
+// recoverCheckpointDir; readers that may run next to a live writer (sample, eval, export, --init-from) take no lock,
+// only resolve which directory to read (resolveCheckpointDir) and never rename.
 
 export type CheckpointFiles = Record<string, Uint8Array | string>;
 

@@ -10,6 +10,7 @@ import type { OrtModule, RuntimeOptions } from '../engine/runtime.ts';
 import { NonFiniteLossError, type TrainStep } from '../engine/train_step.ts';
 import type { Dataset } from '../data/loader.ts';
 import { writeImageGrid } from '../io/image.ts';
+import { acquireRunLock, type RunLock } from '../io/run-lock.ts';
 import { initUNet, unetParamShapes } from '../models/unet.ts';
 import { Rng } from '../rng.ts';
 import { CheckpointError, checkWeights, loadCheckpoint, loadModelDir, saveCheckpoint, warmStartWeights } from './checkpoint.ts';
@@ -51,6 +52,11 @@ export interface TrainerEvents {
 export interface TrainerOptions extends RuntimeOptions {
   /** continue from `<outDir>/checkpoint` if it exists */
   resume?: boolean;
+  /**
+   * The lock on `outDir` (src/io/run-lock.ts), taken by the caller, who releases it: `ddpm train` takes it before it
+   * reads the run directory. Without it, create() takes one (making `outDir` if needed) and release() gives it back.
+   */
+  lock?: RunLock;
   events?: TrainerEvents;
   /** milliseconds on a monotonic clock, for the time budget and the log's timing (default performance.now; tests pass their own) */
   clock?: () => number;
@@ -73,9 +79,36 @@ export class Trainer {
     readonly outDir: string,
     readonly run: TrainingRun,
     private readonly opts: TrainerOptions,
+    /** the run directory's lock: one writer per run directory (src/io/run-lock.ts) */
+    readonly lock: RunLock,
+    private readonly ownsLock: boolean,
   ) {}
 
+  /**
+   * A trainer writing into `outDir`. It holds the directory's lock (`opts.lock`, or its own) from before it reads a
+   * checkpoint there until release(): a second trainer on the same directory is refused (RunLockedError).
+   */
   static async create(ort: OrtModule, config: TrainConfig, outDir: string, dataset: Dataset, opts: TrainerOptions = {}): Promise<Trainer> {
+    if (opts.lock !== undefined) {
+      if (path.resolve(opts.lock.dir) !== path.resolve(outDir)) throw new Error(`Trainer.create: opts.lock is the lock of ${opts.lock.dir}, not of ${outDir}`);
+      return Trainer.createLocked(ort, config, outDir, dataset, opts, opts.lock, false);
+    }
+    const made = await fsp.mkdir(outDir, { recursive: true }); // the first directory it made, if any
+    const created: string[] = [];
+    for (let d = path.resolve(outDir); made !== undefined; d = path.dirname(d)) {
+      created.unshift(d);
+      if (d === path.resolve(made) || d === path.dirname(d)) break;
+    }
+    const lock = await acquireRunLock(outDir, { createdDirs: created });
+    try {
+      return await Trainer.createLocked(ort, config, outDir, dataset, opts, lock, true);
+    } catch (e) {
+      await lock.release(); // and the directories made above, still empty
+      throw e;
+    }
+  }
+
+  private static async createLocked(ort: OrtModule, config: TrainConfig, outDir: string, dataset: Dataset, opts: TrainerOptions, lock: RunLock, ownsLock: boolean): Promise<Trainer> {
     const ckptDir = path.join(outDir, 'checkpoint');
     const resumed = opts.resume ? await loadCheckpoint(ckptDir, { expectConfig: config }) : null;
     let start: RunStart = {};
@@ -94,7 +127,7 @@ export class Trainer {
       const file = e.part === 'loader' ? 'state.json' : 'optimizer.safetensors';
       throw new CheckpointError(`${path.join(ckptDir, file)}: ${e.message}`);
     }
-    const trainer = new Trainer(ort, config, outDir, run, opts);
+    const trainer = new Trainer(ort, config, outDir, run, opts, lock, ownsLock);
     if (resumed) trainer.lastSavedStep = run.state.step;
     return trainer;
   }
@@ -255,8 +288,13 @@ export class Trainer {
     return file;
   }
 
+  /** Free the compiled step; then give back the run directory's lock, if create() took it. */
   async release(): Promise<void> {
-    await this.run.release();
+    try {
+      await this.run.release();
+    } finally {
+      if (this.ownsLock) await this.lock.release();
+    }
   }
 }
 
