@@ -287,8 +287,40 @@ test('grad: softmax and logSoftmax', () => {
 test('grad: groupNorm, dropout with a fixed u', () => {
   checkGrad('groupNorm 2 groups, gamma, beta', (x, g, b) => T.groupNorm(x, 2, g, b), [{ shape: [2, 4, 3, 3] }, { shape: [4] }, { shape: [4] }]);
   checkGrad('groupNorm 1 group, no affine, rank 3', (x) => T.groupNorm(x, 1, null, null), [{ shape: [2, 3, 4] }]);
+  // its own VJP (withVjp) with only one of gamma and beta
+  checkGrad('groupNorm gamma only', (x, g) => T.groupNorm(x, 2, g, null), [{ shape: [2, 4, 3] }, { shape: [4] }]);
+  checkGrad('groupNorm beta only', (x, b) => T.groupNorm(x, 4, null, b), [{ shape: [1, 4, 2, 2] }, { shape: [4] }]);
+  // a use of the inside of a composite (here silu's input through another path) adds to its own rule's cotangent
+  checkGrad('silu and its input reused', (x) => T.add(T.silu(x), T.mul(x, x)), [{ shape: [3, 4] }]);
   const r = mulberry32(42);
   const u = Array.from({ length: 12 }, () => r());
   checkGrad('dropout p=0.3', (x) => T.dropout(x, 0.3, c(u, [3, 4])), [{ shape: [3, 4] }]);
   checkGrad('dropout p=0.5, u broadcast', (x) => T.dropout(x, 0.5, c(u.slice(0, 4), [4])), [{ shape: [3, 4] }]);
+});
+
+/** The activation-size forward tensors (made by the loss's own graph) that the gradient graph reads: what a training step keeps. */
+function keptForBackward(loss: Tensor, wrt: Tensor[]): string[] {
+  const size = wrt[0]!.shape.join(',');
+  const grads = vjp(loss, wrt).filter((g): g is Tensor => g !== null);
+  const forward = new Set(topoSort([loss.node]));
+  const kept = new Set<string>();
+  for (const n of topoSort(grads.map((g) => g.node))) {
+    if (forward.has(n)) continue;
+    for (const i of n.inputs) if (forward.has(i) && i.op !== 'Input' && i.op !== 'Constant' && i.shape.join(',') === size) kept.add(`${i.op} [${i.shape.join(',')}]`);
+  }
+  return [...kept].sort();
+}
+
+test('grad: groupNorm + SiLU with their own VJPs (withVjp): finite differences, and what the backward keeps', () => {
+  checkGrad('groupNormSilu', (x, g, b) => T.groupNormSilu(x, 2, g, b), [{ shape: [2, 4, 3, 3] }, { shape: [4] }, { shape: [4] }]);
+  const x = T.input('x', [2, 4, 3, 3]);
+  const gamma = T.input('gamma', [4]);
+  const beta = T.input('beta', [4]);
+  const w = T.input('w', [4, 4, 3, 3]);
+  // the residual block's pattern: conv(silu(groupNorm(x))); the convolution keeps its own input, the silu output
+  const block = (y: Tensor) => T.sum(T.conv2d(y, w, null, { padding: 1 }));
+  // as one composite: x̂ (the Reshape after the normalisation) and the conv's input, nothing else activation-size
+  assert.deepEqual(keptForBackward(block(T.groupNormSilu(x, 2, gamma, beta)), [x, gamma, beta, w]), ['Mul [2,4,3,3]', 'Reshape [2,4,3,3]']);
+  // as two: also σ(z), which silu's rule needs (the primitives' VJPs would keep x − μ and z too)
+  assert.deepEqual(keptForBackward(block(T.silu(T.groupNorm(x, 2, gamma, beta))), [x, gamma, beta, w]), ['Mul [2,4,3,3]', 'Reshape [2,4,3,3]', 'Sigmoid [2,4,3,3]']);
 });

@@ -3,9 +3,10 @@
  *
  * Each primitive's VJP rule (ops/vjp.ts) is written with the same tensor ops, so a gradient is just
  * more graph: it is exported, interpreted and run like any other. Cotangents of nodes used more than
- * once are summed.
+ * once are summed. Composites may bring a rule of their own (custom-vjp.ts).
  */
 import { Node, sameShape, shapeToString, topoSort, type Primitive } from './graph.ts';
+import { customVjpOf } from './custom-vjp.ts';
 import { vjpRules } from './ops/vjp.ts';
 import { Tensor, add, expand } from './tensor.ts';
 import { treeFlatten, treeFromFlat, type Tree } from './tree.ts';
@@ -36,11 +37,13 @@ export function vjp(output: Tensor, wrt: readonly Tensor[], seed?: Tensor): (Ten
     const n = order[k]!;
     const g = cot.get(n);
     if (!g || !needed.has(n) || n.inputs.length === 0) continue;
-    if (!n.inputs.some((i) => needed.has(i))) continue;
-    const rule = vjpRules[n.op as Primitive]; // a node with inputs is a primitive
-    const xs = n.inputs.map((i) => new Tensor(i));
-    const gs = rule(g, n, xs, new Tensor(n));
-    n.inputs.forEach((inp, i) => {
+    // a composite's own gradient (custom-vjp.ts) replaces the walk through its inside
+    const custom = customVjpOf(n);
+    if (!custom && !n.inputs.some((i) => needed.has(i))) continue;
+    const inputs = custom?.inputs ?? n.inputs;
+    const gs = custom ? custom.rule(g) : vjpRules[n.op as Primitive](g, n, n.inputs.map((i) => new Tensor(i)), new Tensor(n)); // a node with inputs is a primitive
+    if (gs.length !== inputs.length) throw new Error(`grad: the VJP of ${n.op} gave ${gs.length} cotangents for ${inputs.length} inputs`);
+    inputs.forEach((inp, i) => {
       const gi = gs[i];
       if (!gi || !needed.has(inp)) return;
       if (!sameShape(gi.shape, inp.shape)) {

@@ -21,6 +21,7 @@ import {
   type Shape,
 } from './graph.ts';
 import { fail, requireFloat, shapeRules } from './ops/shape.ts';
+import { withVjp } from './custom-vjp.ts';
 
 export { ShapeError } from './ops/shape.ts';
 
@@ -159,8 +160,16 @@ export const relu = (x: Tensor): Tensor => make('Relu', [x]);
 export const erf = (x: Tensor): Tensor => make('Erf', [x]);
 export const square = (x: Tensor): Tensor => mul(x, x);
 export const rsqrt = (x: Tensor): Tensor => div(1, sqrt(x));
-/** SiLU / swish: x·σ(x). */
-export const silu = (x: Tensor): Tensor => mul(x, sigmoid(x));
+/**
+ * SiLU / swish: y = x·σ(x). Its gradient, σ + x·σ·(1 − σ) = s + y·(1 − s) with s = σ(x), is written from s and y
+ * (withVjp): y is kept for the next layer's weight gradient anyway, so x need not be, where the primitives' VJPs
+ * (Mul, then Sigmoid) keep x and s both.
+ */
+export function silu(x: Tensor): Tensor {
+  const s = sigmoid(x);
+  const y = mul(x, s);
+  return withVjp(y, [x], (g) => [mul(g, add(s, mul(y, sub(1, s))))]);
+}
 
 /** Clamp to [lo, hi]; the gradient passes where lo < x < hi. */
 export function clip(x: Tensor, lo: number, hi: number): Tensor {
@@ -378,6 +387,34 @@ export function logSoftmax(x: Tensor, axis = -1): Tensor {
  * in torch.nn.GroupNorm.
  */
 export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps = 1e-5): Tensor {
+  const gn = groupNormParts(x, groups, gamma, beta, eps);
+  if (gn.y === gn.normed) return gn.y; // no affine part: the output is x̂ itself, a Reshape, nothing to attach a rule to
+  return withVjp(gn.y, [x, gamma, beta], gn.vjp);
+}
+
+/**
+ * SiLU(groupNorm(x)), the pre-activation of every residual block, with one gradient for both: it keeps only x̂ and
+ * the per-group rstd, and recomputes z = γ·x̂ + β and σ(z) in the backward pass (two cheap elementwise ops), where
+ * separate rules keep x̂, σ(z) and z·σ(z). With the convolution that reads the output (it keeps its own input), that is
+ * two activation-size tensors per block where PyTorch's kernels keep three. The forward graph is groupNorm's then
+ * silu's, node for node.
+ *
+ * The recomputation is written γ·x̂ rather than x̂·γ on purpose: onnxruntime's common-subexpression elimination
+ * would merge an identical Mul (and the Sigmoid after it) with the forward's, and keep σ(z) alive after all.
+ */
+export function groupNormSilu(x: Tensor, groups: number, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
+  const gn = groupNormParts(x, groups, gamma, beta, eps);
+  const y = mul(gn.y, sigmoid(gn.y));
+  return withVjp(y, [x, gamma, beta], (g) => {
+    const z = add(mul(gn.gammaB!, gn.normed), gn.betaB!); // recomputed: see above
+    const s = sigmoid(z);
+    // silu'(z) = σ(z)·(1 + z·(1 − σ(z)))
+    return gn.vjp(mul(g, mul(s, add(mul(z, sub(1, s)), 1))));
+  });
+}
+
+/** groupNorm's forward, the pieces its gradient reads (x̂, rstd), and that gradient. */
+function groupNormParts(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps: number) {
   requireFloat('groupNorm', x);
   if (x.rank < 2) fail('groupNorm', `expects [N, C, ...], got ${shapeToString(x.shape)}`);
   const [N, C] = x.shape as [Dim, Dim];
@@ -386,18 +423,33 @@ export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta:
   const mu = mean(xg, 2, true);
   const centered = sub(xg, mu);
   const variance = mean(mul(centered, centered), 2, true);
-  const normed = reshape(mul(centered, rsqrt(add(variance, eps))), x.shape);
+  const rstd = rsqrt(add(variance, eps)); // (N, G, 1)
+  const normed = reshape(mul(centered, rstd), x.shape); // x̂
   const bshape = [1, C, ...x.shape.slice(2).map(() => 1)];
   let y = normed;
+  let gammaB: Tensor | null = null;
+  let betaB: Tensor | null = null;
   if (gamma) {
     if (gamma.rank !== 1 || gamma.shape[0] !== C) fail('groupNorm', `gamma ${shapeToString(gamma.shape)} does not match ${C} channels`);
-    y = mul(y, reshape(gamma, bshape));
+    gammaB = reshape(gamma, bshape);
+    y = mul(y, gammaB);
   }
   if (beta) {
     if (beta.rank !== 1 || beta.shape[0] !== C) fail('groupNorm', `beta ${shapeToString(beta.shape)} does not match ${C} channels`);
-    y = add(y, reshape(beta, bshape));
+    betaB = reshape(beta, bshape);
+    y = add(y, betaB);
   }
-  return y;
+  const perChannel = [0, ...x.shape.slice(2).map((_, i) => i + 2)]; // every axis but C
+  // The gradient from x̂ and rstd alone (as PyTorch's kernel, which keeps x, mean and rstd): with ĝ = g·γ,
+  //   dx = rstd · (ĝ − mean_group(ĝ) − x̂ · mean_group(ĝ · x̂)),   dγ = Σ_{n,hw} g · x̂,   dβ = Σ_{n,hw} g.
+  // The primitives' VJPs would keep x − μ as well as x̂: one more activation-size tensor per normalisation.
+  const vjp = (g: Tensor): (Tensor | null)[] => {
+    const gg = reshape(gammaB ? mul(g, gammaB) : g, [N, groups, -1]);
+    const xh = reshape(normed, [N, groups, -1]);
+    const dx = mul(rstd, sub(sub(gg, mean(gg, 2, true)), mul(xh, mean(mul(gg, xh), 2, true))));
+    return [reshape(dx, x.shape), gamma ? sum(mul(g, normed), perChannel) : null, beta ? sum(g, perChannel) : null];
+  };
+  return { y, normed, gammaB, betaB, vjp };
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   exp,
   gather,
   groupNorm,
+  groupNormSilu,
   matmul,
   mul,
   reshape,
@@ -570,6 +571,8 @@ export function unet(
   const conv = (h: Tensor, name: string, opts: { stride?: number; padding?: number } = {}) =>
     conv2d(h, P(`${name}.weight`), P(`${name}.bias`), opts);
   const norm = (h: Tensor, name: string) => groupNorm(h, cfg.groups, P(`${name}.weight`), P(`${name}.bias`));
+  // SiLU(GroupNorm(h)) as one composite: the same forward graph, a gradient that keeps less (tensor.ts)
+  const normSilu = (h: Tensor, name: string) => groupNormSilu(h, cfg.groups, P(`${name}.weight`), P(`${name}.bias`));
   let dropCount = 0;
   const drop = (h: Tensor): Tensor => {
     if (cfg.dropout === 0 || !opts.dropoutSource) return h;
@@ -582,10 +585,10 @@ export function unet(
   const tembAct = silu(temb);
 
   const resBlock = (h: Tensor, name: string, s: ResSpec): Tensor => {
-    let y = conv(silu(norm(h, `${name}.n1`)), `${name}.c1`, { padding: 1 });
+    let y = conv(normSilu(h, `${name}.n1`), `${name}.c1`, { padding: 1 });
     const tproj = linear(tembAct, `${name}.t`); // (N, cout)
     y = add(y, reshape(tproj, [tproj.shape[0]!, s.cout, 1, 1]));
-    y = conv(drop(silu(norm(y, `${name}.n2`))), `${name}.c2`, { padding: 1 });
+    y = conv(drop(normSilu(y, `${name}.n2`)), `${name}.c2`, { padding: 1 });
     const skip = s.cin !== s.cout ? conv(h, `${name}.skip`) : h;
     return add(skip, y);
   };
@@ -631,5 +634,5 @@ export function unet(
     else h = conv(upsampleNearest2x(h), `${name}.1`, { padding: 1 });
   });
   // 5. output
-  return conv(silu(norm(h, 'out.0')), 'out.2', { padding: 1 });
+  return conv(normSilu(h, 'out.0'), 'out.2', { padding: 1 });
 }
