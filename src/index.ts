@@ -4,7 +4,11 @@
  */
 export * from './browser.ts';
 export { DDPMPipeline, savePngs, type NodePipelineLoadOptions } from './pipeline/node.ts';
-export { DEFAULT_MODEL_DIR, loadModel, type LoadedModel } from './pipeline/load.ts';
+export {
+  DEFAULT_COND_MODEL_DIR, DEFAULT_MODEL_DIR, SHIPPED_MODELS, SHIPPED_MODEL_NAMES, loadModel, type LoadedModel, type ShippedModelName,
+} from './pipeline/load.ts';
+export { resolveModelPath } from './io/model-path.ts';
+export { sniffPath, type FileKind } from './io/sniff-file.ts';
 export { ort, nodeRuntime } from './node/ort.ts';
 export { loadMnist, mnistDataset } from './data/mnist.ts';
 export { inspectImageFolder, loadImageFolder, imageFolderDataset, type ImageFolderInspection } from './data/folder.ts';

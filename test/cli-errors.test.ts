@@ -11,11 +11,16 @@ import { chmod, cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { UserError } from '../src/cli/common.ts';
 import { checkOutputFile, writeOutputs } from '../src/cli/output.ts';
 import { conciseOrtMessage } from '../src/engine/runtime.ts';
 import { encodePng } from '../src/io/image.ts';
 import { assertUserError, runCli, tinyCheckpoint, type CliResult } from './cli-helpers.ts';
+import { sniffBytes } from '../src/io/sniff.ts';
+import { sniffPath } from '../src/io/sniff-file.ts';
+import { parseSafetensors } from '../src/io/safetensors.ts';
+import { readDenoiserFile } from '../src/sample/onnx-file.ts';
 
 let dir: string;
 let ckpt: string;
@@ -218,7 +223,15 @@ test('--ep cuda without the CUDA provider: one line, no colour codes, no native 
   const out = at('cuda.png');
   const r = await ddpm(['sample', '--checkpoint', ckpt, '--n', '1', '--steps', '2', '--ep', 'cuda', '--out', out]);
   assert.equal(r.code, 2, r.stderr);
-  assert.equal(r.stderr, `error: --ep cuda: the CUDA execution provider is not available in this onnxruntime-node build (${CUDA_LIBRARY} is not installed: install it with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node; see the README section "GPU")\n`);
+  // the install script itself, which npm rebuild skips where allowScripts denies it (as in this repository)
+  const script = path.relative(process.cwd(), path.join(ortBin, '..', '..', '..', '..', 'script', 'install.js'));
+  assert.ok(existsSync(script), script);
+  assert.equal(
+    r.stderr,
+    `error: --ep cuda: the CUDA execution provider is not available in this onnxruntime-node build (${CUDA_LIBRARY} is not installed: install it with ` +
+      `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script} (npm rebuild skips that script where allowScripts denies it); see the README section "GPU")\n`,
+  );
+  assert.doesNotMatch(r.stderr, /npm rebuild onnxruntime-node/, 'the advice that does nothing in a checkout');
   assert.equal(existsSync(out), false);
 });
 
@@ -236,4 +249,76 @@ test('conciseOrtMessage: colour codes, ORT_ENFORCE locations and trailing lines 
     'adapter_result.status == wgpu::RequestAdapterStatus::Success was false. Failed to get a WebGPU adapter: No supported adapters\x1b[m\nstack';
   assert.equal(conciseOrtMessage(raw), 'Failed to get a WebGPU adapter: No supported adapters');
   assert.equal(conciseOrtMessage('[ONNXRuntimeError] : 1 : FAIL : Load model failed'), 'Load model failed');
+});
+
+/** A 8x8 grey PNG, a JSON file, a gzip file, an empty file and a folder: the wrong kinds of input of issue 32. */
+async function wrongKinds(): Promise<Record<'png' | 'json' | 'gzip' | 'empty' | 'folder' | 'onnx' | 'safetensors', string>> {
+  const files = {
+    png: at('kinds', 'digit.png'), json: at('kinds', 'config.json'), gzip: at('kinds', 'data.gz'), empty: at('kinds', 'empty.onnx'),
+    folder: at('kinds', 'a-folder'), onnx: path.join(ROOT, 'models', 'mnist-28', 'model.onnx'), safetensors: path.join(ckpt, 'ema.safetensors'),
+  };
+  await mkdir(files.folder, { recursive: true });
+  await writeFile(files.png, await encodePng({ data: new Uint8Array(64).fill(200), width: 8, height: 8, channels: 1 }));
+  await writeFile(files.json, '{"model": {}}\n');
+  await writeFile(files.gzip, gzipSync('not a model'));
+  await writeFile(files.empty, '');
+  return files;
+}
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+test('sniffBytes names PNG, JPEG, WebP, GIF, safetensors, ONNX, JSON, gzip, zip and empty files; anything else is unknown', async () => {
+  const k = await wrongKinds();
+  assert.equal(sniffBytes(await readFile(k.png)), 'png');
+  assert.equal(sniffBytes(await readFile(k.json)), 'json');
+  assert.equal(sniffBytes(await readFile(k.gzip)), 'gzip');
+  assert.equal(sniffBytes(new Uint8Array(0)), 'empty');
+  assert.equal(sniffBytes(await readFile(k.onnx)), 'onnx');
+  assert.equal(sniffBytes(await readFile(k.safetensors)), 'safetensors');
+  const ascii = (s: string) => Array.from(s, (c) => c.charCodeAt(0));
+  assert.equal(sniffBytes(Uint8Array.of(0xff, 0xd8, 0xff, 0xe0)), 'jpeg');
+  assert.equal(sniffBytes(Uint8Array.from([...ascii('RIFF'), 0, 0, 0, 0, ...ascii('WEBPVP8 ')])), 'webp');
+  assert.equal(sniffBytes(Uint8Array.from(ascii('GIF89a\x01\x00'))), 'gif');
+  assert.equal(sniffBytes(Uint8Array.of(0x50, 0x4b, 0x03, 0x04)), 'zip');
+  assert.equal(sniffBytes(Uint8Array.from([0xef, 0xbb, 0xbf, ...ascii('  [1, 2]')])), 'json'); // after a UTF-8 byte order mark
+  assert.equal(sniffBytes(Uint8Array.from(ascii('# README\n'))), 'unknown');
+  // a safetensors header must fit in the file: a '{' at byte 8 after a huge length is not one
+  assert.equal(sniffBytes(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x7b, 0x7d])), 'unknown');
+  assert.equal(await sniffPath(k.folder), 'directory');
+  assert.equal(await sniffPath(at('kinds', 'nothing-here')), null);
+  // the parsers say it too, for library users: a PNG handed to the safetensors and ONNX readers
+  const png = new Uint8Array(await readFile(k.png));
+  assert.throws(() => parseSafetensors(png), /^SafetensorsError: safetensors: a PNG image, not a safetensors file$/);
+  assert.throws(() => readDenoiserFile(png), /^Error: not a valid ONNX file: a PNG image$/);
+});
+
+test('every file input says what the file is and what was expected (issue 32, item 4)', async () => {
+  const k = await wrongKinds();
+  const cases: [string[], RegExp][] = [
+    [['invert', '--decode', k.png, '--out', at('x.png')], /^error: --decode .*digit\.png is a PNG image, not a safetensors file \(--decode reads the x_T that ddpm invert --image wrote\)$/m],
+    [['invert', '--decode', k.onnx, '--out', at('x.png')], /model\.onnx is an ONNX model, not a safetensors file/],
+    [
+      ['sample', '--checkpoint', k.png, '--n', '1'],
+      /^error: --checkpoint .*digit\.png is a PNG image, not a model \(a checkpoint or run directory, a checkpoint \.safetensors, an \.onnx from ddpm export or a shipped model: mnist-28, mnist-28-cond\)$/m,
+    ],
+    [['sample', '--checkpoint', k.json, '--n', '1'], /config\.json is a JSON file, not a model/],
+    [['sample', '--checkpoint', k.gzip, '--n', '1'], /data\.gz is a gzip file, not a model/],
+    [['sample', '--checkpoint', k.empty, '--n', '1'], /empty\.onnx is an empty file, not a model/],
+    [['sample', '--checkpoint', k.folder, '--n', '1'], /^error: --checkpoint .*a-folder: a directory without a model: expected config\.json and ema\.safetensors \(a checkpoint\), model\.onnx \(from ddpm export\) or checkpoint\/ \(a run directory\)$/m],
+    [['eval', '--checkpoint', k.png, '--fid', '2'], /digit\.png is a PNG image, not a model/],
+    [['export', '--checkpoint', k.json, '--out', at('m.onnx')], /config\.json is a JSON file, not a model \(a checkpoint or run directory, a checkpoint \.safetensors or a shipped model/],
+    [['edit', '--image', k.folder, '--out', at('x.png')], /^error: --image .*a-folder is a directory, not a PNG, JPEG or WebP image$/m],
+    [['inpaint', '--image', k.png, '--mask', k.safetensors, '--out', at('x.png')], /--mask .*ema\.safetensors is a safetensors file, not a PNG, JPEG or WebP image/],
+    [['invert', '--image', k.gzip, '--out', at('x.safetensors')], /--image .*data\.gz is a gzip file, not a PNG, JPEG or WebP image/],
+    [['noise', '--image', k.onnx, '--out', at('x.png')], /--image .*model\.onnx is an ONNX model, not a PNG, JPEG or WebP image/],
+    [['eval', '--samples', k.png], /^error: --samples: image folder .*digit\.png is a PNG image, not a directory$/m],
+    [['eval', '--fid', '2', '--classifier', k.png], /the FID classifier .*digit\.png is a PNG image, not a classifier directory/],
+    [['train', '--data', k.png, '--out', at('never-run')], /^error: --data .*digit\.png is a PNG image, not a folder of images \(or 'mnist'\)$/m],
+    [['train', '--init-from', k.png, '--out', at('never-run')], /^error: --init-from .*digit\.png is a PNG image, not a model, checkpoint or run directory/m],
+    [['train', '--init-from', 'no-such-model', '--out', at('never-run')], /^error: --init-from: no such file or directory: no-such-model \(shipped models: mnist-28, mnist-28-cond\)$/m],
+  ];
+  await writeFile(at('kinds', 'png.json'), await readFile(k.png));
+  cases.push([['train', '--config', at('kinds', 'png.json'), '--out', at('never-run')], /--config .*png\.json is a PNG image, not a config JSON file/]);
+  for (const [args, pattern] of cases) assertUserError(await runCli(args[0] === 'noise' ? args : [...args, '--threads', '1']), pattern);
+  assert.equal(existsSync(at('never-run')), false, 'train checked its inputs before making the run directory');
 });

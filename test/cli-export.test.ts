@@ -75,7 +75,7 @@ test('export: bad input is one line on stderr and exit code 2', async () => {
   const out = path.join(dir, 'x.onnx');
   assertUserError(await runCli(['export', '--checkpoint', path.join(dir, 'nope'), '--out', out]), /no such file or directory/);
   assertUserError(await runCli(['export', '--checkpoint', ckpt, '--out', path.join(dir, 'x.pb')]), /--out must end in \.onnx/);
-  assertUserError(await runCli(['export', '--checkpoint', onnxFile, '--out', out]), /must be a checkpoint directory/);
+  assertUserError(await runCli(['export', '--checkpoint', onnxFile, '--out', out]), /model\.onnx is an ONNX model: export needs a checkpoint's weights: a checkpoint or run directory/);
   assertUserError(await runCli(['export', '--checkpoint', ckpt]), /required option '--out/);
   const bad = path.join(dir, 'bad');
   await cp(ckpt, bad, { recursive: true });

@@ -1,10 +1,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_MODEL_DIR } from '../src/pipeline/load.ts';
+import { encodePng } from '../src/io/image.ts';
+import { resolveModelPath } from '../src/io/model-path.ts';
+import { DEFAULT_MODEL_DIR, SHIPPED_MODELS } from '../src/pipeline/load.ts';
 import { assertUserError, gifInfo, imageSize, runCli, tinyCheckpoint } from './cli-helpers.ts';
 
 // The tiny model: 1x8x8 images, T = 100. Grid tiles are 8 px with 2 px padding: k tiles span 10k + 2 px.
@@ -102,4 +104,57 @@ test('--out-dir writes one PNG per image, matching the grid', async () => {
   assert.equal(r.code, 0, r.stderr);
   for (const i of [0, 1, 2]) assert.deepEqual(await imageSize(out(`each/sample_0000${i}.png`)), [8, 8]);
   assert.match(r.stdout, /3 PNG file\(s\) in /);
+});
+
+test('a run directory works wherever a checkpoint does: --checkpoint runs/x means runs/x/checkpoint (sample, eval, export, invert, edit, inpaint, --init-from)', async () => {
+  const run = path.dirname(ckpt); // what `ddpm train --out` was given
+  const weights = path.join(ckpt, 'ema.safetensors').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const img = out('eight.png');
+  await writeFile(img, await encodePng({ data: Uint8Array.from({ length: 64 }, (_, i) => (i % 9) * 28), width: 8, height: 8, channels: 1 }));
+  const mask = out('mask8.png');
+  await writeFile(mask, await encodePng({ data: Uint8Array.from({ length: 64 }, (_, i) => (i >= 32 ? 255 : 0)), width: 8, height: 8, channels: 1 }));
+  const ok = async (args: string[]) => {
+    const r = await runCli([...args, '--checkpoint', run, '--threads', '1']);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+  assert.match((await ok(['sample', '--n', '1', '--steps', '2', '--out', out('run.png')])).stdout, new RegExp(`model ${weights} \\(1x8x8`));
+  assert.match((await ok(['export', '--out', out('run.onnx')])).stdout, new RegExp(`from ${weights}`));
+  assert.match((await ok(['invert', '--image', img, '--steps', '3', '--out', out('run.safetensors')])).stdout, new RegExp(`model ${weights}`));
+  assert.match((await ok(['edit', '--image', img, '--steps', '3', '--out', out('run-edit.png')])).stdout, new RegExp(`model ${weights}`));
+  assert.match((await ok(['inpaint', '--image', img, '--mask', mask, '--steps', '3', '--out', out('run-inpaint.png')])).stdout, new RegExp(`model ${weights}`));
+  // eval reads it too, then refuses its size (FID-LeNet needs MNIST's)
+  assertUserError(await runCli(['eval', '--checkpoint', run, '--fid', '2', '--threads', '1']), new RegExp(`^error: ${weights}: the model makes 1x8x8 images`, 'm'));
+  // --init-from (the trainer's loadModelDir) starts from the run's weights
+  const images = out('images8');
+  await mkdir(images, { recursive: true });
+  for (const i of [0, 1]) await cp(img, path.join(images, `im${i}.png`));
+  const t = await runCli(['train', '--data', images, '--config', 'tiny', '--image-size', '8', '--channels', '1', '--T', '100', '--steps', '1', '--sample-every', '0', '--threads', '1', '--init-from', run, '--out', out('finetune')]);
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stdout, new RegExp(`with the weights of ${run.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')};`));
+  // a run directory whose first checkpoint is not written yet says so
+  const early = out('early-run');
+  await mkdir(early, { recursive: true });
+  await writeFile(path.join(early, 'log.jsonl'), '');
+  assertUserError(await runCli(['sample', '--checkpoint', early]), /^error: --checkpoint .*early-run: a run directory without a checkpoint yet \(.*early-run[/\\]checkpoint is written every --checkpoint-every steps/m);
+});
+
+test('--checkpoint takes a shipped model by name, resolved from the package, not the working directory; an existing path of that name wins', async () => {
+  const r = await runCli(['sample', '--checkpoint', 'mnist-28-cond', '--class', '3', '--n', '1', '--steps', '2', '--threads', '1', '--out', out('three.png')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.stdout.includes(`model ${path.join(SHIPPED_MODELS['mnist-28-cond'], 'ema.safetensors')} (1x28x28`), r.stdout);
+  assert.equal(await resolveModelPath('mnist-28'), DEFAULT_MODEL_DIR);
+  assert.equal(await resolveModelPath('mnist-28-cond'), path.join(path.dirname(DEFAULT_MODEL_DIR), 'mnist-28-cond'));
+  assertUserError(await runCli(['sample', '--checkpoint', 'mnist-29', '--n', '1']), /^error: --checkpoint: no such file or directory: mnist-29 \(shipped models: mnist-28, mnist-28-cond\)$/m);
+  // in a directory holding a run called mnist-28, the name is that run (a path that exists wins)
+  const cwd = process.cwd();
+  await mkdir(path.join(dir, 'project'), { recursive: true });
+  await cp(path.dirname(ckpt), path.join(dir, 'project', 'mnist-28'), { recursive: true });
+  process.chdir(path.join(dir, 'project'));
+  try {
+    assert.equal(await resolveModelPath('mnist-28'), path.join('mnist-28', 'checkpoint'));
+    assert.equal(await resolveModelPath('mnist-28-cond'), SHIPPED_MODELS['mnist-28-cond']);
+  } finally {
+    process.chdir(cwd);
+  }
 });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { UNET_CONFIGS, unetConfig, unetParamCount } from '../src/models/unet.ts';
 import { applyOptions, defaultTrainConfig } from '../src/train/config.ts';
+import { sampleCommandFor } from '../src/cli/train-options.ts';
 import { assertUserError, runCli } from './cli-helpers.ts';
 
 let dir: string;
@@ -45,7 +46,8 @@ test('train on an RGB image folder, then resume: the step count continues and th
   const b = await runCli(['train', '--out', out, '--resume', '--steps', '3', '--threads', '1', '--log-every', '1']);
   assert.equal(b.code, 0, b.stderr);
   assert.match(b.stdout, /^resuming tiny \(3x8x8, .*\) on .* from step 2;/m);
-  assert.match(b.stdout, /done: 3 steps \(--steps 3 reached\)/);
+  // the last line says what this machine gave, counting this process's steps only (1 of the 3)
+  assert.match(b.stdout, /done: 3 steps \(--steps 3 reached; 1 step in \d+s here, [\d.,]+ steps\/min at batch \d+\)/);
   const log = (await readFile(path.join(out, 'log.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l).step);
   assert.deepEqual(log, [1, 2, 3]);
   assert.deepEqual((await readdir(out)).sort(), ['checkpoint', 'log.jsonl']);
@@ -151,4 +153,39 @@ test('a checkpoint from before the check (attention at a size no level has, so n
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^resuming tiny \(3x8x8, base 8, mults 1,2, 1 res block, attn none; /m);
   assert.deepEqual(JSON.parse(await readFile(file, 'utf8')).model.attnResolutions, [], 'written back as what it is');
+});
+
+test('train ends with the exact ddpm sample command for its run, and that command samples it (issue 32)', async () => {
+  const out = path.join(dir, 'circles');
+  const r = await runCli(['train', '--data', images, '--out', out, '--steps', '1', ...base]);
+  assert.equal(r.code, 0, r.stderr);
+  const next = /^next: (ddpm sample .*)$/m.exec(r.stdout)?.[1];
+  assert.equal(next, `ddpm sample --checkpoint ${out} --n 16 --out circles.png`);
+  assert.ok(r.stdout.trimEnd().endsWith(next!), 'the last line');
+  const cwd = process.cwd();
+  process.chdir(dir); // where the user is: --out circles.png lands here
+  try {
+    const s = await runCli([...next!.split(' ').slice(1), '--threads', '1']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /^sampling 16 image\(s\) .*circles[/\\]checkpoint[/\\]ema\.safetensors/m);
+  } finally {
+    process.chdir(cwd);
+  }
+  assert.ok(existsSync(path.join(dir, 'circles.png')));
+  assert.equal(sampleCommandFor('runs/my images'), "ddpm sample --checkpoint 'runs/my images' --n 16 --out 'my images.png'");
+  assert.equal(sampleCommandFor('runs/c', true), 'ddpm sample --checkpoint runs/c --class all --out c.png');
+});
+
+test('train flags are checked as they are parsed: --minutes abc fails before the folder is read or the run directory made', async () => {
+  const out = path.join(dir, 'never');
+  // the folder does not exist: the flag's error comes first, so nothing was read
+  for (const [flag, value, pattern] of [
+    ['--minutes', 'abc', /^error: option '--minutes <x>' argument 'abc' is invalid\. --minutes: expected a number, got 'abc'$/m],
+    ['--steps', '-1', /--steps: must be >= 0/],
+    ['--schedule', 'wavy', /--schedule: 'wavy' is not one of linear, cosine, sigmoid, scaledLinear/],
+    ['--folder-max-depth', '0', /--folder-max-depth must be an integer in \[1, /],
+  ] as const) {
+    assertUserError(await runCli(['train', '--data', path.join(dir, 'no-such-folder'), '--out', out, flag, value]), pattern);
+  }
+  assert.equal(existsSync(out), false);
 });

@@ -108,7 +108,9 @@ test('empty or missing folders are clear errors', async () => {
     writeFileSync(path.join(dir, 'readme.md'), '');
     await assert.rejects(loadImageFolder(dir, { size: 8, channels: 3 }), /no images \(\.png, \.jpg, \.jpeg, \.webp\) found under/);
     await assert.rejects(loadImageFolder(path.join(dir, 'nope'), { size: 8, channels: 3 }), /image folder .*nope cannot be read/);
-    await assert.rejects(loadImageFolder(path.join(dir, 'readme.md'), { size: 8, channels: 3 }), /is not a directory/);
+    await assert.rejects(loadImageFolder(path.join(dir, 'readme.md'), { size: 8, channels: 3 }), /readme\.md is an empty file, not a directory/);
+    writeFileSync(path.join(dir, 'notes.txt'), 'a file of no known kind');
+    await assert.rejects(loadImageFolder(path.join(dir, 'notes.txt'), { size: 8, channels: 3 }), /notes\.txt is not a directory/);
     await assert.rejects(loadImageFolder(dir, { size: 0, channels: 3 }), /size must be an integer in \[1, 1024\], got 0/);
     await assert.rejects(loadImageFolder(dir, { size: 20000, channels: 3 }), /size must be an integer in \[1, 1024\], got 20000/);
   } finally {

@@ -13,7 +13,7 @@ import { makeGrid } from '../src/io/grid.ts';
 import { decodeImage } from '../src/io/image.ts';
 import { compileDenoiser } from '../src/models/denoiser-compile.ts';
 import { ort } from '../src/node/ort.ts';
-import { DEFAULT_MODEL_DIR } from '../src/pipeline/load.ts';
+import { DEFAULT_MODEL_DIR, SHIPPED_MODELS, SHIPPED_MODEL_NAMES } from '../src/pipeline/load.ts';
 import { DDPMPipeline, savePngs } from '../src/pipeline/node.ts';
 import { DDPMPipeline as PortablePipeline } from '../src/pipeline/pipeline.ts';
 import { generate, makeSampler } from '../src/sample/generate.ts';
@@ -141,7 +141,7 @@ test('trajectory: x_t and x̂_0 of the first images at evenly spaced steps; save
 
 test('options and sources that cannot work are refused with one line', async () => {
   await assert.rejects(DDPMPipeline.fromPretrained(path.join(dir, 'nothing'), { threads: 1 }), (e: Error) =>
-    e instanceof UserError && /^fromPretrained: no such file or directory: .*nothing$/.test(e.message),
+    e instanceof UserError && /^fromPretrained: no such file or directory: .*nothing \(shipped models: mnist-28, mnist-28-cond\)$/.test(e.message),
   );
   await assert.rejects(DDPMPipeline.fromPretrained(Uint8Array.of(1, 2, 3), { threads: 1 }), /not a valid ONNX file/);
   await assert.rejects(shipped.generate({ sampler: 'ddpm', eta: 0.5 }), /eta applies to --sampler ddim only/);
@@ -160,4 +160,21 @@ test('the portable DDPMPipeline (the browser entry) opens ONNX bytes on an injec
   assert.ok(!('fromLoaded' in PortablePipeline), 'no Node loading in the portable class');
   assertClose((await pipe.generate({ n: 1, steps: 4 })).samples, (await shipped.generate({ n: 1, steps: 4 })).samples, { atol: 1e-5 }, 'portable vs Node');
   await pipe.release();
+});
+
+test('fromPretrained and loadModelDir take the shipped models by name and a run directory for its checkpoint (issue 32)', async () => {
+  assert.deepEqual(SHIPPED_MODEL_NAMES, ['mnist-28', 'mnist-28-cond']);
+  const cond = await DDPMPipeline.fromPretrained('mnist-28-cond', { threads: 1 });
+  try {
+    assert.equal(cond.source.file, path.join(SHIPPED_MODELS['mnist-28-cond'], 'ema.safetensors'));
+    assert.equal(cond.classNames?.length, 10);
+  } finally {
+    await cond.release();
+  }
+  assert.equal((await loadModelDir('mnist-28')).dir, DEFAULT_MODEL_DIR);
+  const run = await DDPMPipeline.fromPretrained(path.dirname(tiny), { threads: 1 });
+  assert.equal(run.source.file, path.join(tiny, 'ema.safetensors'));
+  await run.release();
+  assert.equal((await loadModelDir(path.dirname(tiny))).dir, tiny);
+  await assert.rejects(loadModelDir(path.join(dir, 'nothing')), /^CheckpointError: no such checkpoint directory: .*nothing \(shipped models: mnist-28, mnist-28-cond\)$/);
 });

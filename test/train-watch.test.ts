@@ -196,6 +196,9 @@ test('Ctrl-C after the first progress line: checkpoint and grid, exit 130; the r
   });
   assert.equal(r.code, 130, `exit code (signal ${r.signal})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
   assert.match(r.stderr, /SIGINT: finishing this step, then writing a checkpoint and a sample grid \(Ctrl-C again to quit at once\)/);
+  // a run without an end says so when it starts, and its last line says how to sample it
+  assert.match(r.stderr, /^note: no --steps or --minutes: training until Ctrl-C, which writes a checkpoint and a sample grid before it exits$/m);
+  assert.match(r.stdout, /\nnext: ddpm sample --checkpoint \S*sigint --n 16 --out sigint\.png\n$/);
   const m = /^done: (\d+) steps \(SIGINT\); checkpoint in /m.exec(r.stdout);
   assert.ok(m, r.stdout);
   const steps = Number(m[1]);

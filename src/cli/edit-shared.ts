@@ -3,7 +3,6 @@
  * size and channels, the sampler flags, the output grid, a progress bar. The editing itself lives in
  * src/diffusion/inpaint.ts and src/diffusion/edit.ts.
  */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
@@ -12,8 +11,8 @@ import { decodeImage, makeGrid, readImage, readImageHeader, type ImageHeader, ty
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { PerExampleRng, Rng } from '../rng.ts';
 import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, SPACINGS, makeSampler, type SamplerKind } from '../sample/generate.ts';
-import { UserError, checkOutputMemory, parseFloatArg, parseIntArg } from './common.ts';
-import type { LoadedModel } from '../pipeline/load.ts';
+import { UserError, checkImageInput, checkOutputMemory, parseFloatArg, parseIntArg } from './common.ts';
+import { SHIPPED_MODEL_NAMES, type LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile } from './output.ts';
 
 /** The sampler flags of the editing commands (as `ddpm sample`'s). */
@@ -28,10 +27,10 @@ export interface SamplerFlags {
 /** --sampler, --steps, --spacing, --eta, --clip/--no-clip with `defaultKind`. */
 export function addSamplerOptions(cmd: Command, defaultKind: SamplerKind): Command {
   return cmd
-    .addOption(new Option('--sampler <kind>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default(defaultKind))
-    .option('--steps <k>', 'sampling steps, respaced from T (default: T for ddpm, 50 for ddim, 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
-    .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5`, 'auto')
-    .option('--eta <eta>', 'DDIM η in [0, 1] (default 1)', parseFloatArg('--eta', 0, 1))
+    .addOption(new Option('--sampler <name>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default(defaultKind))
+    .option('--steps <n>', 'sampling steps, respaced from T (default: 50 for ddim, as ddpm sample; 20 for dpm++; T (1000) for ddpm)', parseIntArg('--steps', 2, MAX_T))
+    .option('--spacing <name|list>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5`, 'auto')
+    .option('--eta <x>', 'DDIM η in [0, 1] (default: 1)', parseFloatArg('--eta', 0, 1))
     .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
     .option('--no-clip', 'do not clip the predicted x_0');
 }
@@ -39,10 +38,14 @@ export function addSamplerOptions(cmd: Command, defaultKind: SamplerKind): Comma
 /** --n, --seed, --batch-size: several results per input, image i from random stream i. */
 export function addCountOptions(cmd: Command): Command {
   return cmd
-    .option('--n <count>', 'results per input image, each from its own random stream', parseIntArg('--n', 1, MAX_SAMPLES), 1)
-    .option('--seed <s>', 'random seed; result i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
-    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64);
+    .option('--n <n>', 'results per input image, each from its own random stream', parseIntArg('--n', 1, MAX_SAMPLES), 1)
+    .option('--seed <n>', 'random seed; result i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--batch-size <n>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64);
 }
+
+/** --checkpoint of the commands that read a model (the shipped mnist-28 by default). */
+export const CHECKPOINT_HELP =
+  `the model: a checkpoint or run directory, a checkpoint file (.safetensors, as the page downloads), a .onnx from \`ddpm export\`, or a shipped model (${SHIPPED_MODEL_NAMES.join(', ')}) (default: mnist-28)`;
 
 /** The model's sampler for the flags; bad flags as a UserError. */
 export function samplerFor(model: LoadedModel, f: SamplerFlags): Sampler {
@@ -71,11 +74,7 @@ export async function checkPngOut(file: string): Promise<void> {
 
 /** The header of an input image (no pixels decoded); a missing or unreadable file is one line naming the flag. */
 export async function inputHeader(flag: string, file: string): Promise<ImageHeader> {
-  try {
-    await fsp.access(file);
-  } catch {
-    throw new UserError(`${flag}: no such file: ${file}`);
-  }
+  await checkImageInput(flag, file);
   try {
     return await readImageHeader(file);
   } catch (e) {

@@ -6,9 +6,9 @@ import { Command } from 'commander';
 import { sdedit, sdeditStartStep } from '../diffusion/edit.ts';
 import { encodePng } from '../io/image.ts';
 import { ensureExecutionProvider } from '../node/ort.ts';
-import { UserError, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
+import { UserError, addExamples, addRuntimeOptions, checkModelFits, formatDuration } from './common.ts';
 import {
-  addCountOptions, addSamplerOptions, checkPngOut, checkResults, describeSampler, inBatches, inputHeader, progressBar,
+  CHECKPOINT_HELP, addCountOptions, addSamplerOptions, checkPngOut, checkResults, describeSampler, inBatches, inputHeader, progressBar,
   readModelImage, repeat, resultImage, samplerFor, type SamplerFlags,
 } from './edit-shared.ts';
 import { describeModel, loadModel, openDenoiser } from '../pipeline/load.ts';
@@ -29,22 +29,21 @@ interface EditOptions extends SamplerFlags {
 export function editCommand(): Command {
   const cmd = new Command('edit')
     .description('image-to-image (SDEdit, Meng et al. 2022): noise the image to t = strength·T, then denoise it with the model')
-    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', CHECKPOINT_HELP)
     .requiredOption('--image <file>', "a PNG, JPEG or WebP image, converted to the model's channels and size (resized and centre-cropped if needed)")
-    .option('--strength <s>', 'in (0, 1]: how much noise is added; 0.2 keeps the image close, 1 keeps little of it', '0.6')
-    .requiredOption('--out <file.png>', 'the result; with --n > 1 a grid of the results');
+    .option('--strength <x>', 'in (0, 1]: how much noise is added; 0.2 keeps the image close, 1 keeps little of it', '0.6')
+    .requiredOption('--out <file>', 'the result (.png); with --n > 1 a grid of the results');
   addSamplerOptions(cmd, 'ddim');
   addCountOptions(cmd);
   addRuntimeOptions(cmd);
-  cmd.addHelpText(
-    'after',
-    `
-The sampler runs its last floor(strength·steps) steps (diffusers' img2img rule) from q(x_t | x_0) at the first of
-them, so --strength 0.6 with 50 DDIM steps runs 30 steps from t = 580 of T = 1000.
-
-Examples:
-  ddpm edit --image sketch.png --strength 0.6 --out edited.png
-  ddpm edit --image sketch.png --strength 0.4 --sampler dpm++ --steps 20 --n 8 --seed 1 --out variations.png`,
+  addExamples(
+    cmd,
+    [
+      'ddpm edit --image sketch.png --strength 0.6 --out edited.png',
+      'ddpm edit --image sketch.png --strength 0.4 --sampler dpm++ --steps 20 --n 8 --seed 1 --out variations.png',
+    ],
+    `The sampler runs its last floor(strength·steps) steps (diffusers' img2img rule) from q(x_t | x_0) at the first of
+them, so --strength 0.6 with 50 DDIM steps runs 30 steps from t = 580 of T = 1000.`,
   );
   cmd.action(async (opts: EditOptions) => {
     await runEdit(opts);

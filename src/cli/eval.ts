@@ -17,14 +17,14 @@ import { quantizeLikePng } from '../eval/fid.ts';
 import { evaluateNll } from '../eval/nll.ts';
 import { scoreSamples } from '../eval/score.ts';
 import { ensureExecutionProvider, nodeRuntime, ort } from '../node/ort.ts';
-import { describeModel, loadModel } from '../pipeline/load.ts';
+import { SHIPPED_MODEL_NAMES, describeModel, loadModel } from '../pipeline/load.ts';
 import { DDPMPipeline } from '../pipeline/node.ts';
 import { pipelineSampler, type PipelineGenerateOptions } from '../pipeline/pipeline.ts';
 import { Rng } from '../rng.ts';
 import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, type SamplerKind } from '../sample/generate.ts';
 import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
 import { MAX_BATCH_SIZE, MAX_GUIDANCE_SCALE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
-import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { UserError, addExamples, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 
 interface EvalOptions {
   checkpoint?: string;
@@ -47,43 +47,42 @@ interface EvalOptions {
 export function evalCommand(): Command {
   const cmd = new Command('eval')
     .description('evaluate a model: NLL bound in bits/dim on MNIST test images, FID-LeNet / class histogram of generated (or given) samples')
-    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --guidance, models/mnist-28-cond)')
+    .option('--checkpoint <path>', `the model: a checkpoint or run directory, a checkpoint file (.safetensors, as the page downloads), a .onnx from \`ddpm export\`, or a shipped model (${SHIPPED_MODEL_NAMES.join(', ')}) (default: mnist-28; with --guidance, mnist-28-cond)`)
     .option('--nll <n>', 'NLL bound (all T steps, Ho et al. eq. 5) on the first n MNIST test images; costs T model calls per batch', parseIntArg('--nll', 1))
     .option('--fid <n>', 'generate n samples and score them against the MNIST test set with FID-LeNet', parseIntArg('--fid', 2, MAX_SAMPLES))
-    .option('--samples <folder>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
-    .addOption(new Option('--sampler <kind>', 'sampler for --fid: ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
-    .option('--steps <k>', 'sampling steps for --fid, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim; 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
-    .option('--eta <eta>', 'DDIM η for --fid (default 1)', parseFloatArg('--eta', 0, 1))
-    .option('--seed <s>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0, MAX_SEED), 0)
-    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 256)
+    .option('--samples <dir>', 'score the images (PNG, ...) in a folder instead: grayscale, resized to 28x28, scaled like MNIST')
+    .addOption(new Option('--sampler <name>', 'sampler for --fid: ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
+    .option('--steps <n>', 'sampling steps for --fid, respaced from T (default: 50 for ddim, 20 for dpm++, T (1000) for ddpm)', parseIntArg('--steps', 2, MAX_T))
+    .option('--eta <x>', 'DDIM η for --fid (default: 1)', parseFloatArg('--eta', 0, 1))
+    .option('--seed <n>', 'random seed of the samples and of the NLL noise', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--batch-size <n>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 256)
     .addOption(
-      new Option('--var-type <type>', "reverse-process variance for the NLL and DDPM sampling (default: the model's, fixedLarge for the baseline)").choices([
+      new Option('--var-type <name>', "reverse-process variance for the NLL and DDPM sampling (default: the model's, fixedLarge for the baseline)").choices([
         'fixedLarge',
         'fixedSmall',
       ]),
     )
     .option('--classifier <dir>', 'the FID classifier directory (default: the shipped models/lenet-mnist)')
     .option(
-      '--guidance <s>',
-      `class-conditional models: --fid draws image i as class i mod numClasses at this classifier-free guidance scale (0 unconditional, 1 conditional; default ${DEFAULT_GUIDANCE_SCALE}) and reports the class accuracy`,
+      '--guidance <x>',
+      `class-conditional models: --fid draws image i as class i mod numClasses at this classifier-free guidance scale (0 unconditional, 1 conditional; default: ${DEFAULT_GUIDANCE_SCALE}) and reports the class accuracy`,
       parseFloatArg('--guidance', 0, MAX_GUIDANCE_SCALE),
     )
     .option('--json', 'print the results as one JSON object on stdout');
   addRuntimeOptions(cmd);
-  cmd.addHelpText(
-    'after',
-    `
-FID-LeNet uses the 128-d penultimate features of the shipped MNIST classifier (models/lenet-mnist), so it is
+  addExamples(
+    cmd,
+    [
+      'ddpm eval --fid 1000 --steps 50',
+      'ddpm eval --checkpoint mnist-28-cond --fid 1000 --guidance 2 --json',
+      'ddpm eval --checkpoint runs/mnist --nll 100 --var-type fixedSmall',
+      'ddpm eval --samples my-samples',
+    ],
+    `FID-LeNet uses the 128-d penultimate features of the shipped MNIST classifier (models/lenet-mnist), so it is
 comparable only with other FID-LeNet numbers at the same number of samples, never with Inception FIDs.
 For a class-conditional MNIST model, --fid also reports the class accuracy: the fraction of samples that
 the classifier assigns to the class they were generated as (--nll scores its unconditional model, label
-"no class").
-
-Examples:
-  ddpm eval --checkpoint runs/mnist-28/checkpoint --fid 1000 --steps 50
-  ddpm eval --checkpoint runs/mnist-28/checkpoint --nll 100 --var-type fixedSmall --json
-  ddpm eval --samples path/to/pngs
-  ddpm eval --checkpoint models/mnist-28-cond --fid 2000 --guidance 2`,
+"no class").`,
   );
   cmd.action(async (opts: EvalOptions) => {
     await runEval(opts);

@@ -12,8 +12,8 @@ import { OPSET } from '../engine/onnx.ts';
 import { exportDenoiserFile } from '../sample/onnx-export.ts';
 import { checkOpset, readDenoiserFile } from '../sample/onnx-file.ts';
 import { MAX_BATCH_SIZE } from '../limits.ts';
-import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
-import { describeModel, loadModel, packageVersion, type LoadedModel } from '../pipeline/load.ts';
+import { UserError, addExamples, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
+import { SHIPPED_MODEL_NAMES, describeModel, loadModel, packageVersion, type LoadedModel } from '../pipeline/load.ts';
 import { checkOutputFile, writeOutputs } from './output.ts';
 
 interface ExportOptions {
@@ -28,8 +28,7 @@ interface ExportOptions {
 /** Largest |exported − compiled| accepted, relative to max(1, max |compiled|): float32 rounding of a differently fused graph. */
 const MAX_REL_DIFF = 1e-4;
 
-const USAGE_NOTES = `
-The file has inputs x float32 [N, C, H, W] (x_t, data scaled to [-1, 1]) and t float32 [N] (the
+const USAGE_NOTES = `The file has inputs x float32 [N, C, H, W] (x_t, data scaled to [-1, 1]) and t float32 [N] (the
 timestep index 0..T-1), and output "out": the model's prediction (e.g. epsilon) in its first C
 channels; a model with learned variances (varType learnedRange, as the shipped one) has 2C output
 channels, the last C being the variance interpolation v of Nichol & Dhariwal eq. 15. A
@@ -55,12 +54,12 @@ From the browser (onnxruntime-web):
 export function exportCommand(): Command {
   const cmd = new Command('export')
     .description('write the denoiser eps_theta(x_t, t) as a standalone ONNX model with its configs in the metadata, then check it in onnxruntime')
-    .option('--checkpoint <path>', 'checkpoint or model directory, or a checkpoint file (.safetensors, as the page downloads) (default: the shipped models/mnist-28)')
-    .requiredOption('--out <file.onnx>', 'the ONNX file (written atomically)')
+    .option('--checkpoint <path>', `the model: a checkpoint, model or run directory, a checkpoint file (.safetensors, as the page downloads), or a shipped model (${SHIPPED_MODEL_NAMES.join(', ')}) (default: mnist-28)`)
+    .requiredOption('--out <file>', 'the ONNX file (.onnx, written atomically)')
     .option('--opset-check', 'also check that only standard ONNX operators of the declared opset are used, and that the model runs with graph optimisations off')
     .option('--check-batch <n>', 'batch size of the random verification batch', parseIntArg('--check-batch', 1, MAX_BATCH_SIZE), 4);
   addRuntimeOptions(cmd);
-  cmd.addHelpText('after', USAGE_NOTES);
+  addExamples(cmd, ['ddpm export --checkpoint mnist-28-cond --out digits.onnx', 'ddpm export --checkpoint runs/my-images --out my-images.onnx --opset-check'], USAGE_NOTES);
   cmd.action(async (opts: ExportOptions) => {
     await runExport(opts);
   });

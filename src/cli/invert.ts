@@ -10,10 +10,11 @@ import { describeValue } from '../describe.ts';
 import { encodePng } from '../io/image.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
 import { readSafetensorsFile, readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
+import { expectKind } from '../io/sniff-file.ts';
 import { ensureExecutionProvider } from '../node/ort.ts';
 import { Rng } from '../rng.ts';
-import { UserError, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
-import { checkExt, checkPngOut, checkResults, inputHeader, progressBar, readModelImage, resultImage, samplerFor } from './edit-shared.ts';
+import { UserError, addExamples, addRuntimeOptions, checkModelFits, parseIntArg } from './common.ts';
+import { CHECKPOINT_HELP, checkExt, checkPngOut, checkResults, inputHeader, progressBar, readModelImage, resultImage, samplerFor } from './edit-shared.ts';
 import { MAX_T } from '../limits.ts';
 import { SPACINGS } from '../sample/generate.ts';
 import { describeModel, loadModel, openDenoiser, type LoadedModel } from '../pipeline/load.ts';
@@ -55,23 +56,19 @@ export interface InvertRecord {
 export function invertCommand(): Command {
   const cmd = new Command('invert')
     .description('DDIM inversion: encode an image to the noise x_T that DDIM (eta 0) decodes back to it, or decode such noise')
-    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28)')
+    .option('--checkpoint <path>', CHECKPOINT_HELP)
     .option('--image <file>', "encode: a PNG, JPEG or WebP image, converted to the model's channels and size")
-    .option('--decode <file.safetensors>', 'decode: x_T written by `ddpm invert --image` (or any x_T tensor [N, C, H, W], float32)')
+    .option('--decode <file>', 'decode: the x_T (.safetensors) written by `ddpm invert --image` (or any x_T tensor [N, C, H, W], float32)')
     .requiredOption('--out <file>', 'encode: x_T as .safetensors (tensor "x_T" [1, C, H, W] and the settings); decode: the image as .png')
-    .option('--steps <k>', 'DDIM steps (default 50; with --decode, those recorded in the file)', parseIntArg('--steps', 2, MAX_T))
-    .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (default auto: ddimN)`);
+    .option('--steps <n>', 'DDIM steps (default: 50; with --decode, those recorded in the file)', parseIntArg('--steps', 2, MAX_T))
+    .option('--spacing <name|list>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (default: auto, i.e. ddimN)`);
   addRuntimeOptions(cmd);
-  cmd.addHelpText(
-    'after',
-    `
-Encoding runs the DDIM ODE (eta 0, no clipping) from x_0 to x_T over the kept timesteps in ascending order;
+  addExamples(
+    cmd,
+    ['ddpm invert --image digit.png --steps 50 --out noise.safetensors', 'ddpm invert --decode noise.safetensors --out roundtrip.png'],
+    `Encoding runs the DDIM ODE (eta 0, no clipping) from x_0 to x_T over the kept timesteps in ascending order;
 decoding runs the same steps back down. The round trip returns the image up to the ODE's discretisation error,
-which falls as --steps grows. --decode checks that the model has the diffusion config recorded in the file.
-
-Examples:
-  ddpm invert --image digit.png --steps 50 --out noise.safetensors
-  ddpm invert --decode noise.safetensors --out roundtrip.png`,
+which falls as --steps grows. --decode checks that the model has the diffusion config recorded in the file.`,
   );
   cmd.action(async (opts: InvertOptions) => {
     await runInvert(opts);
@@ -174,7 +171,8 @@ async function decode(opts: InvertOptions, file: string): Promise<void> {
   // 1. the output, then x_T and its record, then the model
   await checkPngOut(opts.out);
   await ensureExecutionProvider(opts.ep);
-  // the header first: a file of another shape (or size) is refused before its data is read
+  // the header first: a file of another kind, shape (or size) is refused before its data is read
+  await expectKind(file, `--decode ${file}`, ['safetensors'], 'a safetensors file', '--decode reads the x_T that ddpm invert --image wrote');
   const header = await readSafetensorsHeaderFile(file).catch((e: unknown) => {
     const words = errnoWords(e);
     if (words !== undefined) throw new UserError(`--decode ${file}: cannot read: ${words}`);

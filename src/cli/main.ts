@@ -6,7 +6,7 @@ import { SafetensorsError } from '../io/safetensors.ts';
 import { CheckpointError } from '../train/checkpoint.ts';
 import { ExecutionProviderError } from '../node/ort.ts';
 import { Interrupted } from '../errors.ts';
-import { UserError } from './common.ts';
+import { HELP_CONFIG, UserError } from './common.ts';
 import { errnoWords } from './output.ts';
 import { packageVersion } from '../pipeline/load.ts';
 import { editCommand } from './edit.ts';
@@ -23,6 +23,7 @@ export function program(): Command {
     .description('Denoising Diffusion Probabilistic Models (Ho et al. 2020) in TypeScript, on onnxruntime')
     .version(packageVersion())
     .showHelpAfterError('(add --help for usage)')
+    .configureHelp(HELP_CONFIG)
     .exitOverride();
   // copyInheritedSettings: addCommand (unlike .command()) does not pass on exitOverride / showHelpAfterError
   for (const cmd of [trainCommand(), sampleCommand(), inpaintCommand(), editCommand(), invertCommand(), noiseCommand(), exportCommand(), evalCommand()]) p.addCommand(cmd.copyInheritedSettings(p));

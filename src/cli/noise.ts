@@ -1,5 +1,4 @@
 /** `ddpm noise`: the forward process on your own image, closed form vs chain (src/sample/forward.ts does the work). */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { GaussianDiffusion } from '../diffusion/gaussian-diffusion.ts';
@@ -7,7 +6,7 @@ import { decodeImage, encodePng, makeGrid, readImage, readImageHeader } from '..
 import { MAX_GRID_PIXELS, MAX_IMAGE_SIZE, MAX_SEED, MAX_T } from '../limits.ts';
 import { Rng } from '../rng.ts';
 import { forwardProcess } from '../sample/forward.ts';
-import { UserError, checkOutputMemory, parseIntArg } from './common.ts';
+import { UserError, addExamples, checkImageInput, checkOutputMemory, parseIntArg } from './common.ts';
 import { checkOutputFile, writeOutputs } from './output.ts';
 
 interface NoiseOptions {
@@ -29,12 +28,16 @@ export function noiseCommand(): Command {
     .description('show the forward process on an image: closed-form q(x_t|x_0) (eq. 4) above, the iterated chain q(x_t|x_{t-1}) (eq. 2) below')
     .requiredOption('--image <file>', 'a PNG, JPEG or WebP image')
     .option('--t <list>', 'timesteps, comma-separated integers in [0, T) (index t is the paper\'s t+1)', '0,100,250,500,999')
-    .requiredOption('--out <file.png>', 'the strip: x_0, then x_t for each t; top row closed form, bottom row chain')
-    .addOption(new Option('--schedule <kind>', 'β schedule').choices(['linear', 'cosine', 'sigmoid', 'scaledLinear']).default('linear'))
-    .option('--T <steps>', 'diffusion steps T', parseIntArg('--T', 2, MAX_T), 1000)
-    .option('--seed <s>', 'random seed', parseIntArg('--seed', 0, MAX_SEED), 0)
-    .option('--size <px>', `resize the shorter side to px and centre-crop to a square (default: keep, but at most ${MAX_DEFAULT_SIZE})`, parseIntArg('--size', 1, MAX_IMAGE_SIZE))
-    .addOption(new Option('--channels <c>', '1 (grayscale) or 3 (RGB); default: 1 for a gray image, else 3').choices(['1', '3']));
+    .requiredOption('--out <file>', 'the strip (.png): x_0, then x_t for each t; top row closed form, bottom row chain')
+    .addOption(new Option('--schedule <name>', 'β schedule').choices(['linear', 'cosine', 'sigmoid', 'scaledLinear']).default('linear'))
+    .option('--T <n>', 'diffusion steps T', parseIntArg('--T', 2, MAX_T), 1000)
+    .option('--seed <n>', 'random seed', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--size <n>', `resize the shorter side to n pixels and centre-crop to a square (default: keep, but at most ${MAX_DEFAULT_SIZE})`, parseIntArg('--size', 1, MAX_IMAGE_SIZE))
+    .addOption(new Option('--channels <n>', '1 (grayscale) or 3 (RGB) (default: 1 for a gray image, else 3)').choices(['1', '3']));
+  addExamples(cmd, [
+    'ddpm noise --image photo.jpg --out strip.png',
+    'ddpm noise --image digit.png --t 0,50,100,200,400,999 --schedule cosine --out cosine.png',
+  ]);
   cmd.action(async (opts: NoiseOptions) => {
     await runNoise(opts);
   });
@@ -52,11 +55,7 @@ function parseTimesteps(list: string, T: number): number[] {
 }
 
 async function loadImage(file: string, size: number | undefined, channels: 1 | 3 | undefined) {
-  try {
-    await fsp.access(file);
-  } catch {
-    throw new UserError(`--image: no such file: ${file}`);
-  }
+  await checkImageInput('--image', file);
   try {
     // 1. size and channels when not given: the size from the header (no decode), the channels from the pixels
     if (size === undefined) {

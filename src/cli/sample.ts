@@ -8,12 +8,12 @@ import type { ExecutionProvider } from '../engine/runtime.ts';
 import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_GUIDANCE_SCALE, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { ensureExecutionProvider } from '../node/ort.ts';
-import { describeModel, loadModel, type LoadedModel } from '../pipeline/load.ts';
+import { SHIPPED_MODEL_NAMES, describeModel, loadModel, type LoadedModel } from '../pipeline/load.ts';
 import { DDPMPipeline } from '../pipeline/node.ts';
 import { pipelineSampler, type PipelineGenerateOptions, type PipelineOutput } from '../pipeline/pipeline.ts';
 import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, SPACINGS, type SamplerKind } from '../sample/generate.ts';
 import { trajectoryFrames, trajectoryGrid } from '../sample/trajectory.ts';
-import { UserError, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
+import { UserError, addExamples, addRuntimeOptions, checkModelFits, checkOutputMemory, formatDuration, parseFloatArg, parseIntArg } from './common.ts';
 import { checkOutputDir, checkOutputFile, writeOutputs, type Output } from './output.ts';
 
 interface SampleOptions {
@@ -41,35 +41,30 @@ interface SampleOptions {
 export function sampleCommand(): Command {
   const cmd = new Command('sample')
     .description('generate images from a trained model: DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) or DDIM (Song et al. 2021)')
-    .option('--checkpoint <path>', 'checkpoint directory, checkpoint file (.safetensors, as the page downloads) or a .onnx from `ddpm export` (default: the shipped models/mnist-28; with --class, models/mnist-28-cond)')
-    .option('--n <count>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
-    .addOption(new Option('--sampler <kind>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
-    .option('--steps <k>', 'sampling steps, respaced from T (default: T, i.e. 1000, for ddpm; 50 for ddim; 20 for dpm++)', parseIntArg('--steps', 2, MAX_T))
-    .option('--eta <eta>', 'DDIM η in [0, 1]: 1 = DDPM posterior variance (default), 0 deterministic', parseFloatArg('--eta', 0, 1))
-    .option('--spacing <kind>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm, linspace for dpm++)`, 'auto')
-    .option('--seed <s>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
-    .option('--out <file.png>', 'the sample grid', 'samples.png')
+    .option('--checkpoint <path>', `the model: a checkpoint or run directory, a checkpoint file (.safetensors, as the page downloads), a .onnx from \`ddpm export\`, or a shipped model (${SHIPPED_MODEL_NAMES.join(', ')}) (default: mnist-28; with --class, mnist-28-cond)`)
+    .option('--n <n>', 'number of images', parseIntArg('--n', 1, MAX_SAMPLES), 64)
+    .addOption(new Option('--sampler <name>', 'ddpm (ancestral), ddim or dpm++ (DPM-Solver++(2M))').choices(SAMPLER_KINDS).default('ddim'))
+    .option('--steps <n>', 'sampling steps, respaced from T (default: 50 for ddim, 20 for dpm++, T (1000) for ddpm)', parseIntArg('--steps', 2, MAX_T))
+    .option('--eta <x>', 'DDIM η in [0, 1]: 1 = DDPM posterior variance, 0 deterministic (default: 1)', parseFloatArg('--eta', 0, 1))
+    .option('--spacing <name|list>', `kept timesteps: ${SPACINGS.join(', ')}, or section counts like 10,10,5 (auto: ddimN for ddim, N for ddpm, linspace for dpm++)`, 'auto')
+    .option('--seed <n>', 'random seed; image i always uses stream i, whatever --n and --batch-size', parseIntArg('--seed', 0, MAX_SEED), 0)
+    .option('--out <file>', 'the sample grid (.png)', 'samples.png')
     .option('--out-dir <dir>', 'also write every image as its own PNG (sample_00000.png, ...), e.g. for `ddpm eval --samples`')
-    .option('--nrow <k>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1, MAX_SAMPLES))
+    .option('--nrow <n>', 'images per grid row (default: ceil(sqrt(n)))', parseIntArg('--nrow', 1, MAX_SAMPLES))
     .option('--trajectory <file>', 'also draw x_t (above) and the predicted x_0 (below) along the reverse process: .png grid or animated .gif')
-    .option('--trajectory-samples <k>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1, MAX_SAMPLES), 4)
-    .option('--frames <k>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1, MAX_T))
-    .option('--batch-size <k>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64)
+    .option('--trajectory-samples <n>', 'images shown in the trajectory', parseIntArg('--trajectory-samples', 1, MAX_SAMPLES), 4)
+    .option('--frames <n>', 'recorded steps for --trajectory (default: 10 for .png, every step up to 100 for .gif)', parseIntArg('--frames', 1, MAX_T))
+    .option('--batch-size <n>', 'images per model call', parseIntArg('--batch-size', 1, MAX_BATCH_SIZE), 64)
     .option('--clip', 'clip the predicted x_0 to [-1, 1] at every step (default)')
     .option('--no-clip', 'do not clip the predicted x_0')
-    .option('--class <c>', "class-conditional models: the class (its number or name), or 'all' for a grid with one row per class (--n images per class, default 8); left out, the images are unconditional")
-    .option('--guidance <s>', `classifier-free guidance scale with --class: 0 unconditional, 1 conditional, > 1 stronger (default ${DEFAULT_GUIDANCE_SCALE})`, parseFloatArg('--guidance', 0, MAX_GUIDANCE_SCALE));
+    .option('--class <value>', `class-conditional models: the class (its number or name), or 'all' for a grid with one row per class (--n images per class, default: ${DEFAULT_PER_CLASS}); left out, the images are unconditional`)
+    .option('--guidance <x>', `classifier-free guidance scale with --class: 0 unconditional, 1 conditional, > 1 stronger (default: ${DEFAULT_GUIDANCE_SCALE})`, parseFloatArg('--guidance', 0, MAX_GUIDANCE_SCALE));
   addRuntimeOptions(cmd);
-  cmd.addHelpText(
-    'after',
-    `
-Examples:
-  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 64 --out samples.png
-  ddpm sample --checkpoint model.onnx --sampler ddpm --steps 1000 --seed 1 --out ddpm.png
-  ddpm sample --checkpoint runs/mnist-28/checkpoint --n 8 --steps 100 --trajectory reverse.gif
-  ddpm sample --checkpoint models/mnist-28-cond --class 7 --guidance 3 --n 16 --out sevens.png
-  ddpm sample --checkpoint models/mnist-28-cond --class all --n 8 --out digits.png`,
-  );
+  addExamples(cmd, [
+    'ddpm sample --n 16 --out samples.png',
+    'ddpm sample --checkpoint mnist-28-cond --class 7 --guidance 3 --n 16 --out sevens.png',
+    'ddpm sample --checkpoint runs/my-images --n 16 --trajectory reverse.gif --out my-images.png',
+  ]);
   cmd.action(async (opts: SampleOptions, command: Command) => {
     // --class all counts --n per class, with its own default
     const perClass = opts.class === 'all' && command.getOptionValueSource('n') === 'default' ? { n: DEFAULT_PER_CLASS } : {};

@@ -19,6 +19,7 @@
  */
 import { promises as fsp, type Dirent, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { sniffPath, wrongKindMessage } from '../io/sniff-file.ts';
 import { MAX_FOLDER_DEPTH, MAX_FOLDER_ENTRIES } from '../limits.ts';
 import { addSkip, type WalkSkipReason, type WalkSkips } from './folder-summary.ts';
 
@@ -73,7 +74,10 @@ export async function walkImageFolder(root: string, extensions: readonly string[
 
   let realRoot: string;
   try {
-    if (!(await fsp.stat(root)).isDirectory()) throw new FolderWalkError(`image folder ${root} is not a directory`);
+    if (!(await fsp.stat(root)).isDirectory()) {
+      const kind = await sniffPath(root); // an image or a checkpoint given as the folder: say which
+      throw new FolderWalkError(kind === null || kind === 'unknown' ? `image folder ${root} is not a directory` : wrongKindMessage(`image folder ${root}`, kind, 'a directory'));
+    }
     realRoot = await fsp.realpath(root);
   } catch (err) {
     if (err instanceof FolderWalkError) throw err;

@@ -14,6 +14,7 @@ import type { ParamValue } from '../engine/tree.ts';
 import { readCheckpointDirStable, writeCheckpointDir } from '../io/atomic.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
+import { sniffPath, wrongKindMessage } from '../io/sniff-file.ts';
 import { lenetConfig, lenetParamShapes, type LeNetConfig } from '../models/classifier.ts';
 import type { GaussianStats } from './fid.ts';
 
@@ -62,6 +63,8 @@ export async function saveClassifierDir(dir: string, c: ClassifierDir, meta = { 
 const trainCommand = (dir: string) => `'npm run ${path.resolve(dir) === DEFAULT_SHAPES_CLASSIFIER_DIR ? 'train:shapes-classifier' : 'train:classifier'}'`;
 
 export async function loadClassifierDir(dir: string = DEFAULT_CLASSIFIER_DIR): Promise<ClassifierDir> {
+  const kind = await sniffPath(dir);
+  if (kind !== null && kind !== 'directory') throw new ClassifierDirError(wrongKindMessage(`the FID classifier ${dir}`, kind, 'a classifier directory (config.json, weights.safetensors)'));
   // written with the checkpoint protocol: read the newest complete version, also after an interrupted write
   const read = await readCheckpointDirStable(dir, readClassifierDir);
   if (read === null) throw new ClassifierDirError(`cannot read the FID classifier at ${dir}: no such directory (train one with ${trainCommand(dir)})`);

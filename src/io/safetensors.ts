@@ -15,6 +15,7 @@
 // Its golden `test_serialization` is pinned in test/io-safetensors.test.ts.
 
 import { describeValue } from '../describe.ts';
+import { KIND_NAMES, SNIFF_BYTES, sniffBytes } from './sniff.ts';
 
 export type Dtype =
   | 'BOOL' | 'U8' | 'I8' | 'F8_E5M2' | 'F8_E4M3'
@@ -233,6 +234,12 @@ export interface SafetensorsHeader {
   metadata: Record<string, string>;
 }
 
+/** A header length that makes no sense, from a file of another kind (an image, an ONNX model): say which. */
+function otherKind(bytes: Uint8Array, fileLength: number): SafetensorsError | undefined {
+  const kind = sniffBytes(bytes.subarray(0, SNIFF_BYTES), fileLength);
+  return kind === 'unknown' || kind === 'safetensors' ? undefined : new SafetensorsError(`${KIND_NAMES[kind]}, not a safetensors file`);
+}
+
 /**
  * Parse and validate the header of a complete safetensors file. Throws SafetensorsError naming the problem:
  * truncated file, bad length, invalid UTF-8 or JSON, unknown dtype, bad shape, offsets out of range, overlapping or
@@ -243,15 +250,15 @@ export interface SafetensorsHeader {
 export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.length): SafetensorsHeader {
   // 1. Header length.
   if (fileLength < 8 || bytes.length < 8) {
-    throw new SafetensorsError(`file of ${fileLength} bytes is too small to hold the 8-byte header length (truncated?)`);
+    throw otherKind(bytes, fileLength) ?? new SafetensorsError(`file of ${fileLength} bytes is too small to hold the 8-byte header length (truncated?)`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const lo = view.getUint32(0, true);
   const hi = view.getUint32(4, true);
   const n = hi * 2 ** 32 + lo;
-  if (n > MAX_HEADER_BYTES) throw new SafetensorsError(`header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`);
+  if (n > MAX_HEADER_BYTES) throw otherKind(bytes, fileLength) ?? new SafetensorsError(`header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit (corrupt file?)`);
   if (8 + n > fileLength) {
-    throw new SafetensorsError(`header length ${n} runs past the end of the ${fileLength}-byte file (truncated?)`);
+    throw otherKind(bytes, fileLength) ?? new SafetensorsError(`header length ${n} runs past the end of the ${fileLength}-byte file (truncated?)`);
   }
   if (8 + n > bytes.length) throw new SafetensorsError(`only ${bytes.length} bytes of the ${8 + n}-byte header were given`);
   const dataStart = 8 + n;

@@ -1,7 +1,9 @@
 /**
  * onnxruntime for Node: the CPU binaries ship inside the npm package. WebGPU is bundled too (it needs a
- * GPU and drivers); CUDA is opt-in: install with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`
- * (see the README's GPU section). `--ep` picks the execution provider; an unavailable one is a clear error.
+ * GPU and drivers); CUDA is opt-in: run onnxruntime-node's install script with ONNXRUNTIME_NODE_INSTALL=cuda12
+ * (see the README's GPU section; `npm rebuild onnxruntime-node` skips it silently wherever package.json's
+ * allowScripts denies it, as this repository's does). `--ep` picks the execution provider; an unavailable one is
+ * a clear error.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -45,7 +47,18 @@ function ortBinDir(): string {
 }
 
 const CUDA_LIBRARY = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
-const CUDA_HINT = 'install it with ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node; see the README section "GPU"';
+
+/**
+ * How to install the CUDA provider: run onnxruntime-node's install script itself (needs NVIDIA drivers, CUDA 12 and
+ * network access to NuGet). Not `npm rebuild onnxruntime-node`: npm skips the script, without a word, where
+ * package.json's allowScripts denies it (this repository's does, so that `npm ci` downloads nothing).
+ */
+function cudaHint(): string {
+  const script = path.join(path.dirname(ORT_ENTRY), '..', 'script', 'install.js');
+  const rel = path.relative(process.cwd(), script);
+  const shown = rel.startsWith('..') || path.isAbsolute(rel) ? script : rel;
+  return `install it with ONNXRUNTIME_NODE_INSTALL=cuda12 node ${shown} (npm rebuild skips that script where allowScripts denies it); see the README section "GPU"`;
+}
 
 // Opens a session for the model in argv[3] (base64) on the provider argv[2]; prints 'ok' or the error.
 const PROBE_SCRIPT = `
@@ -95,7 +108,7 @@ export function ensureExecutionProvider(epFlag: string | undefined): Promise<voi
         throw new ExecutionProviderError(`--ep ${ep}: this onnxruntime-node build has no ${name} execution provider (it has: ${backends.map((b) => b.name).join(', ')})`);
       }
       if (ep === 'cuda' && existsSync(ortBinDir()) && !existsSync(path.join(ortBinDir(), CUDA_LIBRARY))) {
-        throw new ExecutionProviderError(`--ep cuda: the CUDA execution provider is not available in this onnxruntime-node build (${CUDA_LIBRARY} is not installed: ${CUDA_HINT})`);
+        throw new ExecutionProviderError(`--ep cuda: the CUDA execution provider is not available in this onnxruntime-node build (${CUDA_LIBRARY} is not installed: ${cudaHint()})`);
       }
       const problem = await probeProvider(ep);
       if (problem === undefined) return;

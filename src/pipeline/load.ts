@@ -1,17 +1,20 @@
 /**
  * Loading a trained model in Node: a checkpoint / model directory (config.json + ema.safetensors or
- * params.safetensors) or a standalone `.onnx` from `ddpm export`; without a path, the model shipped with the
- * package (`models/mnist-28`, found from this file's location, not the working directory). Used by
- * `DDPMPipeline.fromPretrained` (node.ts) and by the commands' `--checkpoint`. Every failure is one UserError line.
+ * params.safetensors), a run directory (its checkpoint/), a checkpoint file (.safetensors), a standalone `.onnx`
+ * from `ddpm export`, or a shipped model by name ('mnist-28', 'mnist-28-cond'; src/io/model-path.ts says which
+ * wins when a path has the same name); without a path, the shipped `mnist-28`, found from the package's location,
+ * not the working directory. Used by `DDPMPipeline.fromPretrained` (node.ts) and by the commands' `--checkpoint`.
+ * Every failure is one UserError line; a file of another kind (an image, JSON) says what it is.
  */
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { ParamValue } from '../engine/tree.ts';
 import type { DiffusionConfig } from '../diffusion/config.ts';
 import { conciseOrtMessage } from '../engine/runtime.ts';
 import { UserError } from '../errors.ts';
 import { resolveCheckpointDir } from '../io/atomic.ts';
+import { PACKAGE_ROOT, SHIPPED_MODELS, SHIPPED_MODEL_NAMES, resolveModelPath } from '../io/model-path.ts';
+import { sniffPath, wrongKindMessage } from '../io/sniff-file.ts';
 import { readSafetensorsHeaderFile } from '../io/safetensors-file.ts';
 import { Denoiser } from '../models/denoiser.ts';
 import { compileDenoiser } from '../models/denoiser-compile.ts';
@@ -22,10 +25,11 @@ import { CheckpointError, checkWeights, loadModelDir, readConfig } from '../trai
 import { unpackCheckpoint } from '../train/checkpoint-file.ts';
 import { checkDenoiserRuns } from './pipeline.ts';
 
-export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28');
+export { PACKAGE_ROOT, SHIPPED_MODELS, SHIPPED_MODEL_NAMES, type ShippedModelName } from '../io/model-path.ts';
+/** The shipped unconditional model, the default of `fromPretrained()` and the commands: SHIPPED_MODELS['mnist-28']. */
+export const DEFAULT_MODEL_DIR: string = SHIPPED_MODELS['mnist-28'];
 /** The shipped class-conditional model (MNIST digits), the default of the commands when a class is asked for. */
-export const DEFAULT_COND_MODEL_DIR = path.join(PACKAGE_ROOT, 'models', 'mnist-28-cond');
+export const DEFAULT_COND_MODEL_DIR: string = SHIPPED_MODELS['mnist-28-cond'];
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -128,11 +132,32 @@ async function precheckWeights(dir: string): Promise<void> {
   checkWeights(file, declared, unetParamShapes(unet));
 }
 
+/** What a model argument may be, for the error about a file of another kind. */
+function modelKinds(allowOnnx: boolean): string {
+  return `a checkpoint or run directory, a checkpoint .safetensors${allowOnnx ? ', an .onnx from ddpm export' : ''} or a shipped model: ${SHIPPED_MODEL_NAMES.join(', ')}`;
+}
+
 /**
- * Read the model at `spec` (or the shipped default). Every failure is a one-line UserError: missing path,
- * unreadable or invalid config, weights that do not fit the config.
+ * A model file by what it holds (its first bytes), else by its extension: a checkpoint .safetensors or an exported
+ * .onnx; an image, JSON, an empty file ... is one line saying what it is.
+ */
+async function loadFile(p: string, label: string, allowOnnx: boolean): Promise<LoadedModel> {
+  const kind = await sniffPath(p);
+  const ext = path.extname(p).toLowerCase();
+  const isCheckpoint = kind === 'safetensors' || (kind === 'unknown' && ext === '.safetensors');
+  const isOnnx = kind === 'onnx' || (kind === 'unknown' && ext !== '.safetensors');
+  if (isCheckpoint) return loadCheckpointFile(p);
+  if (isOnnx && allowOnnx) return loadOnnx(p);
+  if (isOnnx) throw new UserError(`${label} ${p}${kind === 'onnx' ? ' is an ONNX model' : ''}: export needs a checkpoint's weights: ${modelKinds(false)}`);
+  throw new UserError(wrongKindMessage(`${label} ${p}`, kind ?? 'unknown', 'a model', modelKinds(allowOnnx)));
+}
+
+/**
+ * Read the model at `spec` (or the shipped default). `spec` is resolved by resolveModelPath: a path, a run
+ * directory's checkpoint, or a shipped model's name. Every failure is a one-line UserError: nothing at `spec`, a
+ * file of another kind, unreadable or invalid config, weights that do not fit the config.
  * @param opts.allowOnnx accept a standalone .onnx (not for `export`, which needs the weights)
- * @param opts.classConditional without `spec`, the shipped class-conditional model (models/mnist-28-cond)
+ * @param opts.classConditional without `spec`, the shipped class-conditional model (mnist-28-cond)
  * @param opts.label what names the path in messages (default '--checkpoint', the commands' flag)
  */
 export async function loadModel(
@@ -141,25 +166,21 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   const allowOnnx = opts.allowOnnx ?? true;
   const label = opts.label ?? '--checkpoint';
-  let p = spec;
-  if (p === undefined) {
+  let p: string;
+  if (spec === undefined) {
     const [dflt, train] = opts.classConditional ? [DEFAULT_COND_MODEL_DIR, '--class-cond --out runs/mnist-28-cond'] : [DEFAULT_MODEL_DIR, '--out runs/mnist-28'];
     if ((await kindOf(dflt)) !== 'dir') {
       throw new UserError(
         `no ${label} given and the default ${opts.classConditional ? 'class-conditional ' : ''}model ${dflt} does not exist yet; ` +
-          `train one (ddpm train ${train}) and pass --checkpoint ${train.split('--out ')[1]}/checkpoint`,
+          `train one (ddpm train ${train}) and pass --checkpoint ${train.split('--out ')[1]}`,
       );
     }
     p = dflt;
+  } else {
+    p = await resolveModelPath(spec, label);
   }
   const kind = await kindOf(p);
-  // no `p` but a checkpoint in the middle of a swap (p.new + p.old): loadModelDir reads it
-  if (kind === null && (await resolveCheckpointDir(p)) === null) throw new UserError(`${label}: no such file or directory: ${p}`);
-  if (kind === 'file') {
-    if (p.toLowerCase().endsWith('.safetensors')) return loadCheckpointFile(p);
-    if (!allowOnnx) throw new UserError(`${label} must be a checkpoint directory (config.json + weights) or file (.safetensors), got the file ${p}`);
-    return loadOnnx(p);
-  }
+  if (kind === 'file') return loadFile(p, label, allowOnnx);
   // A directory holding only an exported model.onnx counts as that file.
   if (allowOnnx && (await kindOf(path.join(p, 'config.json'))) === null && (await kindOf(path.join(p, 'model.onnx'))) === 'file') {
     return loadOnnx(path.join(p, 'model.onnx'));

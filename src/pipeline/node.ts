@@ -1,7 +1,7 @@
 /**
  * DDPMPipeline in Node: pipeline.ts's, plus loading from a path with onnxruntime-node, and saving images as PNGs.
  *
- *   const pipe = await DDPMPipeline.fromPretrained();                 // the shipped models/mnist-28
+ *   const pipe = await DDPMPipeline.fromPretrained();                 // the shipped 'mnist-28'
  *   const { images } = await pipe.generate({ n: 4, steps: 50, sampler: 'ddim', seed: 0 });
  *   await savePngs(images, 'out');                                     // out/sample_00000.png, ...
  */
@@ -23,11 +23,14 @@ export interface NodePipelineLoadOptions extends RuntimeOptions {
 export class DDPMPipeline extends PortablePipeline {
   /**
    * The pipeline of a trained model on onnxruntime-node (all cores unless `threads` is given):
-   * - no argument: the model shipped with the package (models/mnist-28, learned variances);
+   * - no argument: the model shipped with the package ('mnist-28', learned variances);
+   * - a shipped model's name: 'mnist-28' or 'mnist-28-cond' (SHIPPED_MODELS), wherever the package is installed;
    * - a checkpoint or model directory (config.json + ema.safetensors or params.safetensors; its EMA weights if any),
-   *   compiled here, or a directory holding only an exported model.onnx;
+   *   compiled here, a run directory of `ddpm train` (its checkpoint/), or a directory holding only an exported
+   *   model.onnx; a checkpoint file (.safetensors);
    * - a `.onnx` file from `ddpm export` (its metadata carries the configs), or its bytes.
-   * A path that does not hold a usable model is one UserError line naming it.
+   * A path that exists wins over a shipped name. A path that does not hold a usable model is one UserError line
+   * naming it (and what it is instead: an image, a JSON file, ...).
    */
   static override async fromPretrained(source?: string | Uint8Array | ArrayBuffer, opts: NodePipelineLoadOptions = {}): Promise<DDPMPipeline> {
     const { ort, ...runtime } = opts;

@@ -25,6 +25,7 @@ import { validateDiffusionConfig, type DiffusionConfig } from '../diffusion/conf
 import { readOnnxHeader, type OnnxModelHeader } from '../engine/onnx-read.ts';
 import { checkClassNames, unetConfig, type UNetConfig } from '../models/unet.ts';
 import { describeValue } from '../describe.ts';
+import { KIND_NAMES, SNIFF_BYTES, sniffBytes } from '../io/sniff.ts';
 
 export const META_UNET = 'ddpm-ts.unet';
 export const META_DIFFUSION = 'ddpm-ts.diffusion';
@@ -70,6 +71,9 @@ function decodeModel(bytes: Uint8Array): OnnxModelHeader {
   try {
     return readOnnxHeader(bytes);
   } catch (e) {
+    // a file of another kind (an image, a safetensors checkpoint): say which, not where protobuf decoding failed
+    const kind = sniffBytes(bytes.subarray(0, SNIFF_BYTES));
+    if (kind !== 'unknown' && kind !== 'onnx') throw new Error(`not a valid ONNX file: ${KIND_NAMES[kind]}`);
     throw new Error(`not a valid ONNX file (${(e as Error).message})`);
   }
 }

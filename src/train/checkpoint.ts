@@ -11,6 +11,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { ParamValue } from '../engine/tree.ts';
 import { readCheckpointDirStable, recoverCheckpointDir, writeCheckpointDir } from '../io/atomic.ts';
+import { SHIPPED_MODEL_NAMES, locateModelPath } from '../io/model-path.ts';
 import { readSafetensorsFile } from '../io/safetensors-file.ts';
 import { serializeSafetensors } from '../io/safetensors.ts';
 import { LABEL_EMB } from '../models/unet.ts';
@@ -176,12 +177,14 @@ export async function loadCheckpoint(dir: string, opts: { expectConfig?: TrainCo
 }
 
 /**
- * Weights for sampling from a model or checkpoint directory: EMA if present, else the raw params. Read-only, so
- * it is safe next to a trainer writing the same checkpoint: it reads the newest complete version (`dir`, or
+ * Weights for sampling from a model or checkpoint directory: EMA if present, else the raw params. `spec` may also
+ * be a run directory (its checkpoint/) or a shipped model's name ('mnist-28'; see src/io/model-path.ts). Read-only,
+ * so it is safe next to a trainer writing the same checkpoint: it reads the newest complete version (`dir`, or
  * `dir.new` / `dir.old` in the middle of a swap; see resolveCheckpointDir) and reads again if a swap replaced it
  * meanwhile. `dir` in the result is the directory actually read.
  */
-export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string; dir: string }> {
+export async function loadModelDir(spec: string): Promise<{ config: TrainConfig; weights: Record<string, ParamValue>; file: string; dir: string }> {
+  const dir = await locateModelPath(spec);
   let got;
   try {
     got = await readCheckpointDirStable(dir, readModelDir);
@@ -189,7 +192,7 @@ export async function loadModelDir(dir: string): Promise<{ config: TrainConfig; 
     if (e instanceof CheckpointError) throw e;
     throw new CheckpointError(`${dir}: ${(e as Error).message}`);
   }
-  if (got === null) throw new CheckpointError(`no such checkpoint directory: ${dir}`);
+  if (got === null) throw new CheckpointError(`no such checkpoint directory: ${dir} (shipped models: ${SHIPPED_MODEL_NAMES.join(', ')})`);
   return { ...got.value, dir: got.dir };
 }
 
