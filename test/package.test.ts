@@ -5,7 +5,8 @@
  *   through DDPMPipeline, bit for bit what the sources give;
  * - a minimal Vite app that imports the browser entry (`ddpm-ts/browser`, and `ddpm-ts` under the browser
  *   condition) builds, with nothing from `node:*` in it (this repository's vite, the app as its root);
- * - the installed `ddpm sample` writes samples.png from the shipped model.
+ * - the installed `ddpm sample` writes samples.png from the shipped model, and `--checkpoint mnist-28-cond` finds the
+ *   class-conditional one by name (so does `fromPretrained('mnist-28-cond')` above).
  * The dependencies come from npm's cache or the npm registry (--prefer-offline). Timings are printed.
  */
 import { test } from 'node:test';
@@ -68,8 +69,16 @@ import * as browser from 'ddpm-ts/browser';
 const pipe = await DDPMPipeline.fromPretrained(undefined, { threads: 1 });
 const { samples: x0 } = await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 0 });
 await pipe.release();
+// the shipped models by name, from wherever the package is installed (issue 32)
+const named = [];
+for (const name of ['mnist-28', 'mnist-28-cond']) {
+  const p = await DDPMPipeline.fromPretrained(name, { threads: 1 });
+  named.push(path.dirname(p.source.file));
+  await p.release();
+}
 console.log(JSON.stringify({
   dir: path.dirname(pipe.source.file),
+  named,
   x0: Buffer.from(x0.buffer, x0.byteOffset, x0.byteLength).toString('base64'),
   browserEntry: typeof browser.DDPMPipeline === 'function' && !('fromLoaded' in browser.DDPMPipeline) && !('loadModelDir' in browser),
 }));
@@ -119,8 +128,9 @@ test('npm pack, install the tarball into an empty project: node imports it and s
     await writeFile(path.join(app, 'sample.mjs'), SAMPLE_SCRIPT);
     const r = await timed('node sample', () => run(process.execPath, ['sample.mjs'], app));
     ok(r, 'node sample.mjs');
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { dir: string; x0: string; browserEntry: boolean };
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { dir: string; named: string[]; x0: string; browserEntry: boolean };
     assert.equal(out.dir, path.join(app, 'node_modules', 'ddpm-ts', 'models', 'mnist-28'));
+    assert.deepEqual(out.named, ['mnist-28', 'mnist-28-cond'].map((m) => path.join(app, 'node_modules', 'ddpm-ts', 'models', m)));
     assert.ok(out.browserEntry, 'ddpm-ts/browser: the diffusion core without the Node-only loaders');
     const b = Buffer.from(out.x0, 'base64');
     const got = new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
@@ -168,6 +178,11 @@ test('npm pack, install the tarball into an empty project: node imports it and s
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'samples.png is not a PNG');
     const [w, h] = await imageSize(path.join(app, 'samples.png'));
     assert.ok(w >= 2 * 28 && h >= 2 * 28, `samples.png is ${w}x${h}`);
+    // the class-conditional model by its name, as the README and `ddpm sample --help` write it (issue 32)
+    const cond = await timed('ddpm sample cond', () => run(bin, ['sample', '--checkpoint', 'mnist-28-cond', '--class', '3', '--n', '2', '--steps', '5', '--threads', '2', '--out', 'threes.png'], app));
+    ok(cond, 'ddpm sample --checkpoint mnist-28-cond');
+    assert.ok(cond.stdout.includes(`model ${path.join(app, 'node_modules', 'ddpm-ts', 'models', 'mnist-28-cond', 'ema.safetensors')}`), cond.stdout);
+    assert.ok(existsSync(path.join(app, 'threes.png')));
   });
 
   const pkgInfo = { tarball_MB: +(info.size / 2 ** 20).toFixed(2), unpacked_MB: +(info.unpackedSize / 2 ** 20).toFixed(2), files: files.size };

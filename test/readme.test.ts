@@ -2,8 +2,9 @@
  * Every ```ts block of the README runs, as a user would run it, so the README cannot rot: each block is a file
  * in a temporary directory, type-checked (strict, against the package's .d.ts) and then run with tsx, importing
  * the built package by its name (`ddpm-ts` and `ddpm-ts/browser` resolve to this repository's dist/, rebuilt
- * first when a source is newer). The directory holds `models/` (this repository's, as in a clone) and
- * `model.onnx` (the shipped export, as next to a page); what a block writes stays there. Blocks that import the
+ * first when a source is newer). The directory holds `model.onnx` (the shipped export, as next to a page) and no
+ * `models/`: the blocks find the shipped models by name, from the package, as in any project that installs it
+ * (issue 32); what a block writes stays there. Blocks that import the
  * browser entry get a `fetch` that serves that directory, as a page's server would.
  */
 import { test } from 'node:test';
@@ -112,7 +113,6 @@ test('every ```ts block of the README type-checks and runs against the built pac
   for (const [name, target] of [['ddpm-ts', ROOT], ['onnxruntime-web', path.join(ROOT, 'node_modules', 'onnxruntime-web')]] as const) {
     await symlink(target, path.join(tmp, 'node_modules', name), 'dir');
   }
-  await symlink(path.join(ROOT, 'models'), path.join(tmp, 'models'), 'dir');
   await copyFile(path.join(ROOT, 'models', 'mnist-28', 'model.onnx'), path.join(tmp, 'model.onnx'));
   await writeFile(path.join(tmp, 'package.json'), JSON.stringify({ name: 'readme-blocks', private: true, type: 'module' }));
   await writeFile(path.join(tmp, 'tsconfig.json'), JSON.stringify(TSCONFIG));
