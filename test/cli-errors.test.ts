@@ -223,13 +223,13 @@ test('--ep cuda without the CUDA provider: one line, no colour codes, no native 
   const out = at('cuda.png');
   const r = await ddpm(['sample', '--checkpoint', ckpt, '--n', '1', '--steps', '2', '--ep', 'cuda', '--out', out]);
   assert.equal(r.code, 2, r.stderr);
-  // the install script itself, which npm rebuild skips where allowScripts denies it (as in this repository)
+  // the install script itself, which npm rebuild skips where install scripts are off (as in this repository)
   const script = path.relative(process.cwd(), path.join(ortBin, '..', '..', '..', '..', 'script', 'install.js'));
   assert.ok(existsSync(script), script);
   assert.equal(
     r.stderr,
     `error: --ep cuda: the CUDA execution provider is not available in this onnxruntime-node build (${CUDA_LIBRARY} is not installed: install it with ` +
-      `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script} (npm rebuild skips that script where allowScripts denies it); see the README section "GPU")\n`,
+      `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script} (npm rebuild skips that script where install scripts are off); see the README section "GPU")\n`,
   );
   assert.doesNotMatch(r.stderr, /npm rebuild onnxruntime-node/, 'the advice that does nothing in a checkout');
   assert.equal(existsSync(out), false);

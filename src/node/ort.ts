@@ -1,8 +1,8 @@
 /**
  * onnxruntime for Node: the CPU binaries ship inside the npm package. WebGPU is bundled too (it needs a
  * GPU and drivers); CUDA is opt-in: run onnxruntime-node's install script with ONNXRUNTIME_NODE_INSTALL=cuda12
- * (see the README's GPU section; `npm rebuild onnxruntime-node` skips it silently wherever package.json's
- * allowScripts denies it, as this repository's does). `--ep` picks the execution provider; an unavailable one is
+ * (see the README's GPU section; `npm rebuild onnxruntime-node` skips it silently wherever install scripts are
+ * off, as in this repository). `--ep` picks the execution provider; an unavailable one is
  * a clear error.
  */
 import { execFile } from 'node:child_process';
@@ -50,14 +50,14 @@ const CUDA_LIBRARY = process.platform === 'win32' ? 'onnxruntime_providers_cuda.
 
 /**
  * How to install the CUDA provider: run onnxruntime-node's install script itself (needs NVIDIA drivers, CUDA 12 and
- * network access to NuGet). Not `npm rebuild onnxruntime-node`: npm skips the script, without a word, where
- * package.json's allowScripts denies it (this repository's does, so that `npm ci` downloads nothing).
+ * network access to NuGet). Not `npm rebuild onnxruntime-node`: npm skips the script, without a word, where install
+ * scripts are off (package.json's allowScripts, or ignore-scripts in an .npmrc, as in this repository).
  */
 function cudaHint(): string {
   const script = path.join(path.dirname(ORT_ENTRY), '..', 'script', 'install.js');
   const rel = path.relative(process.cwd(), script);
   const shown = rel.startsWith('..') || path.isAbsolute(rel) ? script : rel;
-  return `install it with ONNXRUNTIME_NODE_INSTALL=cuda12 node ${shown} (npm rebuild skips that script where allowScripts denies it); see the README section "GPU"`;
+  return `install it with ONNXRUNTIME_NODE_INSTALL=cuda12 node ${shown} (npm rebuild skips that script where install scripts are off); see the README section "GPU"`;
 }
 
 // Opens a session for the model in argv[3] (base64) on the provider argv[2]; prints 'ok' or the error.
