@@ -1,19 +1,25 @@
 /**
- * The package as a user gets it: `npm pack` (which builds dist/ through `prepare`), then `npm install <tarball>`
- * into an empty project with no TypeScript, and three checks there:
+ * The package as a user gets it: `npm run build && npm pack`, then `npm install --ignore-scripts <tarball>` into an
+ * empty project with no TypeScript, and three checks there:
  * - plain `node` imports `ddpm-ts` (ESM, compiled JavaScript) and samples 4 images from the shipped model
  *   through DDPMPipeline, bit for bit what the sources give;
  * - a minimal Vite app that imports the browser entry (`ddpm-ts/browser`, and `ddpm-ts` under the browser
  *   condition) builds, with nothing from `node:*` in it (this repository's vite, the app as its root);
  * - the installed `ddpm sample` writes samples.png from the shipped model, and `--checkpoint mnist-28-cond` finds the
  *   class-conditional one by name (so does `fromPretrained('mnist-28-cond')` above).
- * The dependencies come from npm's cache or the npm registry (--prefer-offline). Timings are printed.
+ * Then the same with npm 10.9 (the npm of Node 22; Node 20 has 10.8), fetched from the npm registry: the tarball
+ * installs into another empty project, and a fresh copy of this checkout (its files as `git clone` of them would
+ * give) installs with `npm ci` and runs `npx ddpm sample`, the README's first command. No install downloads
+ * anything but npm packages (the CUDA binaries onnxruntime-node's install script fetches from NuGet stay absent)
+ * or prints an npm warning; no ONNXRUNTIME_NODE_INSTALL is set, so it is the project's own .npmrc and the README's
+ * command that keep the install script from running. The dependencies come from npm's cache or the npm registry
+ * (--prefer-offline). Timings are printed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,12 +39,14 @@ interface Run {
 
 /**
  * Runs a program in `cwd` with an environment of a user's shell: none of the npm_* variables that `npm test`
- * sets (they would point npm at this repository), no NODE_OPTIONS (no TypeScript loader), no CUDA download.
+ * sets (they would point npm at this repository), no NODE_OPTIONS (no TypeScript loader), no NODE_ENV (Vite's
+ * build sets it to production, which makes npm leave out devDependencies), no ONNXRUNTIME_NODE_INSTALL (the
+ * project, not this test, has to keep onnxruntime-node from downloading); `path_` goes in front of PATH.
  */
-function run(file: string, args: string[], cwd: string): Promise<Run> {
+function run(file: string, args: string[], cwd: string, path_?: string): Promise<Run> {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k) && k !== 'NODE_OPTIONS') env[k] = v;
-  env.ONNXRUNTIME_NODE_INSTALL = 'skip';
+  for (const [k, v] of Object.entries(process.env)) if (!/^(npm_|ONNXRUNTIME_NODE_INSTALL$|NODE_OPTIONS$|NODE_ENV$)/i.test(k)) env[k] = v;
+  if (path_) env.PATH = `${path_}${path.delimiter}${env.PATH ?? ''}`;
   return new Promise((resolve) => {
     execFile(file, args, { cwd, env, encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
@@ -48,6 +56,55 @@ function run(file: string, args: string[], cwd: string): Promise<Run> {
 
 function ok(r: Run, what: string): void {
   assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stderr}\n${r.stdout}`);
+}
+
+/** npm's warnings in a run's output, less those about this machine's own npm config (~/.npmrc), which are not the project's. */
+function npmWarnings(r: Run): string[] {
+  return `${r.stdout}\n${r.stderr}`.split('\n').filter((l) => /^npm warn/i.test(l) && !/Unknown (user|global|builtin) config/.test(l));
+}
+
+/** Where onnxruntime-node's install script puts the CUDA provider it downloads from NuGet (Linux x64). */
+function cudaProvider(project: string): string {
+  return path.join(project, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime_providers_cuda.so');
+}
+
+/** The installs with no download and no warning: onnxruntime-node's install script did not run. */
+function cleanInstall(r: Run, project: string, what: string): void {
+  ok(r, what);
+  assert.deepEqual(npmWarnings(r), [], `${what} warned`);
+  assert.ok(!existsSync(cudaProvider(project)), `${what} downloaded the CUDA provider`);
+}
+
+/**
+ * npm 10.9 from the npm registry, installed once into `dir`: the folder that puts its `npm` and `npx` first on
+ * PATH (so that npx, and what npm runs, use it too).
+ */
+async function npm10(dir: string): Promise<string> {
+  await mkdir(dir);
+  const r = await run('npm', ['install', '--prefix', dir, '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', 'npm@10.9'], dir);
+  ok(r, 'npm install npm@10.9');
+  const cli = path.join(dir, 'node_modules', 'npm', 'bin');
+  const bin = path.join(dir, 'bin');
+  await mkdir(bin);
+  for (const name of ['npm', 'npx']) {
+    await writeFile(path.join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${path.join(cli, `${name}-cli.js`)}" "$@"\n`, { mode: 0o755 });
+  }
+  const v = await run('npm', ['--version'], dir, bin);
+  ok(v, 'npm --version');
+  assert.match(v.stdout.trim(), /^10\.9\./);
+  return bin;
+}
+
+/** This checkout's files as a fresh clone of them would have them (tracked and untracked, not ignored), copied into `dest`. */
+async function copyCheckout(dest: string): Promise<void> {
+  const r = await run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], ROOT);
+  ok(r, 'git ls-files');
+  for (const f of new Set(r.stdout.split('\0').filter(Boolean))) {
+    const from = path.join(ROOT, f);
+    if (!existsSync(from)) continue; // deleted, not yet committed
+    await mkdir(path.dirname(path.join(dest, f)), { recursive: true });
+    await copyFile(from, path.join(dest, f));
+  }
 }
 
 const timings: Record<string, number> = {};
@@ -104,7 +161,8 @@ test('npm pack, install the tarball into an empty project: node imports it and s
   t.after(() => rm(tmp, { recursive: true, force: true }));
   const app = path.join(tmp, 'app');
 
-  // 1. pack: `prepare` builds dist/ first
+  // 1. build and pack (the checkout's .npmrc turns npm's scripts off, `prepack` and `prepare` among them)
+  ok(await timed('build', () => run('npm', ['run', '-s', 'build'], ROOT)), 'npm run build');
   const packed = await timed('pack', () => run('npm', ['pack', '--json', '--pack-destination', tmp], ROOT));
   ok(packed, 'npm pack');
   const info = (JSON.parse(packed.stdout.slice(packed.stdout.indexOf('['))) as { filename: string; size: number; unpackedSize: number; files: { path: string }[] }[])[0]!;
@@ -116,12 +174,12 @@ test('npm pack, install the tarball into an empty project: node imports it and s
   const stray = [...files].filter((f) => /^(test|runs|web|scripts|bench|docs|dev|node_modules)\//.test(f));
   assert.deepEqual(stray, [], 'the tarball holds files users do not need');
 
-  // 2. install it where there is no TypeScript
+  // 2. install it where there is no TypeScript, as the README says
   await mkdir(app);
-  await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module', allowScripts: { 'onnxruntime-node': false } }));
+  await writeFile(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
   const tarball = path.join(tmp, info.filename);
-  const installed = await timed('install', () => run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], app));
-  ok(installed, 'npm install of the tarball');
+  const installed = await timed('install', () => run('npm', ['install', '--ignore-scripts', tarball, '--prefer-offline', '--no-audit', '--no-fund'], app));
+  cleanInstall(installed, app, 'npm install --ignore-scripts of the tarball');
   for (const dev of ['typescript', 'tsx']) assert.ok(!existsSync(path.join(app, 'node_modules', dev)), `${dev} was installed with the package`);
 
   await t.test('plain node imports the package and samples 4 images from the shipped model, bit for bit as the sources do', async () => {
@@ -183,6 +241,35 @@ test('npm pack, install the tarball into an empty project: node imports it and s
     ok(cond, 'ddpm sample --checkpoint mnist-28-cond');
     assert.ok(cond.stdout.includes(`model ${path.join(app, 'node_modules', 'ddpm-ts', 'models', 'mnist-28-cond', 'ema.safetensors')}`), cond.stdout);
     assert.ok(existsSync(path.join(app, 'threes.png')));
+  });
+
+  // 3. npm 10.9, the npm of Node 22 (npm >= 11.16 reads package.json's allowScripts; 10.x knows no such field)
+  const bin10 = await timed('npm 10.9 fetch', () => npm10(path.join(tmp, 'npm10')));
+
+  await t.test('npm 10.9: the tarball installs into an empty project (npm install --ignore-scripts) and npx ddpm sample runs', async () => {
+    const app10 = path.join(tmp, 'app10');
+    await mkdir(app10);
+    await writeFile(path.join(app10, 'package.json'), JSON.stringify({ name: 'app10', private: true, type: 'module' }));
+    const r = await timed('npm 10.9 install', () => run('npm', ['install', '--ignore-scripts', tarball, '--prefer-offline', '--no-audit', '--no-fund'], app10, bin10));
+    cleanInstall(r, app10, 'npm 10.9 install --ignore-scripts of the tarball');
+    const s = await timed('npm 10.9 ddpm sample', () => run('npx', ['ddpm', 'sample', '--n', '4', '--steps', '10', '--threads', '2'], app10, bin10));
+    ok(s, 'npx ddpm sample');
+    assert.deepEqual(npmWarnings(s), []);
+    assert.ok(existsSync(path.join(app10, 'samples.png')));
+  });
+
+  await t.test('npm 10.9: a fresh copy of the checkout installs with npm ci, and npx ddpm sample builds dist/ and runs', async () => {
+    const clone = path.join(tmp, 'clone');
+    await timed('copy checkout', () => copyCheckout(clone));
+    assert.ok(existsSync(path.join(clone, '.npmrc')) && !existsSync(path.join(clone, 'dist')) && !existsSync(path.join(clone, 'node_modules')));
+    const r = await timed('npm 10.9 ci', () => run('npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund'], clone, bin10));
+    cleanInstall(r, clone, 'npm 10.9 ci in a fresh checkout');
+    const out = path.join(tmp, 'clone-samples.png');
+    const s = await timed('npm 10.9 npx ddpm sample (builds dist/)', () => run('npx', ['ddpm', 'sample', '--n', '4', '--steps', '10', '--threads', '2', '--out', out], clone, bin10));
+    ok(s, 'npx ddpm sample in the fresh checkout');
+    assert.deepEqual(npmWarnings(s), []);
+    assert.match(s.stderr, /building dist\//, 'the first run builds dist/');
+    assert.ok(existsSync(path.join(clone, 'dist', 'cli', 'bin.js')) && existsSync(out));
   });
 
   const pkgInfo = { tarball_MB: +(info.size / 2 ** 20).toFixed(2), unpacked_MB: +(info.unpackedSize / 2 ** 20).toFixed(2), files: files.size };
