@@ -9,8 +9,8 @@ import json, os, struct, sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'bench', 'peer'))
-from torch_unet import UNet  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from ddpm_torch.unet import unet_from_config  # noqa: E402
 
 
 def load_safetensors(path):
@@ -31,9 +31,7 @@ ys = sys.argv[6] if len(sys.argv) > 6 else None
 cfg = json.load(open(cfg_file))
 t = torch.tensor([int(v) for v in ts.split(',')])
 y = torch.tensor([int(v) for v in ys.split(',')]) if ys else None
-net = UNet(cin=cfg['inChannels'], ch=cfg['baseChannels'], mults=tuple(cfg['channelMults']), nres=cfg['numResBlocks'],
-           attn_res=tuple(cfg['attnResolutions']), res=cfg['imageSize'], groups=cfg['groups'], cout=cfg['outChannels'],
-           num_classes=cfg.get('numClasses', 0))
+net = unet_from_config(cfg)
 net.load_state_dict(load_safetensors(weights), strict=True)
 net.eval()
 S, C = cfg['imageSize'], cfg['inChannels']
