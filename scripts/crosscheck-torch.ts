@@ -2,7 +2,7 @@
  * Independent check of the U-Net: a ddpm-ts checkpoint must load into the PyTorch reference module (strict
  * state_dict) built from its config, and give the same ε_θ(x_t, t) as ddpm-ts on the same inputs; for a
  * class-conditional model ε_θ(x_t, t, y), on labels that include ∅ ("no class"). The reference is
- * bench/peer/torch_unet.py. Needs Debian's python3-torch (apt-get install python3-torch), so it is a script, not a
+ * python/ddpm_torch/unet.py. Needs Debian's python3-torch (apt-get install python3-torch), so it is a script, not a
  * CI test.
  *
  *   node --import tsx scripts/crosscheck-torch.ts [checkpoint dir, default models/mnist-28]

@@ -1,4 +1,4 @@
-"""Cross-check against the PyTorch reference U-Net (bench/peer/torch_unet.py, Debian's python3-torch).
+"""Cross-check against the PyTorch reference U-Net (python/ddpm_torch/unet.py, Debian's python3-torch).
 
 Builds the reference module from a ddpm-ts U-Net config, loads the checkpoint's safetensors into it with
 load_state_dict(strict=True) and compares its output with the one ddpm-ts computed on the same inputs (for a

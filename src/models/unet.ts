@@ -8,7 +8,7 @@
  * "no class" token ∅ of classifier-free guidance, Ho & Salimans 2022) is added to the timestep embedding, as
  * guided-diffusion's `emb = time_embed(t) + label_emb(y)` (Dhariwal & Nichol 2021).
  *
- * Parameter names mirror the PyTorch reference (`bench/peer/torch_unet.py`) state_dict keys, and
+ * Parameter names mirror the PyTorch reference (`python/ddpm_torch/unet.py`) state_dict keys, and
  * Linear weights are stored [out, in] as torch does, so a checkpoint loads into either implementation.
  */
 import type { ParamValue } from '../engine/tree.ts';
