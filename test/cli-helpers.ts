@@ -1,10 +1,12 @@
 /**
- * Helpers for the CLI tests: run `ddpm` in-process through `main(argv)` with stdout/stderr captured,
- * train a tiny checkpoint (8x8, T = 100, a few steps), read image sizes.
+ * Helpers for the CLI tests: run `ddpm` in-process through `main(argv)` with stdout/stderr captured, a script of
+ * scripts/ in a child process, train a tiny checkpoint (8x8, T = 100, a few steps), read image sizes.
  */
 import assert from 'node:assert/strict';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { main } from '../src/cli/main.ts';
 import { uint8Dataset } from '../src/data/loader.ts';
@@ -38,6 +40,18 @@ export async function runCli(args: string[]): Promise<CliResult> {
   const store = { out: [] as string[], err: [] as string[] };
   const code = await capture.run(store, () => main(['node', 'ddpm', ...args]));
   return { code, stdout: store.out.join(''), stderr: store.err.join('') };
+}
+
+/** `node --import tsx scripts/<name> ...args` from the repository root, in a child process: exit code, stdout, stderr. */
+export async function runScript(name: string, args: string[]): Promise<CliResult> {
+  const root = path.resolve(import.meta.dirname, '..');
+  try {
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(root, 'scripts', name), ...args], { cwd: root });
+    return { code: 0, ...r };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
 }
 
 /** The command failed as bad input: exit code 2, a message on stderr matching `pattern`, no stack trace. */

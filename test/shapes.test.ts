@@ -2,11 +2,9 @@
 // (models/shapes-classifier) and the sample-quality measure built on it (scripts/measure-shapes.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { MIN_LUMA_CONTRAST, MIN_VISIBLE_RGB_DISTANCE, SHAPE_KINDS, renderNotShapes, renderShape, renderShapes, shapeSpec } from '../src/data/shapes.ts';
 import { DEFAULT_SHAPES_CLASSIFIER_DIR, loadClassifierDir } from '../src/eval/classifier-dir.ts';
@@ -15,22 +13,9 @@ import { encodePng } from '../src/io/image.ts';
 import { LeNet } from '../src/models/classifier.ts';
 import { Rng } from '../src/rng.ts';
 import { makeShapes } from '../scripts/make-shapes.ts';
-import { tinyCheckpoint } from './cli-helpers.ts';
+import { runScript, tinyCheckpoint } from './cli-helpers.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const run = promisify(execFile);
 const unit = (u8: Uint8Array) => Float32Array.from(u8, (v) => v / 127.5 - 1);
-
-/** `node --import tsx scripts/<script> ...args`: exit code, stdout, stderr. */
-async function script(name: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', name), ...args], { cwd: ROOT });
-    return { code: 0, ...r };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
 
 test('shapes: the same seed gives the same bytes; image i depends on (seed, i) only; kinds are i mod 5', () => {
   const a = renderShapes(7, 0, 10, 32);
@@ -93,10 +78,10 @@ test('make:shapes writes <kind>/<index>.png and labels.json, the same bytes for 
     const png = await readFile(path.join(dir, 'a', labels.images[3].file));
     assert.deepEqual(new Uint8Array(png), await encodePng({ data: renderShape(shapeSpec(5, 3, 32), 32), width: 32, height: 32, channels: 3 }));
     // the CLI: an existing folder and a bad flag are one line and exit 2, nothing written
-    const again = await script('make-shapes.ts', ['--out', path.join(dir, 'a'), '--n', '3']);
+    const again = await runScript('make-shapes.ts', ['--out', path.join(dir, 'a'), '--n', '3']);
     assert.equal(again.code, 2, again.stderr);
     assert.match(again.stderr, /^error: --out .*a: already exists; choose a new folder \(nothing was written\)\n$/);
-    const bad = await script('make-shapes.ts', ['--out', path.join(dir, 'c'), '--size', '8']);
+    const bad = await runScript('make-shapes.ts', ['--out', path.join(dir, 'c'), '--size', '8']);
     assert.equal(bad.code, 2, bad.stderr);
     assert.equal(bad.stderr, "error: --size: expected an integer in [16, 256], got '8'\n");
     assert.deepEqual((await readdir(dir)).sort(), ['a', 'b'], 'no partial folder left behind');
@@ -144,20 +129,20 @@ test('measure:shapes: a folder of real shapes scores ~100%, a folder of noise 0%
       const data = new Uint8Array(32 * 32 * 3).map(() => rng.integer(256));
       await writeFile(path.join(dir, 'noise', `${i}.png`), await encodePng({ data, width: 32, height: 32, channels: 3 }));
     }
-    const real = await script('measure-shapes.ts', [path.join(dir, 'real'), '--threads', '1']);
+    const real = await runScript('measure-shapes.ts', [path.join(dir, 'real'), '--threads', '1']);
     assert.equal(real.code, 0, real.stderr);
     const r = JSON.parse(real.stdout);
     assert.equal(r.n, 40);
     assert.ok(r.confidentFraction >= 0.95, `real shapes: ${real.stdout}`);
     assert.deepEqual(r.classes, { circle: 8, square: 8, triangle: 8, cross: 8, star: 8, none: 0 });
-    const noise = await script('measure-shapes.ts', [path.join(dir, 'noise'), '--threads', '1']);
+    const noise = await runScript('measure-shapes.ts', [path.join(dir, 'noise'), '--threads', '1']);
     assert.equal(noise.code, 0, noise.stderr);
     const z = JSON.parse(noise.stdout);
     assert.equal(z.confidentFraction, 0, noise.stdout);
     assert.equal(z.classes.none, 20);
 
     const grey = await tinyCheckpoint(path.join(dir, 'run'));
-    const wrong = await script('measure-shapes.ts', [grey, '--n', '4', '--threads', '1']);
+    const wrong = await runScript('measure-shapes.ts', [grey, '--n', '4', '--threads', '1']);
     assert.equal(wrong.code, 2, wrong.stderr);
     assert.match(wrong.stderr, /^error: .*checkpoint: the model makes 1x8x8 images; the shape classifier takes 3x32x32\n$/);
   } finally {

@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { MAX_IDX_BYTES, MAX_IDX_RANK } from '../limits.ts';
+import type { ImageGenerator } from './generator.ts';
 import { gatherUint8Batch, uint8Dataset, type Dataset } from './loader.ts';
 
 export type MnistSplit = 'train' | 'test';
@@ -177,4 +178,40 @@ export const MNIST_CLASSES: readonly string[] = ['0', '1', '2', '3', '4', '5', '
 export function mnistDataset(split: MnistSplit | MnistData): Dataset {
   const m = typeof split === 'string' ? loadMnist(split) : split;
   return { ...uint8Dataset(m.images, m, m.labels), classNames: MNIST_CLASSES };
+}
+
+/**
+ * MNIST's disjoint parts, by the "seed" of mnistGenerator: 0 the training images a diffusion model learns from (the
+ * recipe suite's folder), 1 the rest of the training set (its judge trains on them), 2 and 3 the two halves of the
+ * test set (the judge is tested on 2; baselines use 3).
+ */
+export const MNIST_PARTS: readonly { split: MnistSplit; from: number; to: number }[] = [
+  { split: 'train', from: 0, to: 10_000 },
+  { split: 'train', from: 10_000, to: 60_000 },
+  { split: 'test', from: 0, to: 5_000 },
+  { split: 'test', from: 5_000, to: 10_000 },
+];
+
+/** MNIST as an ImageGenerator (28x28 grey, classes '0'..'9'): image i of seed s is image i of MNIST_PARTS[s]. */
+export function mnistGenerator(): ImageGenerator {
+  const part = (seed: number) => {
+    const p = MNIST_PARTS[seed];
+    if (p === undefined) throw new Error(`mnist: seed ${seed} names no part of MNIST (0-${MNIST_PARTS.length - 1}: ${MNIST_PARTS.map((q) => `${q.split} ${q.from}..${q.to - 1}`).join(', ')})`);
+    return p;
+  };
+  return {
+    name: 'mnist-png',
+    description: "MNIST's handwritten digits, white on black",
+    channels: 1,
+    size: 28,
+    classes: MNIST_CLASSES,
+    count: (seed) => part(seed).to - part(seed).from,
+    draw: (seed, index) => {
+      const p = part(seed);
+      if (!Number.isSafeInteger(index) || index < 0 || p.from + index >= p.to) throw new Error(`mnist: image ${index} is outside part ${seed} (${p.to - p.from} images)`);
+      const m = loadMnist(p.split);
+      const k = p.from + index;
+      return { hwc: m.images.slice(k * 784, (k + 1) * 784), label: m.labels[k]!, spec: { kind: MNIST_CLASSES[m.labels[k]!]!, split: p.split, index: k } };
+    },
+  };
 }

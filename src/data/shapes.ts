@@ -11,6 +11,8 @@
 import { Rng } from '../rng.ts';
 import { describeValue } from '../describe.ts';
 import { hwcToChw } from '../io/grid.ts';
+import { renderReject, type ImageGenerator, type RejectSource } from './generator.ts';
+import { clampByte, contrastingColour, coverage, inPolygon, paint, randomColour, solid, type Inside, type RGB } from './raster.ts';
 
 export const SHAPE_KINDS = ['circle', 'square', 'triangle', 'cross', 'star'] as const;
 export type ShapeKind = (typeof SHAPE_KINDS)[number];
@@ -49,10 +51,6 @@ export const MIN_VISIBLE_RGB_DISTANCE = 48;
  * their outline, not by the data set's luma rule.
  */
 export type ShapeColours = 'data' | 'visible';
-/** Samples per pixel side for anti-aliasing. */
-const SUPERSAMPLE = 4;
-
-const luma = (c: readonly number[]) => 0.299 * c[0]! + 0.587 * c[1]! + 0.114 * c[2]!;
 
 // The 5-pointed star: outer radius 1, inner radius 0.4, a point straight up (y grows downwards, as in images).
 const STAR: [number, number][] = Array.from({ length: 10 }, (_, k) => {
@@ -61,19 +59,8 @@ const STAR: [number, number][] = Array.from({ length: 10 }, (_, k) => {
   return [r * Math.cos(a), r * Math.sin(a)];
 });
 
-/** Even-odd point-in-polygon test. */
-function inPolygon(x: number, y: number, poly: readonly [number, number][]): boolean {
-  let inside = false;
-  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
-    const [xi, yi] = poly[i]!;
-    const [xj, yj] = poly[j]!;
-    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
-  }
-  return inside;
-}
-
 /** Whether (x, y), in the shape's box coordinates [−1, 1]² (y down), is inside the shape. */
-const INSIDE: Record<ShapeKind, (x: number, y: number) => boolean> = {
+export const SHAPE_INSIDE: Record<ShapeKind, Inside> = {
   circle: (x, y) => x * x + y * y <= 1,
   square: (x, y) => Math.abs(x) <= 1 && Math.abs(y) <= 1,
   triangle: (x, y) => y >= -1 && y <= 1 && Math.abs(x) <= (y + 1) / 2, // apex up, base at the bottom
@@ -92,10 +79,8 @@ export function shapeSpec(seed: number, index: number, imageSize: number, colour
   checkSize(imageSize);
   const rng = new Rng(seed).fold(index);
   const kind = SHAPE_KINDS[index % SHAPE_KINDS.length]!;
-  const rgb = (): [number, number, number] => [rng.integer(256), rng.integer(256), rng.integer(256)];
-  const background = rgb();
-  let fill = rgb();
-  while (Math.abs(luma(fill) - luma(background)) < MIN_LUMA_CONTRAST) fill = rgb(); // P(accept) > 1/3 for any background
+  const background = randomColour(rng) as RGB;
+  let fill = contrastingColour(rng, [background], MIN_LUMA_CONTRAST) as RGB; // P(accept) > 1/3 for any background
   if (colours === 'visible') {
     // from a stream of its own, so that kind, background, position and size stay those of the 'data' image
     const r = new Rng(seed).fold(index).fold(1);
@@ -116,33 +101,9 @@ export function shapeSpec(seed: number, index: number, imageSize: number, colour
 /** Draw a shape as an 8-bit RGB image (H, W, 3), side `imageSize`, anti-aliased by its covered fraction of each pixel. */
 export function renderShape(spec: ShapeSpec, imageSize: number): Uint8Array {
   checkSize(imageSize);
-  const inside = INSIDE[spec.kind];
+  const inside = SHAPE_INSIDE[spec.kind];
   if (!inside) throw new Error(`shapes: unknown kind ${describeValue(spec.kind)} (known: ${SHAPE_KINDS.join(', ')})`);
-  const S = imageSize;
-  const out = new Uint8Array(S * S * 3);
-  const half = spec.size / 2;
-  const x0 = Math.max(0, Math.floor(spec.cx - half));
-  const x1 = Math.min(S - 1, Math.ceil(spec.cx + half));
-  const y0 = Math.max(0, Math.floor(spec.cy - half));
-  const y1 = Math.min(S - 1, Math.ceil(spec.cy + half));
-  const n = SUPERSAMPLE * SUPERSAMPLE;
-  for (let py = 0; py < S; py++) {
-    for (let px = 0; px < S; px++) {
-      let covered = 0;
-      if (px >= x0 && px <= x1 && py >= y0 && py <= y1) {
-        for (let sy = 0; sy < SUPERSAMPLE; sy++) {
-          const y = (py + (sy + 0.5) / SUPERSAMPLE - spec.cy) / half;
-          for (let sx = 0; sx < SUPERSAMPLE; sx++) {
-            if (inside((px + (sx + 0.5) / SUPERSAMPLE - spec.cx) / half, y)) covered++;
-          }
-        }
-      }
-      const a = covered / n;
-      const o = (py * S + px) * 3;
-      for (let c = 0; c < 3; c++) out[o + c] = Math.round(spec.background[c]! + a * (spec.fill[c]! - spec.background[c]!));
-    }
-  }
-  return out;
+  return paint(solid(imageSize, spec.background), 3, coverage(inside, { cx: spec.cx, cy: spec.cy, half: spec.size / 2 }, imageSize), spec.fill);
 }
 
 /** Images `start .. start+n−1` of the set drawn with `seed`, as uint8 (n, 3, S, S) with their class indices. */
@@ -163,8 +124,8 @@ export function renderShapes(seed: number, start: number, n: number, imageSize: 
 }
 
 /**
- * What the shape classifier's reject class ('none') is trained on: images that are not one clean shape. Image i is
- * of kind i mod 5:
+ * What the shape classifier's reject class ('none') is trained on: images that are not one clean shape, the
+ * generator.ts rejects (REJECT_KINDS) of the shapes, named for them. Image i is of kind i mod 5:
  *   uniform noise      every channel of every pixel uniform in 0..255
  *   Gaussian noise     a random mean colour plus noise of σ ∈ [0.1, 0.6] (in [−1, 1] units), clipped
  *   smooth field       a g×g grid of random colours (g ∈ 1..6) upsampled bilinearly: flat colours, gradients, blobs
@@ -174,53 +135,44 @@ export function renderShapes(seed: number, start: number, n: number, imageSize: 
  */
 export const NOT_SHAPE_KINDS = ['uniform noise', 'Gaussian noise', 'smooth field', 'noisy shape', 'two shapes blended'] as const;
 
-/** Shape indices the not-shapes borrow their shapes from: far past any set `make:shapes` writes. */
-const NOT_SHAPE_BASE = 2 ** 30;
+/** The shapes as an ImageGenerator (image i = shapeSpec(seed, i) drawn), its rejects the not-shapes. */
+export function shapesGenerator(imageSize = 32, colours: ShapeColours = 'data'): ImageGenerator {
+  checkSize(imageSize);
+  const draw = (seed: number, index: number) => {
+    const spec = shapeSpec(seed, index, imageSize, colours);
+    return { hwc: renderShape(spec, imageSize), label: SHAPE_KINDS.indexOf(spec.kind), spec };
+  };
+  const gen: ImageGenerator = {
+    name: colours === 'data' ? 'shapes' : 'shapes-visible',
+    description: 'one filled circle, square, triangle, cross or star on a flat background (npm run make:shapes)',
+    channels: 3,
+    size: imageSize,
+    classes: SHAPE_KINDS,
+    draw,
+    reject: (seed, index) => renderNotShape(seed, index, imageSize).hwc,
+  };
+  return gen;
+}
 
-const clampByte = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
+/** Shape indices the not-shapes borrow their shapes from: 2i and 2i+1 past this, so of different kinds. */
+const NOT_SHAPE_BASE = 2 ** 30;
 
 /** One not-a-shape image (H, W, 3) of the set drawn with `seed`; see NOT_SHAPE_KINDS. */
 export function renderNotShape(seed: number, index: number, imageSize: number): { hwc: Uint8Array; kind: (typeof NOT_SHAPE_KINDS)[number] } {
   checkSize(imageSize);
-  const S = imageSize;
-  const kind = NOT_SHAPE_KINDS[index % NOT_SHAPE_KINDS.length]!;
-  const rng = new Rng(seed).fold(NOT_SHAPE_BASE + index);
-  const spec = (k: number) => shapeSpec(seed, NOT_SHAPE_BASE + 2 * index + k, S); // 2i, 2i+1: different kinds
-  const shape = (k: number) => renderShape(spec(k), S);
-  const hwc = new Uint8Array(S * S * 3);
-  if (kind === 'uniform noise') {
-    for (let p = 0; p < hwc.length; p++) hwc[p] = rng.integer(256);
-  } else if (kind === 'Gaussian noise' || kind === 'noisy shape') {
-    const sigma = 127.5 * (kind === 'noisy shape' ? 0.35 + 0.65 * rng.uniform() : 0.1 + 0.5 * rng.uniform());
-    const base = kind === 'noisy shape' ? shape(0) : undefined;
-    const mean = [rng.integer(256), rng.integer(256), rng.integer(256)];
-    for (let p = 0; p < hwc.length; p++) hwc[p] = clampByte((base ? base[p]! : mean[p % 3]!) + sigma * rng.normal());
-  } else if (kind === 'smooth field') {
-    const g = 1 + rng.integer(6);
-    const grid = Array.from({ length: g * g * 3 }, () => rng.integer(256));
-    const at = (gy: number, gx: number, c: number) => grid[(Math.min(gy, g - 1) * g + Math.min(gx, g - 1)) * 3 + c]!;
-    for (let y = 0; y < S; y++) {
-      for (let x = 0; x < S; x++) {
-        // pixel centres mapped onto the grid's cell centres (align_corners = false), clamped at the border
-        const fy = Math.max(0, ((y + 0.5) * g) / S - 0.5);
-        const fx = Math.max(0, ((x + 0.5) * g) / S - 0.5);
-        const [y0, x0] = [Math.floor(fy), Math.floor(fx)];
-        const [wy, wx] = [fy - y0, fx - x0];
-        for (let c = 0; c < 3; c++) {
-          const top = at(y0, x0, c) * (1 - wx) + at(y0, x0 + 1, c) * wx;
-          const bottom = at(y0 + 1, x0, c) * (1 - wx) + at(y0 + 1, x0 + 1, c) * wx;
-          hwc[(y * S + x) * 3 + c] = clampByte(top * (1 - wy) + bottom * wy);
-        }
-      }
-    }
-  } else {
+  const spec = (k: number) => shapeSpec(seed, NOT_SHAPE_BASE + 2 * index + k, imageSize);
+  const source: RejectSource = {
+    real: (i, k) => renderShape(shapeSpec(seed, NOT_SHAPE_BASE + 2 * i + k, imageSize), imageSize),
     // about one centre: two shapes side by side at half contrast would look like two faint shapes, which a real
     // image of a low-contrast shape resembles too closely
-    const first = spec(0);
-    const [a, b] = [renderShape(first, S), renderShape({ ...spec(1), cx: first.cx, cy: first.cy }, S)];
-    for (let p = 0; p < hwc.length; p++) hwc[p] = clampByte((a[p]! + b[p]!) / 2);
-  }
-  return { hwc, kind };
+    blend: () => {
+      const first = spec(0);
+      const [a, b] = [renderShape(first, imageSize), renderShape({ ...spec(1), cx: first.cx, cy: first.cy }, imageSize)];
+      return a.map((v, p) => clampByte((v + b[p]!) / 2));
+    },
+  };
+  const { hwc } = renderReject(shapesGenerator(imageSize), seed, index, source);
+  return { hwc, kind: NOT_SHAPE_KINDS[index % NOT_SHAPE_KINDS.length]! };
 }
 
 /** Not-shapes `start .. start+n−1` of the set drawn with `seed`, as uint8 (n, 3, S, S). */
