@@ -7,7 +7,10 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import type { Sampler } from '../diffusion/samplers.ts';
-import { decodeImage, makeGrid, readImage, readImageHeader, type ImageHeader, type ImageU8 } from '../io/image.ts';
+import { readImageHeader, type ImageHeader } from '../io/image.ts';
+import { decodeMask, decodeModelImage, modelDecodeSize } from '../io/model-image.ts';
+
+export { resultImage } from '../io/model-image.ts';
 import { MAX_BATCH_SIZE, MAX_GRID_PIXELS, MAX_SAMPLES, MAX_SEED, MAX_T } from '../limits.ts';
 import { PerExampleRng, Rng } from '../rng.ts';
 import { DEFAULT_DDIM_ETA, SAMPLER_KINDS, SPACINGS, makeSampler, type SamplerKind } from '../sample/generate.ts';
@@ -82,21 +85,15 @@ export async function inputHeader(flag: string, file: string): Promise<ImageHead
   }
 }
 
-/** Decode options that bring a `width` x `height` image to the model's square size (no resize when it is already). */
-function sizeFor(h: ImageHeader, size: number): number | undefined {
-  return h.width === size && h.height === size ? undefined : size;
-}
-
 /**
  * The image at the model's channels and size, (C, S, S) in [−1, 1]. A colour image for a 1-channel model becomes
  * its Rec. 601 luma; any other size is resized (shorter side to S) and centre-cropped, with a note on stderr.
  */
 export async function readModelImage(flag: string, { file, header: h }: InputFile, model: LoadedModel): Promise<Float32Array> {
   const { inChannels: c, imageSize: s } = model.unet;
-  const size = sizeFor(h, s);
-  if (size !== undefined) process.stderr.write(`note: ${flag} ${file} is ${h.width}x${h.height}: resized and centre-cropped to the model's ${s}x${s}\n`);
+  if (modelDecodeSize(h, s) !== undefined) process.stderr.write(`note: ${flag} ${file} is ${h.width}x${h.height}: resized and centre-cropped to the model's ${s}x${s}\n`);
   try {
-    return (await readImage(file, { channels: c as 1 | 3, size })).data;
+    return await decodeModelImage(file, h, c as 1 | 3, s);
   } catch (e) {
     throw new UserError(`${flag} ${file}: cannot decode (${(e as Error).message})`);
   }
@@ -120,14 +117,12 @@ export function checkMaskSize(mask: InputFile, image: InputFile): void {
  * The mask at the model's size, one channel, 1 = generate: white (luma >= 128 of 255, after the same resize and
  * crop as the image) generates, anything darker keeps. Transparent pixels count as black (keep).
  */
-export async function readMask({ file, header: h }: InputFile, model: LoadedModel): Promise<Float32Array> {
-  let gray: ImageU8;
+export async function readMask({ file, header }: InputFile, model: LoadedModel): Promise<Float32Array> {
   try {
-    gray = await decodeImage(file, { channels: 1, size: sizeFor(h, model.unet.imageSize) });
+    return await decodeMask(file, header, model.unet.imageSize);
   } catch (e) {
     throw new UserError(`--mask ${file}: cannot decode (${(e as Error).message})`);
   }
-  return Float32Array.from(gray.data, (v) => (v >= 128 ? 1 : 0));
 }
 
 /**
@@ -144,15 +139,6 @@ export function checkResults(n: number, model: LoadedModel): number {
     throw new UserError(`--n ${n}: the grid of ${s}x${s} images would have ${pixels.toLocaleString('en-US')} pixels, over the ${MAX_GRID_PIXELS.toLocaleString('en-US')} a PNG grid may have (MAX_GRID_PIXELS); lower --n`);
   }
   return cols;
-}
-
-/**
- * What --out holds: one result as the image itself (no border, so its pixels compare with the input's), several as
- * a grid of ceil(sqrt(n)) columns with 2-pixel borders, as `ddpm sample` writes them.
- */
-export function resultImage(images: Float32Array, shape: readonly [number, number, number, number]): ImageU8 {
-  const n = shape[0];
-  return makeGrid(images, shape, n === 1 ? { nrow: 1, padding: 0 } : { nrow: Math.ceil(Math.sqrt(n)) });
 }
 
 /** A progress bar on stderr when it is a terminal; nothing otherwise. */

@@ -16,6 +16,7 @@ import { inpaintCommand } from './inpaint.ts';
 import { invertCommand } from './invert.ts';
 import { noiseCommand } from './noise.ts';
 import { sampleCommand } from './sample.ts';
+import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 
 export function program(): Command {
@@ -26,7 +27,7 @@ export function program(): Command {
     .configureHelp(HELP_CONFIG)
     .exitOverride();
   // copyInheritedSettings: addCommand (unlike .command()) does not pass on exitOverride / showHelpAfterError
-  for (const cmd of [trainCommand(), sampleCommand(), inpaintCommand(), editCommand(), invertCommand(), noiseCommand(), exportCommand(), evalCommand()]) p.addCommand(cmd.copyInheritedSettings(p));
+  for (const cmd of [trainCommand(), sampleCommand(), inpaintCommand(), editCommand(), invertCommand(), noiseCommand(), exportCommand(), evalCommand(), serveCommand()]) p.addCommand(cmd.copyInheritedSettings(p));
   return p;
 }
 

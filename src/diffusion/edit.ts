@@ -9,7 +9,7 @@
  */
 import { batchDims, type DiffusionModel, type ShapedArray } from './batch.ts';
 import { splitModelOutput, type GaussianDiffusion } from './gaussian-diffusion.ts';
-import { sampleLoop, type DdimSampler, type SampleLoopStep, type Sampler } from './samplers.ts';
+import { runProcess, sampleSteps, type DdimSampler, type SampleLoopStep, type Sampler, type SamplingProcess } from './samplers.ts';
 import type { Rng } from '../rng.ts';
 
 /** The index in `diffusion` (a possibly respaced process) of an original timestep. */
@@ -47,19 +47,24 @@ export interface SdeditOptions {
  * @param image x_0 [B, C, ...] in the model's range ([−1, 1])
  * @returns the edited images, image's shape
  */
-export async function sdedit(
+export function sdedit(
   sampler: Sampler,
   model: DiffusionModel,
   image: ShapedArray,
   rng: Rng,
   opts: SdeditOptions,
 ): Promise<Float32Array> {
+  return runProcess(sdeditSteps(sampler, image, rng, opts), model, opts.onStep);
+}
+
+/** {@link sdedit} as a {@link SamplingProcess}: it yields its model calls and a report after every step. */
+export function* sdeditSteps(sampler: Sampler, image: ShapedArray, rng: Rng, opts: Omit<SdeditOptions, 'onStep'>): SamplingProcess<SampleLoopStep> {
   batchDims(image);
   const start = sdeditStartStep(sampler.timesteps.length, opts.strength);
   const i = keptIndex(sampler.diffusion, sampler.timesteps[start]);
   const noise = opts.noise ?? rng.normalFloat32(image.data.length);
   const xt = sampler.diffusion.qSample(image, i, noise);
-  return sampleLoop(sampler, model, image.shape, rng, { noise: xt, startStep: start, onStep: opts.onStep });
+  return yield* sampleSteps(sampler, image.shape, rng, { noise: xt, startStep: start });
 }
 
 /** What {@link ddimInvert} reports after each step. */

@@ -82,16 +82,21 @@ export function classifierFreeGuidance(model: ConditionalModel, opts: GuidanceOp
     if (!Number.isInteger(outPer) || outPer % per !== 0) throw new Error(`guided model: ${out.length} outputs for a batch of 2x${B} of [${shape.slice(1)}]`);
     // 2. per example: guided prediction in the first C channels, the conditional half's variance channels after them
     const guided = new Float32Array(B * outPer);
-    for (let b = 0; b < B; b++) {
-      const cond = b * outPer;
-      const uncond = (B + b) * outPer;
-      const o = b * outPer;
-      for (let i = 0; i < per; i++) {
-        const u = out[uncond + i]!;
-        guided[o + i] = u + s * (out[cond + i]! - u);
-      }
-      for (let i = per; i < outPer; i++) guided[o + i] = out[cond + i]!;
-    }
+    for (let b = 0; b < B; b++) guideRow(out, b * outPer, (B + b) * outPer, per, outPer, s, guided, b * outPer);
     return guided;
   };
+}
+
+/**
+ * One example of the guided model from its two rows of model output: ε̃ = ε_∅ + s·(ε_c − ε_∅) in the first `per`
+ * values (the prediction's channels), the conditional row's variance channels after them, written to
+ * `into[at ..< at + outPer]`. The rows start at `cond` and `uncond` in `out` (which may be different batches'
+ * rows: the server guides images of several requests in one call).
+ */
+export function guideRow(out: Float32Array, cond: number, uncond: number, per: number, outPer: number, s: number, into: Float32Array, at: number): void {
+  for (let i = 0; i < per; i++) {
+    const u = out[uncond + i]!;
+    into[at + i] = u + s * (out[cond + i]! - u);
+  }
+  for (let i = per; i < outPer; i++) into[at + i] = out[cond + i]!;
 }

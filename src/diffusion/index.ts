@@ -82,21 +82,27 @@ export {
 export {
   type DdimSamplerOptions,
   type DdpmSamplerOptions,
+  type ModelCall,
   type SampleLoopOptions,
   type SampleLoopStep,
   type Sampler,
   type SamplerOptions,
   type SamplerStepOutput,
+  type SamplingProcess,
+  type StepReport,
   BaseSampler,
   DdimSampler,
   DdpmSampler,
+  callModel,
   ddimSigma,
+  runProcess,
   sampleLoop,
+  sampleSteps,
 } from './samplers.ts';
 export { type DpmSolverOptions, type FinalSigmasType, DpmSolverSampler } from './dpm-solver.ts';
-export { type InpaintOptions, type InpaintStep, expandMask, inpaint, repaintSchedule } from './inpaint.ts';
-export { type InvertStep, type SdeditOptions, ddimInvert, keptIndex, sdedit, sdeditStartStep } from './edit.ts';
-export { type ConditionalModel, type GuidanceOptions, DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance } from './guidance.ts';
+export { type InpaintOptions, type InpaintStep, expandMask, inpaint, inpaintSteps, repaintSchedule } from './inpaint.ts';
+export { type InvertStep, type SdeditOptions, ddimInvert, keptIndex, sdedit, sdeditStartStep, sdeditSteps } from './edit.ts';
+export { type ConditionalModel, type GuidanceOptions, DEFAULT_GUIDANCE_SCALE, classifierFreeGuidance, guideRow } from './guidance.ts';
 export {
   calcBpdLoop,
   cosine,

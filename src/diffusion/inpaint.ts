@@ -16,7 +16,7 @@
  * Mask convention: 1 (white) = generate, 0 = keep.
  */
 import { batchDims, type DiffusionModel, type ShapedArray } from './batch.ts';
-import type { Sampler } from './samplers.ts';
+import { callModel, runProcess, type Sampler, type SamplingProcess } from './samplers.ts';
 import type { Rng } from '../rng.ts';
 
 /**
@@ -105,7 +105,7 @@ export function expandMask(mask: Float32Array, image: ShapedArray): Float32Array
  * @param mask 1 = generate; image's shape or one channel [B, 1, ...]
  * @returns the inpainted images, image's shape
  */
-export async function inpaint(
+export function inpaint(
   sampler: Sampler,
   model: DiffusionModel,
   image: ShapedArray,
@@ -113,7 +113,18 @@ export async function inpaint(
   rng: Rng,
   opts: InpaintOptions = {},
 ): Promise<Float32Array> {
-  const { B } = batchDims(image);
+  return runProcess(inpaintSteps(sampler, image, mask, rng, opts), model, opts.onStep);
+}
+
+/** {@link inpaint} as a {@link SamplingProcess}: it yields its model calls and a report after every move. */
+export function* inpaintSteps(
+  sampler: Sampler,
+  image: ShapedArray,
+  mask: Float32Array,
+  rng: Rng,
+  opts: Omit<InpaintOptions, 'onStep'> = {},
+): SamplingProcess<InpaintStep> {
+  batchDims(image);
   const m = expandMask(mask, image);
   const d = sampler.diffusion;
   const n = image.data.length;
@@ -130,7 +141,7 @@ export async function inpaint(
     if (to < from) {
       // 1. reverse: the sampler's step x_{t_from} → x_{t_to} on the whole image (Algorithm 1, line 7) …
       const t = d.timestepMap[from];
-      const output = await model(x, new Int32Array(B).fill(t), shape);
+      const output = yield* callModel(x, t, shape);
       const unknown = sampler.step(output, t, { data: x, shape }, rng).prevSample;
       // … the known part from q(x_{t_to} | x_0), eq. (4) (line 5), or x_0 itself at the end …
       const known = to >= 0 ? d.qSample(image, to, rng.normalFloat32(n)) : image.data;
@@ -146,9 +157,7 @@ export async function inpaint(
       x = d.qStep({ data: x, shape }, to, rng.normalFloat32(n));
       sampler.reset?.();
     }
-    if (opts.onStep) {
-      await opts.onStep({ step: k - 1, total, direction: to < from ? 'reverse' : 'forward', t: to >= 0 ? d.timestepMap[to] : -1, x });
-    }
+    yield { kind: 'step', step: { step: k - 1, total, direction: to < from ? 'reverse' : 'forward', t: to >= 0 ? d.timestepMap[to] : -1, x } };
   }
   return x;
 }

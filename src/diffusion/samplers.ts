@@ -8,7 +8,9 @@
  * A sampler holds only its (respaced) process and options. `step` takes the model output at the
  * ORIGINAL timestep `t` (one of `sampler.timesteps`, in the order given there) and returns x at the
  * next kept timestep. The loop ({@link sampleLoop}) is written out and takes the model, so any
- * backend plugs in, and reports every step for progressive output.
+ * backend plugs in, and reports every step for progressive output. It is a state machine
+ * ({@link sampleSteps}, a {@link SamplingProcess}) that yields its model calls, so a server can run many
+ * loops, each at its own step, in shared model calls.
  */
 import { batchDims, numel, type ShapedArray, type DiffusionModel, type MeanType, type VarType } from './batch.ts';
 import { GaussianDiffusion, splitModelOutput } from './gaussian-diffusion.ts';
@@ -225,20 +227,71 @@ export interface SampleLoopOptions {
   readonly onStep?: (s: SampleLoopStep) => void | Promise<void>;
 }
 
+/** A model call that a sampling process asks for: the output at x (of `shape` [B, C, ...]), every example at `t`. */
+export interface ModelCall {
+  readonly kind: 'model';
+  readonly x: Float32Array;
+  /** the original timestep of every example */
+  readonly t: number;
+  readonly shape: readonly number[];
+}
+
+/** A sampling process's report after one of its steps; the driver resumes it with nothing. */
+export interface StepReport<S> {
+  readonly kind: 'step';
+  readonly step: S;
+}
+
 /**
- * The sampling loop (improved-diffusion `p_sample_loop_progressive` / `ddim_sample_loop_progressive`):
- * x_T ~ N(0, I); for each t in `sampler.timesteps`: output = model(x_t, t), x ← step(output, t, x_t).
- * Resets the sampler's state first. With `startStep` it runs only the last steps (from a given x_t).
+ * A sampling loop as a state machine (a generator): it yields the model calls it needs, is resumed with their
+ * outputs, and yields a report after each step; it returns its samples. {@link runProcess} drives one with a
+ * model; the server (src/serve/) drives many at once, each image at its own step, in shared model calls. All the
+ * randomness is drawn from the process's own `rng`, in the same order whoever drives it.
+ */
+export type SamplingProcess<S, R = Float32Array> = Generator<ModelCall | StepReport<S>, R, Float32Array | undefined>;
+
+/** Inside a process: ask for the model's output at (x, t) and get it back. */
+export function* callModel(x: Float32Array, t: number, shape: readonly number[]): Generator<ModelCall, Float32Array, Float32Array | undefined> {
+  const output = yield { kind: 'model', x, t, shape };
+  if (output === undefined) throw new Error('a sampling process was resumed without the model output it asked for');
+  return output;
+}
+
+/**
+ * Drive a process to its end with `model` (called with the process's timestep for every example), awaiting
+ * `onStep` at each report.
+ */
+export async function runProcess<S, R>(process: SamplingProcess<S, R>, model: DiffusionModel, onStep?: (s: S) => void | Promise<void>): Promise<R> {
+  try {
+    let r = process.next();
+    while (!r.done) {
+      const ev = r.value;
+      if (ev.kind === 'model') {
+        r = process.next(await model(ev.x, new Int32Array(ev.shape[0]!).fill(ev.t), ev.shape));
+      } else {
+        if (onStep) await onStep(ev.step);
+        r = process.next(undefined);
+      }
+    }
+    return r.value;
+  } finally {
+    process.return(undefined as R); // a model or onStep that threw leaves the process suspended: close it
+  }
+}
+
+/**
+ * The sampling loop (improved-diffusion `p_sample_loop_progressive` / `ddim_sample_loop_progressive`) as a
+ * {@link SamplingProcess}: x_T ~ N(0, I); for each t in `sampler.timesteps`: output = model(x_t, t),
+ * x ← step(output, t, x_t). Resets the sampler's state first. With `startStep` it runs only the last steps.
  * @param shape [B, C, ...] of the samples
  * @returns the final samples x_0
  */
-export async function sampleLoop(
+export function* sampleSteps(
   sampler: Sampler,
-  model: DiffusionModel,
   shape: readonly number[],
   rng: Rng,
-  opts: SampleLoopOptions = {},
-): Promise<Float32Array> {
+  opts: Omit<SampleLoopOptions, 'onStep'> = {},
+): SamplingProcess<SampleLoopStep> {
   const n = numel(shape);
   const total = sampler.timesteps.length;
   const start = opts.startStep ?? 0;
@@ -246,14 +299,30 @@ export async function sampleLoop(
   if (start > 0 && !opts.noise) throw new Error('startStep needs the x to start from (noise)');
   let x = opts.noise ?? rng.normalFloat32(n);
   if (x.length !== n) throw new Error(`noise has ${x.length} elements, shape [${shape.join(', ')}] needs ${n}`);
-  const B = shape[0];
   sampler.reset?.();
   for (let k = start; k < total; k++) {
     const t = sampler.timesteps[k];
-    const output = await model(x, new Int32Array(B).fill(t), shape);
+    const output = yield* callModel(x, t, shape);
     const out = sampler.step(output, t, { data: x, shape }, rng);
-    if (opts.onStep) await opts.onStep({ step: k, total, t, xt: x, predX0: out.predX0, prevSample: out.prevSample });
+    yield { kind: 'step', step: { step: k, total, t, xt: x, predX0: out.predX0, prevSample: out.prevSample } };
     x = out.prevSample;
   }
   return x;
+}
+
+/**
+ * The sampling loop ({@link sampleSteps}) run with `model`: x_T ~ N(0, I); for each t in `sampler.timesteps`:
+ * output = model(x_t, t), x ← step(output, t, x_t). Resets the sampler's state first. With `startStep` it runs
+ * only the last steps (from a given x_t).
+ * @param shape [B, C, ...] of the samples
+ * @returns the final samples x_0
+ */
+export function sampleLoop(
+  sampler: Sampler,
+  model: DiffusionModel,
+  shape: readonly number[],
+  rng: Rng,
+  opts: SampleLoopOptions = {},
+): Promise<Float32Array> {
+  return runProcess(sampleSteps(sampler, shape, rng, opts), model, opts.onStep);
 }
