@@ -423,12 +423,16 @@ test('web app in headless Chromium: sample on wasm, forward process, no errors',
 });
 
 /**
- * A class-conditional web model in `tmp/cond-model`: the shipped models/mnist-28-cond when it exists, else a
- * stand-in, mnist-28 with 10 classes at its random init (the test compares the browser with Node, not quality).
+ * A class-conditional web model in `tmp/cond-model`: the shipped models/mnist-28-cond with the shipped models/mnist-28
+ * for "any" digit (the page's default build) when they exist, else a stand-in, mnist-28 with 10 classes at its random
+ * init, alone (the test compares the browser with Node, not quality).
  */
 async function prepareCondModel(tmp: string): Promise<{ dir: string; info: WebModelInfo }> {
   const dir = path.join(tmp, 'cond-model');
-  if (existsSync(SHIPPED_COND_MODEL_DIR)) return { dir, info: await prepareModel(SHIPPED_COND_MODEL_DIR, dir) };
+  if (existsSync(SHIPPED_COND_MODEL_DIR)) {
+    const any = existsSync(SHIPPED_MODEL_DIR) ? SHIPPED_MODEL_DIR : undefined;
+    return { dir, info: await prepareModel(SHIPPED_COND_MODEL_DIR, dir, { any }) };
+  }
   const d = defaultTrainConfig('mnist-28');
   const config = validateTrainConfig({
     ...d,
@@ -441,7 +445,7 @@ async function prepareCondModel(tmp: string): Promise<{ dir: string; info: WebMo
   return { dir, info: await prepareModel(ckpt, dir) };
 }
 
-test('web app with a class-conditional model: a digit (or any) and a guidance scale; a guided browser sample equals the same guided pipeline on onnxruntime-node', { timeout: 240_000 }, async (t) => {
+test('web app with a class-conditional model: a digit (or any) and a guidance scale; a guided browser sample equals the same guided pipeline on onnxruntime-node; any digit samples the unconditional companion', { timeout: 360_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) assert.fail(`${CHROMIUM} not found (apt-get install -y --no-install-recommends chromium)`);
   const tmp = await mkdtemp(path.join(tmpdir(), 'ddpm-web-cond-'));
   let server: StaticServer | null = null;
@@ -456,8 +460,10 @@ test('web app with a class-conditional model: a digit (or any) and a guidance sc
     ctx = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     const errors: string[] = [];
+    const fetched: string[] = [];
     page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
     page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    ctx.on('request', (r) => fetched.push(new URL(r.url()).pathname));
     // class=7 and guidance=2 from the URL, as a link to "sevens" would set them
     await page.goto(`${server.url}?ep=wasm&threads=1&class=7&guidance=2`);
     await page.waitForSelector('body[data-model=ready], body[data-model=error]', { timeout: LOAD_TIMEOUT });
@@ -468,12 +474,25 @@ test('web app with a class-conditional model: a digit (or any) and a guidance sc
     assert.equal(await page.inputValue('#class'), '7');
     assert.equal(await page.inputValue('#guidance'), '2');
     assert.match((await page.textContent('#model-info'))!, /class-conditional, 10 classes/);
+    // no WebGPU here: the wasm-only onnxruntime-web build, not the JSEP one; the companion first, the digit model not yet
+    assert.ok(fetched.some((f) => f.endsWith('/ort/ort-wasm-simd-threaded.wasm')), `fetched: ${fetched.join(', ')}`);
+    assert.ok(!fetched.some((f) => f.endsWith('.jsep.wasm')), 'the JSEP .wasm was fetched for a wasm page');
+    if (existsSync(SHIPPED_MODEL_DIR)) {
+      assert.equal(info.any?.source, path.relative(ROOT, SHIPPED_MODEL_DIR), 'the page build pairs the shipped models');
+      assert.match((await page.textContent('#model-info'))!, /any digit and Edit: the unconditional mnist-28/);
+      assert.ok(fetched.some((f) => f.endsWith('/model/model-any.onnx')) && !fetched.some((f) => f.endsWith('/model/model.onnx')), `fetched: ${fetched.join(', ')}`);
+    }
+    assert.match((await page.textContent('#backend'))!, /model loaded in \d+ ms \(fetch \d+, session \d+, first call \d+\)/);
+    // the form's defaults: DPM-Solver++ with 10 steps (within 5% of DDIM-50's FID-LeNet, docs/web-speed.md)
+    assert.deepEqual([await page.inputValue('#sampler'), await page.inputValue('#steps')], ['dpm++', '10']);
 
     const pipe = await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, 'model.onnx'))), { threads: 1 });
+    // "any" digit: the unconditional companion when there is one, else the conditional model with label ∅
+    const anyPipe = info.any ? await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, info.any.file))), { threads: 1 }) : pipe;
     try {
       const runs: { label: string; classLabels?: number; guidanceScale?: number }[] = [
         { label: '7', classLabels: 7, guidanceScale: 2 },
-        { label: 'any' }, // guidance is off (and disabled) for "any": the model with label ∅
+        { label: 'any' }, // guidance is off (and disabled) for "any"
       ];
       for (const r of runs) {
         await page.selectOption('#class', r.label === 'any' ? 'any' : r.label);
@@ -483,15 +502,38 @@ test('web app with a class-conditional model: a digit (or any) and a guidance sc
         assert.equal(await page.getAttribute('body', 'data-sampling'), 'done', `sampling failed: ${await page.textContent('#error')}`);
         const got = await page.evaluate(() => Array.from((globalThis as unknown as { ddpm: { lastSamples: Float32Array } }).ddpm.lastSamples));
         const { label: _, ...opts } = r;
-        const want = (await pipe.generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 7, ...opts })).samples;
+        const want = (await (r.label === 'any' ? anyPipe : pipe).generate({ n: 4, sampler: 'ddim', steps: 10, eta: 0, seed: 7, ...opts })).samples;
+        if (info.any && r.label === '7') assert.match((await page.textContent('#timings'))!, /of which \d+ ms loading the class-conditional model$/);
         t.diagnostic(`class ${r.label}: browser vs node max |diff| = ${maxAbsDiff(got, want).toExponential(2)}; ${await page.textContent('#timings')}`);
         assertClose(got, want, { atol: 1e-3 }, `class ${r.label}: browser (onnxruntime-web wasm) vs node (onnxruntime-node)`);
         await page.evaluate(() => (document.body.dataset.sampling = 'idle'));
       }
     } finally {
       await pipe.release();
+      if (anyPipe !== pipe) await anyPipe.release();
     }
     assert.deepEqual(errors, []);
+
+    // with a WebGPU adapter (headless Chromium's software one, SwiftShader, where there is no GPU) the page still
+    // picks WebGPU, and so the JSEP build
+    const gpu = await chromium.launchPersistentContext(path.join(tmp, 'gpu-profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_FLAGS.filter((f) => f !== '--disable-gpu').concat(['--enable-unsafe-webgpu']),
+    });
+    try {
+      const gpuFetched: string[] = [];
+      gpu.on('request', (r) => gpuFetched.push(new URL(r.url()).pathname));
+      const p = gpu.pages()[0] ?? (await gpu.newPage());
+      await p.goto(`${server.url}?threads=1`);
+      await p.waitForSelector('body[data-model=ready], body[data-model=error]', { timeout: LOAD_TIMEOUT });
+      const backend = (await p.textContent('#backend'))!;
+      t.diagnostic(`with an adapter: ${backend}`);
+      assert.match(backend, /^backend: webgpu · /);
+      assert.ok(gpuFetched.some((f) => f.endsWith('/ort/ort-wasm-simd-threaded.jsep.wasm')) && !gpuFetched.some((f) => f.endsWith('/ort/ort.wasm.bundle.min.mjs')), `fetched: ${gpuFetched.join(', ')}`);
+    } finally {
+      await gpu.close();
+    }
   } finally {
     await ctx?.close();
     await server?.close();

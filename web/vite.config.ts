@@ -4,11 +4,12 @@
  *
  * Two sets of files are not part of the module graph; the plugin below serves them (dev) and
  * copies them into the build:
- * - `ort/`: onnxruntime-web's ESM bundle and its WebAssembly binary, from node_modules. The worker
- *   imports the bundle at run time instead of having Vite bundle it, so that the bundle's
- *   `import.meta.url` stays its own: its pthread workers (multi-threaded wasm) start from that URL.
- * - `model/`: `model.onnx` + `model.json` from the model directory (web/.model/ by default), and the Train
- *   view's digits `mnist-train.safetensors.gz`.
+ * - `ort/`: onnxruntime-web's ESM bundles and their WebAssembly binaries, from node_modules: the JSEP build
+ *   (WebGPU and wasm) and the wasm-only build, which the sampling worker loads when there is no WebGPU (half the
+ *   size; web/src/ort-init.ts). The workers import a bundle at run time instead of having Vite bundle it, so that
+ *   the bundle's `import.meta.url` stays its own: its pthread workers (multi-threaded wasm) start from that URL.
+ * - `model/`: `model.onnx` + `model.json` from the model directory (web/.model/ by default), its unconditional
+ *   companion `model-any.onnx` when there is one, and the Train view's digits `mnist-train.safetensors.gz`.
  * Both servers send COOP/COEP so the page is cross-origin isolated (SharedArrayBuffer, i.e. wasm threads).
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,9 +21,11 @@ import { ISOLATION_HEADERS, MIME } from './scripts/serve.ts';
 const WEB = path.dirname(fileURLToPath(import.meta.url));
 const ORT_DIST = path.resolve(WEB, '..', 'node_modules', 'onnxruntime-web', 'dist');
 
-/** The onnxruntime-web files the app loads: the JSEP build (WebGPU + wasm EPs); its glue code is inside the bundle. */
-export const ORT_FILES = ['ort.bundle.min.mjs', 'ort-wasm-simd-threaded.jsep.wasm'] as const;
+/** The onnxruntime-web files the app loads: the JSEP build (WebGPU + wasm EPs) and the wasm-only build; their glue code is inside the bundles. */
+export const ORT_FILES = ['ort.bundle.min.mjs', 'ort-wasm-simd-threaded.jsep.wasm', 'ort.wasm.bundle.min.mjs', 'ort-wasm-simd-threaded.wasm'] as const;
 export const MODEL_FILES = ['model.onnx', 'model.json', 'mnist-train.safetensors.gz'] as const;
+/** Model files copied when the model directory has them. */
+export const OPTIONAL_MODEL_FILES = ['model-any.onnx'] as const;
 
 function staticFiles(modelDir: string): Plugin {
   const files = (): Map<string, string> => {
@@ -32,6 +35,7 @@ function staticFiles(modelDir: string): Plugin {
     return new Map([
       ...ORT_FILES.map((f) => [`ort/${f}`, path.join(ORT_DIST, f)] as const),
       ...MODEL_FILES.map((f) => [`model/${f}`, path.join(modelDir, f)] as const),
+      ...OPTIONAL_MODEL_FILES.filter((f) => existsSync(path.join(modelDir, f))).map((f) => [`model/${f}`, path.join(modelDir, f)] as const),
     ]);
   };
   return {

@@ -13,7 +13,7 @@ import { unetConfig } from '../../src/models/unet.ts';
 import { EditPanel, type EditDebug } from './edit.ts';
 import { ForwardPanel } from './forward.ts';
 import { drawGrid, gridLayout } from './image.ts';
-import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, ToWorker, WebModelInfo } from './protocol.ts';
+import type { BackendChoice, FromWorker, SampleRequest, SamplerKind, StartupTimes, ToWorker, WebModelInfo } from './protocol.ts';
 import { Runs, type RunMessage } from './runs.ts';
 import { TrainPanel, type TrainDebug } from './train.ts';
 
@@ -22,7 +22,13 @@ const params = new URLSearchParams(location.search);
 const url = (p: string): string => new URL(p, document.baseURI).href;
 
 /** The last finished samples (B, C, H, W) in [-1, 1] and the Edit panel's state, for tests and the devtools console. */
-const debugHandle = { lastSamples: null as Float32Array | null, lastShape: [] as number[], edit: null as EditDebug | null, train: null as TrainDebug | null };
+const debugHandle = {
+  lastSamples: null as Float32Array | null,
+  lastShape: [] as number[],
+  edit: null as EditDebug | null,
+  train: null as TrainDebug | null,
+  startup: { readyAt: null, loadMs: null, parts: null, firstClickAt: null, firstImagesAt: null } as StartupTimes,
+};
 (globalThis as { ddpm?: typeof debugHandle }).ddpm = debugHandle;
 
 function showError(msg: string): void {
@@ -120,7 +126,10 @@ function startWorker(info: WebModelInfo): void {
     if (msg.type === 'ready') {
       const iso = crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated';
       const threads = msg.backend === 'wasm' ? ` · ${msg.threads} thread${msg.threads === 1 ? '' : 's'}` : '';
-      $('backend').textContent = `backend: ${msg.backend}${threads} · ${iso}${msg.note ? ` · ${msg.note}` : ''} · model loaded in ${msg.loadMs.toFixed(0)} ms`;
+      const p = msg.parts;
+      const parts = `fetch ${p.fetchMs.toFixed(0)}, session ${p.sessionMs.toFixed(0)}, first call ${p.firstCallMs.toFixed(0)}`;
+      $('backend').textContent = `backend: ${msg.backend}${threads} · ${iso}${msg.note ? ` · ${msg.note}` : ''} · model loaded in ${msg.loadMs.toFixed(0)} ms (${parts})`;
+      Object.assign(debugHandle.startup, { readyAt: performance.now(), loadMs: msg.loadMs, parts: msg.parts });
       document.body.dataset.backend = msg.backend;
       document.body.dataset.model = 'ready';
       runs.setReady();
@@ -150,11 +159,13 @@ function startWorker(info: WebModelInfo): void {
       debugHandle.lastSamples = msg.samples;
       debugHandle.lastShape = shape;
       $('xt-caption').innerHTML = 'x<sub>0</sub> (final samples)';
+      debugHandle.startup.firstImagesAt ??= performance.now();
       const perStep = msg.stepMs / msg.steps;
       const el = $('timings');
       el.textContent =
         `model + sampler: ${perStep.toFixed(1)} ms/step (batch ${shape[0]}) · total: ${msg.totalMs.toFixed(0)} ms for ${msg.steps} steps ` +
-        `· ${((1000 * shape[0]!) / msg.totalMs).toFixed(2)} images/s`;
+        `· ${((1000 * shape[0]!) / msg.totalMs).toFixed(2)} images/s` +
+        (msg.modelLoadMs !== undefined ? ` · of which ${msg.modelLoadMs.toFixed(0)} ms loading the class-conditional model` : '');
       el.dataset.modelMsPerStep = perStep.toFixed(2);
       el.dataset.totalMs = msg.totalMs.toFixed(1);
     } else if (msg.type === 'error') {
@@ -168,6 +179,7 @@ function startWorker(info: WebModelInfo): void {
   $<HTMLFormElement>('gen-form').onsubmit = (e) => {
     e.preventDefault();
     if (!runs.idle) return;
+    debugHandle.startup.firstClickAt ??= performance.now();
     const req = readRequest(info.diffusion.schedule.T, m.numClasses);
     shape = [req.n, m.inChannels, m.imageSize, m.imageSize]; // (B, C, H, W)
     const { cols, pad } = gridLayout(req.n);
@@ -180,7 +192,8 @@ function startWorker(info: WebModelInfo): void {
   };
   form.stop.onclick = () => runId !== null && runs.cancel(runId);
 
-  send({ type: 'init', modelUrl: url('model/model.onnx'), ...ortUrls(), backend: backendChoice(), threads: threadCount() });
+  const anyModelUrl = info.any ? url(`model/${info.any.file}`) : undefined;
+  send({ type: 'init', modelUrl: url('model/model.onnx'), anyModelUrl, ...ortUrls(), wasmOnly: wasmOnlyUrls(), backend: backendChoice(), threads: threadCount() });
 
   // the Train view's "Use in Generate": its EMA weights become the model of later runs here
   trainPanel.useModel = (bytes, step) => {
@@ -190,7 +203,7 @@ function startWorker(info: WebModelInfo): void {
       (msg) => {
         if (msg.type === 'error') return showError(`could not load the trained model: ${msg.message}`);
         if (msg.type !== 'loaded') return;
-        Object.assign(info, { name: 'trained in this tab', step, source: 'the Train view', classNames: [], ...trainPanel.last });
+        Object.assign(info, { name: 'trained in this tab', step, source: 'the Train view', classNames: [], any: undefined, ...trainPanel.last });
         $('model-info').textContent = describe(info);
         $('class-controls').hidden = true;
         document.body.dataset.model = 'trained';
@@ -200,6 +213,8 @@ function startWorker(info: WebModelInfo): void {
 }
 
 const ortUrls = () => ({ ortUrl: url('ort/ort.bundle.min.mjs'), wasmUrl: url('ort/ort-wasm-simd-threaded.jsep.wasm') });
+/** onnxruntime-web's wasm-only build: what the sampling worker loads when the backend is wasm (ort-init.ts) */
+const wasmOnlyUrls = () => ({ ortUrl: url('ort/ort.wasm.bundle.min.mjs'), wasmUrl: url('ort/ort-wasm-simd-threaded.wasm') });
 const threadCount = () => Math.max(1, Number(params.get('threads')) || Math.min(4, navigator.hardwareConcurrency || 1));
 
 /** The Train view (train.ts): its own worker, started on first use; "Use in Generate" is wired once the sampling worker runs. */
@@ -214,11 +229,13 @@ function describe(info: WebModelInfo): string {
   const m = info.unet;
   const d = info.diffusion;
   const target = { epsilon: 'ε', x0: 'x₀', v: 'v' }[d.meanType];
+  const trained = (step: number | null) => (step === null ? 'training step unknown' : `trained ${step} step${step === 1 ? '' : 's'}`);
+  const a = info.any;
   return (
     `model: ${info.name} U-Net (${m.imageSize}×${m.imageSize}×${m.inChannels}, ${m.baseChannels} base channels × [${m.channelMults}]) · ` +
-    `predicts ${target} · ${d.schedule.kind} β schedule, T = ${d.schedule.T} · variance ${d.varType} · ` +
-    `${info.step === null ? 'training step unknown' : `trained ${info.step} step${info.step === 1 ? '' : 's'}`}` +
-    `${m.numClasses > 0 ? ` · class-conditional, ${m.numClasses} classes (classifier-free guidance)` : ''} (${info.source})`
+    `predicts ${target} · ${d.schedule.kind} β schedule, T = ${d.schedule.T} · variance ${d.varType} · ${trained(info.step)}` +
+    `${m.numClasses > 0 ? ` · class-conditional, ${m.numClasses} classes (classifier-free guidance)` : ''} (${info.source})` +
+    (a ? ` · any ${info.classNames.length === 10 ? 'digit' : 'class'} and Edit: the unconditional ${a.name} (${trained(a.step)}, ${a.source})` : '')
   );
 }
 
@@ -231,7 +248,8 @@ async function main(): Promise<void> {
     const unet = unetConfig(raw.unet);
     // (a model.json written before classes existed has no classNames)
     const classNames = raw.classNames?.length ? raw.classNames : Array.from({ length: unet.numClasses }, (_, i) => String(i));
-    info = { ...raw, unet, diffusion: validateDiffusionConfig(raw.diffusion), classNames };
+    const any = raw.any ? { ...raw.any, unet: unetConfig(raw.any.unet) } : undefined;
+    info = { ...raw, unet, diffusion: validateDiffusionConfig(raw.diffusion), classNames, any };
     $('model-info').textContent = describe(info);
     setupClasses(info.classNames);
   } catch (e) {

@@ -2,6 +2,11 @@
  * onnxruntime-web in a worker, as both workers (sampling: worker.ts; training: train-worker.ts) set it up: the
  * bundle imported from its own URL (so its pthread workers start), wasm threads when the page is cross-origin
  * isolated, and WebGPU when asked for (or `auto`) and an adapter exists.
+ *
+ * The backend is decided before the bundle is imported: with `wasmOnly` given and no WebGPU, the worker loads
+ * onnxruntime-web's wasm-only build (`ort.wasm.bundle.min.mjs` + `ort-wasm-simd-threaded.wasm`, 14 MB) instead of
+ * the JSEP build that WebGPU needs (28 MB, asyncify-instrumented): in headless Chromium on the 2-core machine its
+ * session was made in about half the time and its first batch-16 call in about a third (docs/web-speed.md).
  */
 import type * as Ort from 'onnxruntime-web';
 import type { BackendChoice } from './protocol.ts';
@@ -30,16 +35,18 @@ async function webgpuUsable(): Promise<string | null> {
   return adapter ? null : 'no WebGPU adapter';
 }
 
-export async function setupOrt(opts: { ortUrl: string; wasmUrl: string; backend: BackendChoice; threads: number }): Promise<OrtSetup> {
-  const ort = (await import(/* @vite-ignore */ opts.ortUrl)) as typeof Ort;
-  ort.env.wasm.wasmPaths = { wasm: opts.wasmUrl };
+/** Where one onnxruntime-web build lives: its ESM bundle and its `.wasm`. */
+export interface OrtBuild {
+  ortUrl: string;
+  wasmUrl: string;
+}
+
+/**
+ * onnxruntime-web for `opts.backend`: `opts` is the build with WebGPU (JSEP), `opts.wasmOnly` (optional) the
+ * smaller build imported instead when the backend is wasm.
+ */
+export async function setupOrt(opts: OrtBuild & { backend: BackendChoice; threads: number; wasmOnly?: OrtBuild }): Promise<OrtSetup> {
   const notes: string[] = [];
-  let threads = Math.max(1, Math.floor(opts.threads));
-  if (threads > 1 && !self.crossOriginIsolated) {
-    notes.push('not cross-origin isolated: 1 thread');
-    threads = 1;
-  }
-  ort.env.wasm.numThreads = threads;
   let backend: 'webgpu' | 'wasm' = 'wasm';
   if (opts.backend === 'wasm') notes.push('wasm requested');
   else {
@@ -47,6 +54,15 @@ export async function setupOrt(opts: { ortUrl: string; wasmUrl: string; backend:
     if (why === null) backend = 'webgpu';
     else notes.push(`WebGPU unavailable (${why})`);
   }
+  const build = backend === 'wasm' && opts.wasmOnly ? opts.wasmOnly : opts;
+  const ort = (await import(/* @vite-ignore */ build.ortUrl)) as typeof Ort;
+  ort.env.wasm.wasmPaths = { wasm: build.wasmUrl };
+  let threads = Math.max(1, Math.floor(opts.threads));
+  if (threads > 1 && !self.crossOriginIsolated) {
+    notes.push('not cross-origin isolated: 1 thread');
+    threads = 1;
+  }
+  ort.env.wasm.numThreads = threads;
   return { ort, backend, threads, notes };
 }
 

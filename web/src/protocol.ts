@@ -17,6 +17,22 @@ export interface WebModelInfo {
   source: string;
   /** a class-conditional model's class names (label i is classNames[i]); [] for an unconditional model */
   classNames: string[];
+  /**
+   * With a class-conditional model: the unconditional model that samples "any" class (and runs the Edit panel),
+   * `model/model-any.onnx`, loaded first; the conditional one loads when a class is first asked for. Absent: the
+   * conditional model's ∅ label samples "any".
+   */
+  any?: WebModelRef;
+}
+
+/** The unconditional companion of a class-conditional web model (see {@link WebModelInfo.any}). */
+export interface WebModelRef {
+  /** its file next to model.json */
+  file: string;
+  name: string;
+  unet: UNetConfig;
+  step: number | null;
+  source: string;
 }
 
 export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
@@ -69,8 +85,36 @@ export interface SdeditRequest extends EditRequest {
   strength: number;
 }
 
+/** Where the worker's start-up went, ms, in order (the first two overlap: their wall time is `fetchMs`). */
+export interface LoadParts {
+  /** onnxruntime-web's bundle imported (after the WebGPU adapter check) and the model's bytes fetched, in parallel */
+  fetchMs: number;
+  /** the onnxruntime session: the runtime's .wasm fetched and compiled (first session only), the graph optimised */
+  sessionMs: number;
+  /** the first model call (batch 1): its kernels compiled by the browser, its buffers planned */
+  firstCallMs: number;
+}
+
+/**
+ * Times since navigation (performance.now()) of the worker's ready message and of the first Generate's click and
+ * finished samples on screen, with the worker's start-up parts: what `npm run bench:web` reports as first images
+ * (the page's `globalThis.ddpm.startup`).
+ */
+export interface StartupTimes {
+  readyAt: number | null;
+  /** the ready message's loadMs: from the worker's init message to ready */
+  loadMs: number | null;
+  parts: LoadParts | null;
+  firstClickAt: number | null;
+  firstImagesAt: number | null;
+}
+
 export type ToWorker =
-  | { type: 'init'; modelUrl: string; ortUrl: string; wasmUrl: string; backend: BackendChoice; threads: number }
+  /**
+   * modelUrl: the model; anyModelUrl: its unconditional companion, loaded first (WebModelInfo.any); ortUrl/wasmUrl:
+   * onnxruntime-web with WebGPU, wasmOnly: its wasm-only build, used when the backend is wasm
+   */
+  | { type: 'init'; modelUrl: string; anyModelUrl?: string; ortUrl: string; wasmUrl: string; wasmOnly?: { ortUrl: string; wasmUrl: string }; backend: BackendChoice; threads: number }
   | ({ type: 'sample'; id: number } & SampleRequest)
   | ({ type: 'inpaint'; id: number } & InpaintRequest)
   | ({ type: 'sdedit'; id: number } & SdeditRequest)
@@ -79,13 +123,14 @@ export type ToWorker =
   | { type: 'cancel'; id: number };
 
 export type FromWorker =
-  | { type: 'ready'; backend: 'webgpu' | 'wasm'; threads: number; note: string; loadMs: number }
+  /** loadMs: from the init message to ready, in the parts of {@link LoadParts} */
+  | { type: 'ready'; backend: 'webgpu' | 'wasm'; threads: number; note: string; loadMs: number; parts: LoadParts }
   /** stepMs: the step's model call and sampler update */
   | { type: 'step'; id: number; step: number; total: number; t: number; xt: Float32Array; predX0: Float32Array; stepMs: number }
   /** inpaint / sdedit: the current x of all results after a move (for inpaint a reverse step or a resampling q step) */
   | { type: 'edit-step'; id: number; step: number; total: number; t: number; x: Float32Array; stepMs: number }
-  /** steps: model calls made; stepMs: their time with the sampler's */
-  | { type: 'done'; id: number; samples: Float32Array; totalMs: number; stepMs: number; steps: number; cancelled: boolean }
+  /** steps: model calls made; stepMs: their time with the sampler's; modelLoadMs: loading the class-conditional model first (included in totalMs) */
+  | { type: 'done'; id: number; samples: Float32Array; totalMs: number; stepMs: number; steps: number; cancelled: boolean; modelLoadMs?: number }
   /** the model of a 'load' is in use */
   | { type: 'loaded'; id: number; backend: 'webgpu' | 'wasm'; note: string; loadMs: number }
   | { type: 'error'; id: number | null; message: string };

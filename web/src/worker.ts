@@ -3,14 +3,19 @@
  * x_t and x̂_0 after every step; for the Edit panel it runs the library's inpainting (src/diffusion/inpaint.ts) and
  * SDEdit (src/diffusion/edit.ts) with the pipeline's model and sampler, as `ddpm inpaint` and `ddpm edit` do.
  * Running here keeps the page responsive while the model computes.
+ *
+ * With a class-conditional model and its unconditional companion (model.json's `any`), the companion is loaded
+ * first: it samples "any" class and runs the Edit panel; the conditional model loads when a class is first asked for.
  */
 import { sdedit } from '../../src/diffusion/edit.ts';
 import { inpaint } from '../../src/diffusion/inpaint.ts';
 import type { OrtModule } from '../../src/engine/runtime.ts';
-import { DDPMPipeline, pipelineSampler } from '../../src/pipeline/pipeline.ts';
+import { Denoiser } from '../../src/models/denoiser.ts';
+import { DDPMPipeline, checkDenoiserRuns, pipelineSampler } from '../../src/pipeline/pipeline.ts';
 import { PerExampleRng, Rng } from '../../src/rng.ts';
+import { readDenoiserFile } from '../../src/sample/onnx-file.ts';
 import { setupOrt, yieldToEvents } from './ort-init.ts';
-import type { FromWorker, InpaintRequest, SampleRequest, SdeditRequest, ToWorker } from './protocol.ts';
+import type { FromWorker, InpaintRequest, LoadParts, SampleRequest, SdeditRequest, ToWorker } from './protocol.ts';
 
 // Typed view of the worker scope (the page's tsconfig has the DOM lib, not WebWorker).
 const scope = self as unknown as {
@@ -18,37 +23,82 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
 };
 
+/** the model of "any" and of the Edit panel (the unconditional companion when there is one) */
 let pipe: DDPMPipeline | null = null;
+/** the class-conditional model when it is not `pipe`: its URL, and its pipeline once asked for */
+let cond: { url: string; pipe: Promise<DDPMPipeline> | null } | null = null;
 const running = new Map<number, AbortController>();
 
 const post = (msg: FromWorker, transfer: Transferable[] = []): void => scope.postMessage(msg, transfer);
 
 let runtime: { ort: OrtModule; backend: 'webgpu' | 'wasm'; threads: number } | null = null;
 
-/** A pipeline for ONNX `bytes` on the chosen backend, WebGPU falling back to wasm (noted). */
-async function openPipeline(bytes: Uint8Array, notes: string[]): Promise<DDPMPipeline> {
+async function fetchModel(url: string): Promise<Uint8Array> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`could not fetch ${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/**
+ * What DDPMPipeline.fromPretrained does (the configs from the file's metadata, one model call at batch 1, which
+ * makes WebGPU compile its shaders and wasm size its buffers), timed in its two parts.
+ */
+async function timedPipeline(bytes: Uint8Array, ep: 'webgpu' | 'wasm', times: Partial<LoadParts>): Promise<DDPMPipeline> {
   const rt = runtime!;
-  // the configs come from the file's metadata; the pipeline runs the model once (WebGPU compiles its shaders, wasm sizes its buffers)
-  const open = (ep: 'webgpu' | 'wasm') => DDPMPipeline.fromPretrained(bytes, { ort: rt.ort, executionProvider: ep, threads: rt.threads });
+  const meta = readDenoiserFile(bytes);
+  const t0 = performance.now();
+  const denoiser = await Denoiser.fromOnnx(rt.ort, meta.unet, bytes, { executionProvider: ep, threads: rt.threads });
+  const t1 = performance.now();
+  try {
+    await checkDenoiserRuns(denoiser);
+  } catch (e) {
+    await denoiser.release();
+    throw e;
+  }
+  times.sessionMs = t1 - t0;
+  times.firstCallMs = performance.now() - t1;
+  return new DDPMPipeline(denoiser, meta.diffusion, { step: meta.step, version: meta.version }, meta.classNames);
+}
+
+/** A pipeline for ONNX `bytes` on the chosen backend, WebGPU falling back to wasm (noted). */
+async function openPipeline(bytes: Uint8Array, notes: string[], times: Partial<LoadParts> = {}): Promise<DDPMPipeline> {
+  const rt = runtime!;
   if (rt.backend === 'webgpu') {
     try {
-      return await open('webgpu');
+      return await timedPipeline(bytes, 'webgpu', times);
     } catch (e) {
       notes.push(`WebGPU failed (${e instanceof Error ? e.message : String(e)})`);
       rt.backend = 'wasm';
     }
   }
-  return open('wasm');
+  return timedPipeline(bytes, 'wasm', times);
 }
 
 async function init(msg: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   const t0 = performance.now();
+  // the first model's bytes come while onnxruntime-web loads
+  const first = fetchModel(msg.anyModelUrl ?? msg.modelUrl);
+  first.catch(() => {}); // awaited below; a failure there is the one reported
   const { ort, threads, notes, backend } = await setupOrt(msg);
   runtime = { ort: ort as unknown as OrtModule, backend, threads };
-  const res = await fetch(msg.modelUrl);
-  if (!res.ok) throw new Error(`could not fetch ${msg.modelUrl}: HTTP ${res.status}`);
-  pipe = await openPipeline(new Uint8Array(await res.arrayBuffer()), notes);
-  post({ type: 'ready', backend: runtime.backend, threads: runtime.backend === 'wasm' ? threads : 1, note: notes.join('; '), loadMs: performance.now() - t0 });
+  const bytes = await first;
+  const parts: Partial<LoadParts> = { fetchMs: performance.now() - t0 };
+  pipe = await openPipeline(bytes, notes, parts);
+  cond = msg.anyModelUrl ? { url: msg.modelUrl, pipe: null } : null;
+  post({ type: 'ready', backend: runtime.backend, threads: runtime.backend === 'wasm' ? threads : 1, note: notes.join('; '), loadMs: performance.now() - t0, parts: parts as LoadParts });
+}
+
+/** The class-conditional model's pipeline, loaded on first use (a failed load is tried again next time). */
+function condPipeline(): Promise<DDPMPipeline> {
+  if (!cond) return Promise.resolve(pipe!);
+  const c = cond;
+  c.pipe ??= fetchModel(c.url)
+    .then((bytes) => openPipeline(bytes, []))
+    .catch((e) => {
+      c.pipe = null;
+      throw e;
+    });
+  return c.pipe;
 }
 
 /** Replace the model (the Train view's EMA weights, exported): later runs use it. */
@@ -59,6 +109,9 @@ async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
   const notes: string[] = [];
   const next = await openPipeline(msg.bytes, notes);
   await pipe?.release();
+  const condPipe = cond?.pipe;
+  cond = null;
+  await condPipe?.then((p) => p.release(), () => {});
   pipe = next;
   post({ type: 'loaded', id: msg.id, backend: runtime.backend, note: notes.join('; '), loadMs: performance.now() - t0 });
 }
@@ -67,13 +120,23 @@ async function sample(id: number, req: SampleRequest): Promise<void> {
   if (!pipe) throw new Error('the model is not loaded yet');
   const controller = new AbortController();
   running.set(id, controller);
+  const t0 = performance.now();
+  let modelLoadMs: number | undefined;
   let stepMs = 0;
-  let last = performance.now();
-  const t0 = last;
+  let last = t0;
   let samples: Float32Array = new Float32Array(0);
   let steps = 0;
   try {
-    const out = await pipe.generate({
+    let model = pipe;
+    if (req.classLabel !== null) {
+      const loading = cond !== null && cond.pipe === null;
+      model = await condPipeline();
+      if (loading) {
+        modelLoadMs = performance.now() - t0;
+        last = performance.now();
+      }
+    }
+    const out = await model.generate({
       n: req.n,
       sampler: req.sampler,
       steps: req.steps,
@@ -100,7 +163,7 @@ async function sample(id: number, req: SampleRequest): Promise<void> {
   } finally {
     running.delete(id);
   }
-  post({ type: 'done', id, samples, totalMs: performance.now() - t0, stepMs, steps, cancelled: controller.signal.aborted }, [samples.buffer]);
+  post({ type: 'done', id, samples, totalMs: performance.now() - t0, stepMs, steps, cancelled: controller.signal.aborted, modelLoadMs }, [samples.buffer]);
 }
 
 /** `x` repeated `n` times. */
