@@ -16,7 +16,7 @@ import { TARGETS } from '../scripts/fuzz/targets.ts';
 /** Inputs per target in the seeded pass: about 1-3 s of work each on a 2-core machine. */
 const CI_INPUTS: Record<string, number> = {
   safetensors: 3000, idx: 20000, png: 400, jpeg: 1000, 'image-folder': 150, config: 3000, state: 3000, onnx: 400, 'model-dir': 150,
-  'sample-onnx': 40,
+  'sample-onnx': 40, 'serve-body': 400,
 };
 const CI_SEED = 12;
 

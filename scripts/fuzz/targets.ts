@@ -23,6 +23,10 @@ import { IMAGE_CHANNELS, MAX_IMAGE_SIZE, MAX_T } from '../../src/limits.ts';
 import { initUNet, type UNetConfig } from '../../src/models/unet.ts';
 import { Rng as ModelRng } from '../../src/rng.ts';
 import { exportDenoiserFile } from '../../src/sample/onnx-export.ts';
+import { compileDenoiser } from '../../src/models/denoiser-compile.ts';
+import { ort } from '../../src/node/ort.ts';
+import { encodePng } from '../../src/io/image.ts';
+import { createServer } from '../../src/serve/server.ts';
 import { readDenoiserFile } from '../../src/sample/onnx-file.ts';
 import { CheckpointError, validateTrainState } from '../../src/train/checkpoint.ts';
 import { applyOptions, defaultTrainConfig, validateTrainConfig, type TrainConfig } from '../../src/train/config.ts';
@@ -636,7 +640,100 @@ const sampleOnnx: Target = {
   },
 };
 
-export const TARGETS: readonly Target[] = [safetensors, idx, png, jpeg, imageFolder, config, state, onnx, modelDir, sampleOnnx];
+/**
+ * `ddpm serve`'s request bodies: JSON for POST /v1/images/generations, or /v1/images/edits when the text holds
+ * "image", through the whole server in this process (Fastify's inject, no socket) on two tiny models (8x8, T = 100;
+ * one class-conditional with learned variances). Every answer must be a 200 whose images are PNGs, one per image
+ * asked for (a grid for response_format png), or a 4xx error object without a stack; a 5xx is a failure.
+ */
+const serveBody: Target = {
+  name: 'serve-body',
+  ext: 'json',
+  entry: 'POST /v1/images/generations and /v1/images/edits (src/serve/server.ts), JSON bodies',
+  async seeds() {
+    const img = Buffer.from(await encodePng({ data: Uint8Array.from({ length: 64 }, (_, i) => (i % 9) * 28), width: 8, height: 8, channels: 1 })).toString('base64');
+    const mask = Buffer.from(await encodePng({ data: Uint8Array.from({ length: 64 }, (_, i) => (i >= 32 ? 255 : 0)), width: 8, height: 8, channels: 1 })).toString('base64');
+    return {
+      'generate.json': json({ model: 'tiny', n: 2, sampler: 'ddim', steps: 4, eta: 0.5, seed: 3 }),
+      'generate-dpm.json': json({ model: 'tiny', n: 1, sampler: 'dpm++', steps: 3, seed: 7, response_format: 'png' }),
+      'generate-ddpm.json': json({ model: 'tiny', n: 1, sampler: 'ddpm', steps: 5 }),
+      'guided.json': json({ model: 'tiny-cond', n: 2, steps: 4, class: 1, guidance: 2.5 }),
+      'guided-name.json': json({ model: 'tiny-cond', n: 1, steps: 2, class: '2', guidance: 0 }),
+      'inpaint.json': json({ model: 'tiny', image: img, mask, n: 2, steps: 4, jump: 2, resample: 2, seed: 1 }),
+      'sdedit.json': json({ model: 'tiny-cond', image: `data:image/png;base64,${img}`, strength: 0.5, steps: 6, sampler: 'dpm++' }),
+    };
+  },
+  mutate: (seed, rng) => text(mutateJsonText(new TextDecoder().decode(seed), rng)),
+  async open() {
+    const plain = tinyConfig();
+    const cond = tinyConfig({ loss: 'hybrid' });
+    const models = await Promise.all(
+      [
+        { id: 'tiny', cfg: plain, unet: plain.model },
+        { id: 'tiny-cond', cfg: cond, unet: { ...cond.model, numClasses: 3 } },
+      ].map(async ({ id, cfg, unet }) => {
+        const weights = initUNet(unet, new ModelRng(0));
+        const d = await compileDenoiser(ort, unet, weights, { threads: 1 });
+        const model = { unet, diffusion: cfg.diffusion, file: id, weights };
+        return { id, model, d, run: (x: Float32Array, t: Int32Array, y: Int32Array | null, shape: readonly number[]) => (y ? d.predictClass(x, t, y, shape) : d.predict(x, t, shape)) };
+      }),
+    );
+    const server = await createServer({
+      models, tokens: null, maxBatch: 16, maxQueue: 64, maxN: 4, maxSteps: 8, maxBodyBytes: 64 * 1024, maxImagePixels: 4096,
+      rateRequests: 0, rateImages: 0, requestTimeoutSec: 4,
+    });
+    await server.app.ready();
+    return {
+      run: async (input) => {
+        const body = Buffer.from(input);
+        const url = body.includes('image') ? '/v1/images/edits' : '/v1/images/generations';
+        let res;
+        try {
+          res = await server.app.inject({ method: 'POST', url, payload: body, headers: { 'content-type': 'application/json' } });
+        } catch (e) {
+          return { kind: 'unexpected-error', error: errorName(e), message: `inject threw: ${messageOf(e)}` };
+        }
+        let answer: { data?: { b64_json?: unknown }[]; error?: { code?: unknown; message?: unknown; param?: unknown } };
+        try {
+          answer = JSON.parse(res.body) as typeof answer;
+        } catch {
+          return { kind: 'unexpected-error', error: `HTTP ${res.statusCode}`, message: `not JSON: ${res.body.slice(0, 200)}` };
+        }
+        if (res.statusCode >= 400 && res.statusCode < 500) {
+          const e = answer.error;
+          if (!e || typeof e.code !== 'string' || typeof e.message !== 'string' || !(e.param === null || typeof e.param === 'string')) {
+            return { kind: 'unexpected-error', error: `HTTP ${res.statusCode}`, message: `not an error object: ${res.body.slice(0, 200)}` };
+          }
+          if (/\n\s+at |\.ts:\d+/.test(e.message) || ENGINE_MESSAGE.test(e.message)) return { kind: 'unexpected-error', error: `HTTP ${res.statusCode}`, message: e.message.slice(0, 300) };
+          return { kind: 'rejected', error: `HTTP ${res.statusCode}` };
+        }
+        if (res.statusCode !== 200) return { kind: 'unexpected-error', error: `HTTP ${res.statusCode}`, message: res.body.slice(0, 300) };
+        // the images: PNGs, as many as asked for (n, default 64 / 1, or one grid)
+        let asked: { n?: unknown; response_format?: unknown } = {};
+        try {
+          asked = JSON.parse(body.toString().replace(/^\uFEFF/, '')) as typeof asked; // a BOM, as Fastify's parser allows
+        } catch {
+          /* the server parsed it: it is JSON */
+        }
+        const want = asked.response_format === 'png' ? 1 : typeof asked.n === 'number' ? asked.n : url.endsWith('edits') ? 1 : 64;
+        const data = answer.data ?? [];
+        if (data.length !== want) return { kind: 'accepted-invalid', error: 'none', message: `${data.length} images for ${want}` };
+        for (const d of data) {
+          if (typeof d.b64_json !== 'string' || !Buffer.from(d.b64_json, 'base64').subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) {
+            return { kind: 'accepted-invalid', error: 'none', message: 'an image that is not a PNG' };
+          }
+        }
+        return { kind: 'accepted' };
+      },
+      close: async () => {
+        await server.app.close();
+        for (const m of models) await m.d.release();
+      },
+    };
+  },
+};
+
+export const TARGETS: readonly Target[] = [safetensors, idx, png, jpeg, imageFolder, config, state, onnx, modelDir, sampleOnnx, serveBody];
 
 /**
  * Not a reader: a target that fails on purpose, as its input says (ok, reject, type, crash, exit, hang, rss),

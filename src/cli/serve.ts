@@ -1,11 +1,12 @@
 /** `ddpm serve`: the models over HTTP, every request batched into shared model calls; the service is src/serve/. */
 import { isIP } from 'node:net';
 import { Command, Option } from 'commander';
-import type { ExecutionProvider } from '../engine/runtime.ts';
 import { MAX_BATCH_SIZE, MAX_DECODE_PIXELS, MAX_SAMPLES, MAX_T } from '../limits.ts';
 import { ensureExecutionProvider } from '../node/ort.ts';
-import { SHIPPED_MODEL_NAMES, describeModel, loadModel, openDenoiser, packageVersion } from '../pipeline/load.ts';
+import { conciseOrtMessage } from '../engine/runtime.ts';
+import { SHIPPED_MODEL_NAMES, describeModel, loadModel, packageVersion } from '../pipeline/load.ts';
 import { readTokens, type TokenSet } from '../serve/auth.ts';
+import { ModelThread } from '../serve/model-thread.ts';
 import { createServer, type ServedModel } from '../serve/server.ts';
 import { UserError, addExamples, addRuntimeOptions, checkModelFits, parseFloatArg, parseIntArg } from './common.ts';
 
@@ -100,18 +101,28 @@ async function runServe(opts: ServeOptions): Promise<void> {
   const specs = modelSpecs(opts.model);
   await ensureExecutionProvider(opts.ep);
 
-  // 2. the models, each read, checked and opened once
+  // 2. the models, each read, checked and opened once, each on a thread of its own
   const served: ServedModel[] = [];
+  const threads: ModelThread[] = [];
+  const releaseAll = async () => {
+    for (const t of threads.splice(0)) await t.release();
+  };
   try {
     for (const { id, path } of specs) {
       const model = await loadModel(path, { label: `--model ${id}` });
       checkModelFits(model.unet, 'sample', (model.unet.numClasses > 0 ? 2 : 1) * opts.maxBatch, model.file);
-      const denoiser = await openDenoiser(model, { threads: opts.threads, ep: opts.ep as ExecutionProvider | undefined });
-      served.push({ id, model, denoiser });
+      let thread: ModelThread;
+      try {
+        thread = await ModelThread.start(model, { threads: opts.threads, ep: opts.ep });
+      } catch (e) {
+        throw new UserError(`${model.file}: onnxruntime cannot run this model: ${conciseOrtMessage((e as Error).message)}`);
+      }
+      threads.push(thread);
+      served.push({ id, model, run: thread.run });
       process.stderr.write(`model ${id}: ${model.file} (${describeModel(model)})\n`);
     }
   } catch (e) {
-    for (const m of served) await m.denoiser.release();
+    await releaseAll();
     throw e;
   }
 
@@ -134,7 +145,7 @@ async function runServe(opts: ServeOptions): Promise<void> {
   try {
     await server.app.listen({ host: opts.host, port: opts.port });
   } catch (e) {
-    for (const m of served) await m.denoiser.release();
+    await releaseAll();
     const err = e as NodeJS.ErrnoException;
     throw new UserError(`cannot listen on ${opts.host}:${opts.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.code === 'EACCES' ? 'permission denied' : err.message}`);
   }
@@ -154,7 +165,7 @@ async function runServe(opts: ServeOptions): Promise<void> {
         .drain(opts.drainSeconds)
         .catch((e: unknown) => process.stderr.write(`warning: while draining: ${(e as Error).message}\n`))
         .then(async () => {
-          for (const m of served) await m.denoiser.release();
+          await releaseAll();
           process.off('SIGTERM', stop);
           process.off('SIGINT', stop);
           process.stderr.write('stopped\n');

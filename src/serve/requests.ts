@@ -4,7 +4,6 @@
  * draw them), and one sampling process per image (sampleSteps, inpaintSteps, sdeditSteps). So image i of a request
  * is image i of the command with the same arguments. Every problem is an ApiError naming the field.
  */
-import type { DiffusionModel } from '../diffusion/batch.ts';
 import { DEFAULT_GUIDANCE_SCALE } from '../diffusion/guidance.ts';
 import { inpaintSteps, repaintSchedule } from '../diffusion/inpaint.ts';
 import { sdeditStartStep, sdeditSteps } from '../diffusion/edit.ts';
@@ -70,9 +69,13 @@ function samplerFor(model: LoadedModel, body: SamplerFields, limits: RequestLimi
   if (body.eta !== undefined && kind !== 'ddim') throw new ApiError(422, 'invalid_value', `eta applies to sampler ddim only, not ${kind}`, 'eta');
   if (body.steps !== undefined && body.steps > T) throw new ApiError(422, 'invalid_value', `steps must be in [2, ${T}] for this model (T = ${T}), got ${body.steps}`, 'steps');
   const make = () => pipelineSampler(model.diffusion, { sampler: kind, steps: body.steps, eta: body.eta });
+  // samplers without state (DDPM, DDIM) are shared by every request that asks for the same one
+  const cache = samplerCache.get(model) ?? new Map<string, Sampler>();
+  samplerCache.set(model, cache);
+  const key = `${kind} ${body.steps} ${body.eta}`;
   let sampler: Sampler;
   try {
-    sampler = make();
+    sampler = cache.get(key) ?? make();
   } catch (e) {
     const msg = apiWords((e as Error).message);
     throw new ApiError(422, 'invalid_value', msg, /^eta/.test(msg) ? 'eta' : 'steps', { cause: e });
@@ -82,7 +85,17 @@ function samplerFor(model: LoadedModel, body: SamplerFields, limits: RequestLimi
     throw new ApiError(422, 'over_limit', `${steps} steps is over this server's limit of ${limits.maxSteps} model calls per image${body.steps === undefined ? ` (the default for ${kind}; ask for fewer steps)` : ''}`, 'steps');
   }
   // DPM-Solver++ keeps the previous step's x̂_0: a sampler of its own for every image; the others hold no state
-  return sampler.reset ? make : () => sampler;
+  if (sampler.reset) return make;
+  if (cache.size >= 256) cache.clear();
+  cache.set(key, sampler);
+  return () => sampler;
+}
+
+const samplerCache = new WeakMap<LoadedModel, Map<string, Sampler>>();
+
+/** The images a request asks for (its n, or the command's default), before anything else is read. */
+export function requestedImages(body: SamplerFields, kind: 'generation' | 'edit', limits: RequestLimits): number {
+  return checkN(body.n ?? (kind === 'generation' ? 64 : 1), limits);
 }
 
 function checkN(n: number, limits: RequestLimits): number {
@@ -208,12 +221,4 @@ export async function editPlan(model: LoadedModel, body: EditBody, limits: Reque
       : sdeditSteps(sampler(), x0, root.fold(i), { strength: body.strength ?? 0.6 }),
   }));
   return { kind: inpainting ? 'inpaint' : 'sdedit', n, seed, steps: calls, tasks };
-}
-
-/** The model a batcher calls, from a denoiser: labels for a class-conditional model, none for an unconditional one. */
-export function batchModel(d: {
-  predict: DiffusionModel;
-  predictClass: (x: Float32Array, t: Int32Array, y: Int32Array, shape: readonly number[]) => Promise<Float32Array>;
-}): (x: Float32Array, t: Int32Array, y: Int32Array | null, shape: readonly number[]) => Promise<Float32Array> {
-  return async (x, t, y, shape) => (y ? d.predictClass(x, t, y, shape) : d.predict(x, t, shape));
 }

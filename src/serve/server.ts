@@ -19,21 +19,20 @@ import swagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { encodePng, makeGrid } from '../io/image.ts';
 import { resultImage } from '../io/model-image.ts';
-import type { Denoiser } from '../models/denoiser.ts';
 import type { LoadedModel } from '../pipeline/load.ts';
 import type { TokenSet } from './auth.ts';
 import { RateLimiter } from './auth.ts';
-import { Cancelled, ContinuousBatcher } from './batcher.ts';
+import { Cancelled, ContinuousBatcher, type BatchModel } from './batcher.ts';
 import { ApiError } from './errors.ts';
 import { serveMetrics, type ServeMetrics } from './metrics.ts';
-import { batchModel, editPlan, generationPlan, type EditBody, type GenerationBody, type Plan, type RequestLimits } from './requests.ts';
+import { editPlan, generationPlan, requestedImages, type EditBody, type GenerationBody, type Plan, type RequestLimits } from './requests.ts';
 import { editBodySchema, generationBodySchema, imagesResponse, modelsResponse, noQuery } from './schemas.ts';
 
-/** A model to serve: its name in requests, its configs and its open session. */
+/** A model to serve: its name in requests, its configs and its model calls (model-thread.ts runs them off the event loop). */
 export interface ServedModel {
   readonly id: string;
   readonly model: LoadedModel;
-  readonly denoiser: Denoiser;
+  readonly run: BatchModel;
 }
 
 /** The server's settings (`ddpm serve`'s flags); see the command's --help for each. */
@@ -152,7 +151,7 @@ export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
     batchers.set(
       m.id,
       new ContinuousBatcher({
-        model: batchModel(m.denoiser),
+        model: m.run,
         imageShape: [c, s, s],
         outChannels,
         numClasses,
@@ -254,20 +253,34 @@ export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
     return models.get(dflt) ?? (wantsClass ? all.find((m) => m.model.unet.numClasses > 0) : undefined) ?? all[0]!;
   };
 
-  /** Admit a plan (images a minute, queue), run it in its model's batcher, answer with its images. */
-  const run = async (req: FastifyRequest, reply: FastifyReply, served: ServedModel, plan: Plan, format: 'b64_json' | 'png' | undefined) => {
-    Object.assign(req.ddpm, { kind: plan.kind, n: plan.n, steps: plan.steps });
-    // 1. this client's images a minute, then the queue: both refuse at once
+  /** Images accepted and not done, over all models. */
+  const pendingImages = () => {
+    let pending = 0;
+    for (const b of batchers.values()) pending += b.pending;
+    return pending;
+  };
+  const queueFull = (n: number) => {
+    const pending = pendingImages();
+    if (pending + n > opts.maxQueue) {
+      throw new ApiError(429, 'queue_full', `the server has ${pending} images to make (at most ${opts.maxQueue}); retry later`, null, { retryAfter: 1 });
+    }
+  };
+
+  /**
+   * Admit a request of `n` images (the queue first, before any work, so that an overloaded server refuses at once;
+   * then its plan; then this client's images a minute), run it in its model's batcher, answer with its images.
+   */
+  const run = async (req: FastifyRequest, reply: FastifyReply, served: ServedModel, n: number, makePlan: () => Plan | Promise<Plan>, format: 'b64_json' | 'png' | undefined) => {
+    Object.assign(req.ddpm, { n });
+    queueFull(n);
+    const plan = await makePlan();
+    Object.assign(req.ddpm, { kind: plan.kind, steps: plan.steps });
     const wait = imageLimiter.take(req.ddpm.client, plan.n);
     if (wait > 0) {
       const msg = wait === Infinity ? `n ${plan.n} is over the ${opts.rateImages} images a minute allowed` : `over ${opts.rateImages} images a minute`;
       throw new ApiError(429, 'rate_limited', msg, 'n', { retryAfter: wait === Infinity ? 60 : wait });
     }
-    let pending = 0;
-    for (const b of batchers.values()) pending += b.pending;
-    if (pending + plan.n > opts.maxQueue) {
-      throw new ApiError(429, 'queue_full', `the server has ${pending} images to make (at most ${opts.maxQueue}); retry later`, null, { retryAfter: 1 });
-    }
+    queueFull(plan.n); // again: an edit's images were decoded meanwhile
     // 2. the images, in model calls shared with every other request; a client gone or the time limit stops them
     //    (request.signal would not do: it aborts once Node has read the body, as IncomingMessage then closes)
     const ticket = batchers.get(served.id)!.submit(plan.tasks);
@@ -327,7 +340,7 @@ export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
       const body = req.body as GenerationBody;
       const served = modelFor(body.model, body.class !== undefined);
       req.ddpm.model = served.id;
-      return run(req, reply, served, generationPlan(served.model, body, limits), body.response_format);
+      return run(req, reply, served, requestedImages(body, 'generation', limits), () => generationPlan(served.model, body, limits), body.response_format);
     },
   );
   app.post(
@@ -340,7 +353,7 @@ export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
       const body = req.body as EditBody;
       const served = modelFor(body.model, false);
       req.ddpm.model = served.id;
-      return run(req, reply, served, await editPlan(served.model, body, limits), body.response_format);
+      return run(req, reply, served, requestedImages(body, 'edit', limits), () => editPlan(served.model, body, limits), body.response_format);
     },
   );
   app.get('/metrics', { schema: { querystring: noQuery, description: 'Prometheus text' } }, async (_req, reply) => {
