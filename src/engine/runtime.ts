@@ -32,6 +32,12 @@ export interface RuntimeOptions {
   logLevel?: LogLevel;
   /** Outputs to leave on the device (onnxruntime-web's WebGPU: 'gpu-buffer'); read them with the session, not `run`. */
   outputLocation?: Record<string, 'cpu' | 'gpu-buffer'>;
+  /**
+   * Whether onnxruntime's intra-op threads spin while they wait for work (default: onnxruntime's, on). Off they
+   * sleep, which costs a little per op but leaves the cores to other threads between ops (a server's event loop).
+   * Results are the same either way.
+   */
+  spinning?: boolean;
 }
 
 export type LogLevel = 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
@@ -95,6 +101,7 @@ export class CompiledFunction {
         ...(opts.memPattern !== undefined ? { enableMemPattern: opts.memPattern } : {}),
         ...(opts.logLevel ? { logSeverityLevel: LOG_SEVERITY[opts.logLevel] } : {}),
         ...(opts.outputLocation ? { preferredOutputLocation: opts.outputLocation } : {}),
+        ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       });
     } catch (e) {
       const msg = conciseOrtMessage(e instanceof Error ? e.message : String(e));

@@ -9,7 +9,7 @@ import type { ContinuousBatcher } from './batcher.ts';
 export interface ServeMetrics {
   readonly registry: Registry;
   readonly requests: Counter<'route' | 'method' | 'status'>;
-  readonly latency: Histogram<'route'>;
+  readonly latency: Histogram<'route' | 'status'>;
   readonly modelCalls: Counter<'model'>;
   readonly batchSize: Histogram<'model'>;
   readonly callSeconds: Histogram<'model'>;
@@ -32,8 +32,8 @@ export function serveMetrics(batchers: ReadonlyMap<string, ContinuousBatcher>): 
     requests: new Counter({ name: 'ddpm_http_requests_total', help: 'HTTP requests answered, by route and status', labelNames: ['route', 'method', 'status'], registers }),
     latency: new Histogram({
       name: 'ddpm_http_request_duration_seconds',
-      help: 'Time from a request to its answer',
-      labelNames: ['route'],
+      help: 'Time from a request to its answer (from when the server reads it), by route and status',
+      labelNames: ['route', 'status'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
       registers,
     }),

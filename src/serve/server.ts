@@ -222,8 +222,9 @@ export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
   });
   app.addHook('onResponse', async (req, reply) => {
     const route = req.routeOptions.url ?? 'unmatched';
-    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
-    metrics.latency.observe({ route }, reply.elapsedTime / 1000);
+    const status = String(reply.statusCode);
+    metrics.requests.inc({ route, method: req.method, status });
+    metrics.latency.observe({ route, status }, reply.elapsedTime / 1000);
     const { token, model, kind, n, steps } = req.ddpm ?? {};
     req.log.info({ method: req.method, route, token, model, kind, n, steps, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
