@@ -483,8 +483,8 @@ test('web app with a class-conditional model: a digit (or any) and a guidance sc
       assert.ok(fetched.some((f) => f.endsWith('/model/model-any.onnx')) && !fetched.some((f) => f.endsWith('/model/model.onnx')), `fetched: ${fetched.join(', ')}`);
     }
     assert.match((await page.textContent('#backend'))!, /model loaded in \d+ ms \(fetch \d+, session \d+, first call \d+\)/);
-    // the form's defaults: DPM-Solver++ with 10 steps (within 5% of DDIM-50's FID-LeNet, docs/web-speed.md)
-    assert.deepEqual([await page.inputValue('#sampler'), await page.inputValue('#steps')], ['dpm++', '10']);
+    // the form's defaults: DPM-Solver++ with 9 steps (within 5% of DDIM-50's FID-LeNet, docs/web-speed.md)
+    assert.deepEqual([await page.inputValue('#sampler'), await page.inputValue('#steps')], ['dpm++', '9']);
 
     const pipe = await DDPMPipeline.fromPretrained(new Uint8Array(await readFile(path.join(model, 'model.onnx'))), { threads: 1 });
     // "any" digit: the unconditional companion when there is one, else the conditional model with label ∅

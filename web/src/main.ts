@@ -107,8 +107,8 @@ function readRequest(T: number, numClasses: number): SampleRequest {
   return req;
 }
 
-function startWorker(info: WebModelInfo): void {
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
+/** Wire the sampling `worker` (started before model.json came, so its script loads meanwhile) to the page and send it init. */
+function startWorker(info: WebModelInfo, worker: Worker): void {
   const send = (msg: ToWorker) => worker.postMessage(msg);
   const runs = new Runs(send);
   const m = info.unet;
@@ -240,6 +240,7 @@ function describe(info: WebModelInfo): string {
 }
 
 async function main(): Promise<void> {
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' });
   let info: WebModelInfo | null = null;
   try {
     const res = await fetch(url('model/model.json'));
@@ -257,6 +258,8 @@ async function main(): Promise<void> {
     $('backend').textContent = 'backend: –';
     showError(`could not load model/model.json: ${e instanceof Error ? e.message : String(e)}`);
   }
+  if (info) startWorker(info, worker);
+  else worker.terminate();
   new ForwardPanel(info?.diffusion.schedule ?? null);
   const train = new TrainPanel({
     ...ortUrls(),
@@ -271,7 +274,6 @@ async function main(): Promise<void> {
     },
   });
   debugHandle.train = train.debug;
-  if (info) startWorker(info);
 }
 
 main();
