@@ -198,5 +198,5 @@ test('depth is bounded, with an error that names the flag; a bad bound is refuse
   await assert.rejects(walk(root, { maxDepth: 4 }), /l0\/l1\/l2\/l3\/l4 is 5 folders deep, past the limit of 4 \(--folder-max-depth raises it; library: maxDepth\)$/);
   const r = await runCli(['train', '--data', root, '--folder-max-depth', '0', ...fast]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^error: --folder-max-depth: expected a positive integer, got '0'$/m);
+  assert.match(r.stderr, /^error: option '--folder-max-depth <n>' argument '0' is invalid\. --folder-max-depth must be an integer in \[1, [\d]+\], got '0'$/m);
 });
