@@ -8,7 +8,7 @@
  * jitter), none may hang (no answer within the time limit + 60 s), RSS must stay under 1 GB. With --replicas R, R servers run and the
  * clients spread their requests round robin over them, as an HTTP load balancer would.
  *
- *   npm run bench:serve [-- --seconds 15 --concurrency 1,8,32,128 --overload 512 --max-queue 64 --replicas 1 --threads 2 --json out.json]
+ *   npm run bench:serve [-- --seconds 15 --concurrency 1,8,32,128 --overload 512 --max-queue 128 --replicas 1 --threads 2 --json out.json]
  *
  * Prints a Markdown table and, last, one JSON line.
  */
@@ -30,7 +30,7 @@ const overload = Number(flag('overload', '512'));
 const replicas = Number(flag('replicas', '1'));
 const steps = Number(flag('steps', '20'));
 const threads = flag('threads', String(Math.max(1, Math.floor(os.availableParallelism() / replicas))));
-const maxQueue = flag('max-queue', '64');
+const maxQueue = flag('max-queue', '128');
 const requestTimeout = Number(flag('request-timeout', '120'));
 const jsonOut = flag('json', '');
 

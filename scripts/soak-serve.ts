@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   const s = await startServer(['--tokens', path.join(dir, 'tokens.txt'), '--max-queue', '64', '--max-n', '4', '--max-steps', '200', '--max-body-mb', '1', '--threads', String(Math.max(1, os.availableParallelism()))]);
   const root = new Rng(seed);
   const end = performance.now() + minutes * 60_000;
-  const samples: { t: number; rss: number; handles: number }[] = [];
+  const samples: { t: number; rss: number; heap: number; handles: number }[] = [];
   const atRest = async () => {
     s.agent.destroy(); // our keep-alive sockets are the server's handles too
     await new Promise((r) => setTimeout(r, 1000));
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     };
     const sampler = setInterval(() => {
       void scrape(s)
-        .then((m) => samples.push({ t: performance.now(), rss: total(m, 'process_resident_memory_bytes'), handles: total(m, 'nodejs_active_handles_total') }))
+        .then((m) => samples.push({ t: performance.now(), rss: total(m, 'process_resident_memory_bytes'), heap: total(m, 'nodejs_heap_size_used_bytes'), handles: total(m, 'nodejs_active_handles_total') }))
         .catch(() => {});
     }, 5000);
     await Promise.all([
@@ -173,6 +173,7 @@ async function main(): Promise<void> {
       served5xx: fivexx,
       failures,
       rssMb: { atRestStart: rest0.rss / 2 ** 20, middleThird: rssMid / 2 ** 20, lastThird: rssEnd / 2 ** 20, peak: Math.max(...samples.map((x) => x.rss)) / 2 ** 20, atRestEnd: rest1.rss / 2 ** 20 },
+      heapUsedMb: { middleThird: med(samples.slice(third, 2 * third).map((x) => x.heap)) / 2 ** 20, lastThird: med(samples.slice(2 * third).map((x) => x.heap)) / 2 ** 20 },
       handlesAtRest: { start: rest0.handles, end: rest1.handles },
       pendingAtEnd: rest1.pending,
       exitCode: exit,

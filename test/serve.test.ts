@@ -357,6 +357,8 @@ test('server B: a full queue is 429 at once, the time limit is 503, SIGTERM drai
 
 test('access: without --tokens only loopback; a bad --model or token file is one line', async () => {
   assertUserError(await runCli(['serve', '--host', '0.0.0.0', '--port', '0']), /--host 0\.0\.0\.0 is not a loopback address: give --tokens FILE/);
+  const insecure = await runCli(['serve', '--host', '0.0.0.0', '--insecure-no-auth', '--model', 'x=/nonexistent/model']);
+  assert.match(insecure.stderr, /^warning: serving on 0\.0\.0\.0 without authentication \(--insecure-no-auth\)/m);
   await writeFile(path.join(dir, 'short.txt'), 'abc\n');
   assertUserError(await runCli(['serve', '--tokens', path.join(dir, 'short.txt')]), /short\.txt:1: a token must have at least 16 characters/);
   assertUserError(await runCli(['serve', '--model', 'x=/nonexistent/model']), /--model x: no such file or directory/);

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
+import sharp from 'sharp';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { encodePng, makeGrid } from '../io/image.ts';
 import { resultImage } from '../io/model-image.ts';
@@ -143,6 +144,9 @@ async function imagesData(plan: Plan, images: Float32Array[], shape: readonly [n
 
 export async function createServer(opts: ServeOptions): Promise<DdpmServer> {
   if (opts.models.length === 0) throw new Error('no model to serve');
+  // libvips keeps recent operations (their images too) in a cache of up to 50 MB: a server holds no user's image
+  // past its request
+  sharp.cache(false);
   const models = new Map(opts.models.map((m) => [m.id, m]));
   const batchers = new Map<string, ContinuousBatcher>();
   const metricsRef: { m?: ServeMetrics } = {};
