@@ -27,6 +27,7 @@
  *   npm run bench:web -- [--loads 5] [--rounds 3] [--threads 2] [--train-steps 30] [--skip-first-images]
  *                        [--skip-sampling] [--skip-training] [--profile]
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,6 +69,16 @@ const WARMUP = 3;
 const TIMEOUT = 600_000;
 const log = (s: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
 const round = (x: number, d = 4) => Number(x.toPrecision(d));
+/** The checkout's commit (with `+` when the working tree differs), or null outside a git checkout. */
+function commit(): string | null {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'web', 'src', 'bench'], { encoding: 'utf8' }).trim() !== '';
+    return head + (dirty ? '+' : '');
+  } catch {
+    return null;
+  }
+}
 
 async function pageSample(page: Page): Promise<number> {
   await page.evaluate(() => (document.body.dataset.sampling = 'idle'));
@@ -151,7 +162,7 @@ async function main(): Promise<void> {
     await buildApp(model, path.join(tmp, 'dist'));
     return openApp(path.join(tmp, 'dist'), path.join(tmp, 'profile'));
   })();
-  const result: Record<string, unknown> = { date: new Date().toISOString(), threads: THREADS, rounds: ROUNDS, chromium: ctx.browser()?.version() ?? null, model: def };
+  const result: Record<string, unknown> = { date: new Date().toISOString(), commit: commit(), threads: THREADS, rounds: ROUNDS, chromium: ctx.browser()?.version() ?? null, model: { source: path.relative(process.cwd(), def.source), any: def.any && path.relative(process.cwd(), def.any) } };
   try {
     if (!args['skip-first-images']) {
       // Node's time for the same samples, from models/mnist-28 ("any" digit): the load's yardstick in each round
